@@ -1,0 +1,120 @@
+//! `/api/*` handlers for health, dashboard, targets, runs and logs: parse, call the
+//! service, return its JSON.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde_json::Value;
+
+use super::error::AppError;
+use super::extract::{ApiBody, AppState};
+use crate::service::{Caller, ServiceError};
+
+type ApiResult = Result<Json<Value>, AppError>;
+
+/// Target ids in paths: anything but a positive integer names no target.
+pub struct TargetId(pub i64);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TargetId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| AppError(ServiceError::BadRequest(e.to_string())))?;
+        let raw = params.get("id").map(String::as_str).unwrap_or("");
+        raw.parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(TargetId)
+            .ok_or_else(|| AppError(ServiceError::NotFound(format!("no target with id {raw}"))))
+    }
+}
+
+pub async fn health(State(core): State<AppState>) -> Json<Value> {
+    Json(core.health())
+}
+
+pub async fn dashboard(State(core): State<AppState>, caller: Caller) -> ApiResult {
+    Ok(Json(core.dashboard(&caller).await?))
+}
+
+pub async fn list_targets(State(core): State<AppState>, caller: Caller) -> ApiResult {
+    Ok(Json(core.list_targets(&caller).await?))
+}
+
+pub async fn create_target(
+    State(core): State<AppState>,
+    caller: Caller,
+    ApiBody(body): ApiBody,
+) -> ApiResult {
+    Ok(Json(core.create_target(&caller, &body).await?))
+}
+
+pub async fn get_target(
+    State(core): State<AppState>,
+    caller: Caller,
+    TargetId(id): TargetId,
+) -> ApiResult {
+    Ok(Json(core.get_target(&caller, id).await?))
+}
+
+pub async fn update_target(
+    State(core): State<AppState>,
+    caller: Caller,
+    TargetId(id): TargetId,
+    ApiBody(body): ApiBody,
+) -> ApiResult {
+    Ok(Json(core.update_target(&caller, id, &body).await?))
+}
+
+pub async fn delete_target(
+    State(core): State<AppState>,
+    caller: Caller,
+    TargetId(id): TargetId,
+) -> ApiResult {
+    Ok(Json(core.delete_target(&caller, id).await?))
+}
+
+pub async fn reorder_targets(
+    State(core): State<AppState>,
+    caller: Caller,
+    ApiBody(body): ApiBody,
+) -> ApiResult {
+    Ok(Json(core.reorder_targets(&caller, &body).await?))
+}
+
+pub async fn reveal_key(
+    State(core): State<AppState>,
+    caller: Caller,
+    TargetId(id): TargetId,
+) -> ApiResult {
+    Ok(Json(core.reveal_key(&caller, id).await?))
+}
+
+pub async fn list_runs(
+    State(core): State<AppState>,
+    caller: Caller,
+    TargetId(id): TargetId,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let limit = q.get("limit").map(String::as_str);
+    Ok(Json(core.list_runs(&caller, id, limit).await?))
+}
+
+pub async fn run_logs(
+    State(core): State<AppState>,
+    caller: Caller,
+    TargetId(id): TargetId,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let get = |k: &str| q.get(k).map(String::as_str);
+    Ok(Json(
+        core.run_logs(&caller, id, get("scope"), get("run_id"), get("limit"))
+            .await?,
+    ))
+}

@@ -1,0 +1,165 @@
+//! Request extractors: the authenticated caller (with the Origin check for cookie
+//! writes) and the JSON body, both failing with the API's JSON errors.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::client::client_ip;
+use super::error::{AppError, detail};
+use crate::service::auth::{Credentials, SESSION_COOKIE};
+use crate::service::{Caller, Core, ServiceError};
+
+pub type AppState = Arc<Core>;
+
+/// The request body limit of the JSON API.
+pub const API_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn query_token(parts: &Parts) -> Option<&str> {
+    parts
+        .uri
+        .query()?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "token")
+        .map(|(_, v)| v)
+}
+
+/// The client address of a request, honouring trusted proxies.
+pub fn request_client(parts: &Parts, core: &Core) -> std::net::IpAddr {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let xff = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    client_ip(peer, xff, &core.config.trusted_proxies)
+}
+
+/// Whether the request reached us over HTTPS (told by a trusted proxy).
+pub fn is_https(parts: &Parts, core: &Core) -> bool {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical());
+    let trusted = peer.is_some_and(|p| core.config.trusted_proxies.iter().any(|n| n.contains(&p)));
+    trusted
+        && parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+/// A cookie-authenticated write must come from our own pages: its `Origin` must name
+/// the host the request was sent to.
+fn origin_matches(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    match url::Url::parse(origin) {
+        Ok(u) => {
+            let authority = match (u.host_str(), u.port()) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (Some(h), None) => h.to_string(),
+                _ => return false,
+            };
+            authority.eq_ignore_ascii_case(host)
+        }
+        Err(_) => false,
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        core: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let client = request_client(parts, core);
+        let token = bearer(&parts.headers).or_else(|| {
+            // EventSource cannot send headers, so the SSE route also takes ?token=.
+            (parts.uri.path() == "/api/events")
+                .then(|| query_token(parts))
+                .flatten()
+        });
+        let creds = Credentials {
+            token,
+            session: cookie(&parts.headers, SESSION_COOKIE),
+        };
+        let caller = core.authenticate(creds, client)?;
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if caller.via_cookie && !safe && !origin_matches(&parts.headers) {
+            return Err(AppError(ServiceError::Forbidden(
+                "cross-site request refused: a request made with the admin cookie must carry an Origin header of this host"
+                    .into(),
+            )));
+        }
+        Ok(caller)
+    }
+}
+
+/// A request body of at most [`API_BODY_LIMIT`] bytes. It is parsed by the service
+/// after the permission check, so a caller who may not write learns nothing from
+/// validation errors.
+pub struct ApiBody(pub Bytes);
+
+pub struct BodyRejection(Response);
+
+impl IntoResponse for BodyRejection {
+    fn into_response(self) -> Response {
+        self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for ApiBody {
+    type Rejection = BodyRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(ApiBody)
+            .map_err(|e| {
+                BodyRejection(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    detail(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "request body is larger than {} MiB",
+                            API_BODY_LIMIT / 1024 / 1024
+                        ),
+                    )
+                } else {
+                    detail(e.status(), format!("cannot read the request body: {e}"))
+                })
+            })
+    }
+}

@@ -1,0 +1,114 @@
+//! The operations users ask for, each once, with validation and permissions. HTTP
+//! handlers and (later) RPC handlers are thin adapters over [`Core`].
+
+pub mod admin;
+pub mod auth;
+pub mod limiter;
+pub mod settings;
+pub mod targets;
+pub mod validate;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+
+pub use auth::{Caller, Role};
+pub use settings::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after: Duration,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ServiceError::Conflict(m),
+            StoreError::NotFound => ServiceError::NotFound("not found".into()),
+            StoreError::UnknownTarget(id) => {
+                ServiceError::NotFound(format!("no target with id {id}"))
+            }
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ServiceError::Internal(other.to_string())
+            }
+        }
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// Everything the operations share. One per daemon.
+pub struct Core {
+    pub config: Config,
+    pub store: Store,
+    pub settings: RwLock<Arc<Settings>>,
+    pub sessions: auth::Sessions,
+    pub token_failures: Mutex<limiter::FailureWindow>,
+    pub login_backoff: Mutex<limiter::Backoff>,
+    /// Serialises settings changes so two panels cannot interleave.
+    pub settings_write: tokio::sync::Mutex<()>,
+    /// Targets with a run in flight; the scheduler keeps it.
+    pub running: Mutex<HashSet<i64>>,
+    pub started: Instant,
+    pub started_at: f64,
+}
+
+impl Core {
+    pub fn new(config: Config, store: Store, settings: Settings) -> Arc<Core> {
+        Arc::new(Core {
+            config,
+            store,
+            settings: RwLock::new(Arc::new(settings)),
+            sessions: auth::Sessions::default(),
+            token_failures: Mutex::new(limiter::FailureWindow::new(
+                limiter::TOKEN_FAILURES_PER_WINDOW,
+                limiter::TOKEN_WINDOW,
+            )),
+            login_backoff: Mutex::new(limiter::Backoff::default()),
+            settings_write: tokio::sync::Mutex::new(()),
+            running: Mutex::new(HashSet::new()),
+            started: Instant::now(),
+            started_at: crate::store::now(),
+        })
+    }
+
+    /// The settings in force now; changes replace the whole snapshot.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .expect("settings lock poisoned")
+            .clone()
+    }
+
+    pub fn running_targets(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .running
+            .lock()
+            .expect("running set poisoned")
+            .iter()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+}

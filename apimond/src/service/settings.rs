@@ -1,0 +1,397 @@
+//! Settings the admin panel can change. A value given by the environment or the config
+//! file is authoritative: shown read-only, a change refused with 409 naming the
+//! variable. Otherwise the stored value wins, else the default. Changes apply at once.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use shared::Secret;
+
+use super::validate::Body;
+use super::{Caller, Core, ServiceError, ServiceResult};
+use crate::config::Config;
+use crate::store::settings::SettingChange;
+
+pub const CREDENTIALS_FILE: &str = "credentials.toml";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub admin_token: Secret,
+    pub visitor_token: Option<Secret>,
+    pub admin_password: Secret,
+    pub proxy_master_token: Option<Secret>,
+    pub visitor_mode_enabled: bool,
+    pub visitor_show_base_url: bool,
+    pub log_cleanup_enabled: bool,
+    pub log_max_size_mb: u64,
+    pub default_interval_min: u32,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// A token that must be set (8–256 characters).
+    RequiredSecret,
+    /// A token that may be empty (cleared).
+    OptionalSecret,
+    Bool,
+    Int(i64, i64),
+}
+
+struct Field {
+    name: &'static str,
+    variable: Option<&'static str>,
+    kind: Kind,
+}
+
+/// Every changeable setting: its API name, the variable that can pin it, its type.
+const FIELDS: &[Field] = &[
+    Field {
+        name: "api_monitor_token_admin",
+        variable: Some("API_MONITOR_TOKEN"),
+        kind: Kind::RequiredSecret,
+    },
+    Field {
+        name: "api_monitor_token_visitor",
+        variable: Some("API_MONITOR_TOKEN_VISITOR"),
+        kind: Kind::OptionalSecret,
+    },
+    Field {
+        name: "admin_panel_password",
+        variable: Some("ADMIN_PANEL_PASSWORD"),
+        kind: Kind::RequiredSecret,
+    },
+    Field {
+        name: "proxy_master_token",
+        variable: Some("PROXY_MASTER_TOKEN"),
+        kind: Kind::OptionalSecret,
+    },
+    Field {
+        name: "visitor_mode_enabled",
+        variable: None,
+        kind: Kind::Bool,
+    },
+    Field {
+        name: "visitor_show_base_url",
+        variable: None,
+        kind: Kind::Bool,
+    },
+    Field {
+        name: "log_cleanup_enabled",
+        variable: Some("LOG_CLEANUP_ENABLED"),
+        kind: Kind::Bool,
+    },
+    Field {
+        name: "log_max_size_mb",
+        variable: Some("LOG_MAX_SIZE_MB"),
+        kind: Kind::Int(0, 102_400),
+    },
+    Field {
+        name: "default_interval_min",
+        variable: Some("DEFAULT_INTERVAL_MIN"),
+        kind: Kind::Int(1, 1440),
+    },
+];
+
+const MIN_TOKEN: usize = 8;
+const MAX_TOKEN: usize = 256;
+
+fn generate_secret(bytes: usize) -> Secret {
+    let mut raw = vec![0u8; bytes];
+    getrandom::fill(&mut raw).expect("the operating system's random source failed");
+    Secret::new(hex::encode(raw))
+}
+
+impl Settings {
+    /// The current value of a field in its stored (string) form.
+    fn get(&self, name: &str) -> String {
+        let opt = |s: &Option<Secret>| {
+            s.as_ref()
+                .map(|s| s.expose().to_string())
+                .unwrap_or_default()
+        };
+        match name {
+            "api_monitor_token_admin" => self.admin_token.expose().to_string(),
+            "api_monitor_token_visitor" => opt(&self.visitor_token),
+            "admin_panel_password" => self.admin_password.expose().to_string(),
+            "proxy_master_token" => opt(&self.proxy_master_token),
+            "visitor_mode_enabled" => self.visitor_mode_enabled.to_string(),
+            "visitor_show_base_url" => self.visitor_show_base_url.to_string(),
+            "log_cleanup_enabled" => self.log_cleanup_enabled.to_string(),
+            "log_max_size_mb" => self.log_max_size_mb.to_string(),
+            "default_interval_min" => self.default_interval_min.to_string(),
+            _ => unreachable!("unknown setting {name}"),
+        }
+    }
+
+    fn set(&mut self, name: &str, value: &str) {
+        let opt = |v: &str| (!v.is_empty()).then(|| Secret::new(v));
+        match name {
+            "api_monitor_token_admin" => self.admin_token = Secret::new(value),
+            "api_monitor_token_visitor" => self.visitor_token = opt(value),
+            "admin_panel_password" => self.admin_password = Secret::new(value),
+            "proxy_master_token" => self.proxy_master_token = opt(value),
+            "visitor_mode_enabled" => self.visitor_mode_enabled = value == "true",
+            "visitor_show_base_url" => self.visitor_show_base_url = value == "true",
+            "log_cleanup_enabled" => self.log_cleanup_enabled = value == "true",
+            "log_max_size_mb" => self.log_max_size_mb = value.parse().unwrap_or(500),
+            "default_interval_min" => self.default_interval_min = value.parse().unwrap_or(30),
+            _ => unreachable!("unknown setting {name}"),
+        }
+    }
+
+    /// Resolves the settings at start: configuration, else stored, else default; the
+    /// admin token and panel password are generated when none of those has one.
+    /// Returns the settings and the changes to store (generated secrets).
+    pub fn resolve(
+        config: &Config,
+        stored: &HashMap<String, String>,
+    ) -> (Settings, Vec<SettingChange>) {
+        let mut s = Settings {
+            admin_token: Secret::default(),
+            visitor_token: None,
+            admin_password: Secret::default(),
+            proxy_master_token: None,
+            visitor_mode_enabled: false,
+            visitor_show_base_url: false,
+            log_cleanup_enabled: true,
+            log_max_size_mb: 500,
+            default_interval_min: 30,
+        };
+        let mut generated = Vec::new();
+        for f in FIELDS {
+            if let Some(v) = stored.get(f.name) {
+                s.set(f.name, v);
+            }
+            if let Some(v) = configured(config, f.name) {
+                s.set(f.name, &v);
+            }
+            if f.kind == Kind::RequiredSecret && s.get(f.name).is_empty() {
+                let value = generate_secret(if f.name == "admin_panel_password" {
+                    12
+                } else {
+                    24
+                });
+                s.set(f.name, value.expose());
+                generated.push(SettingChange {
+                    key: f.name,
+                    value: Some(value.expose().to_string()),
+                    secret: true,
+                });
+            }
+        }
+        (s, generated)
+    }
+}
+
+/// The value given by environment or file for a setting, in stored form.
+fn configured(config: &Config, name: &str) -> Option<String> {
+    let secret = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_string());
+    match name {
+        "api_monitor_token_admin" => secret(&config.admin_token),
+        "api_monitor_token_visitor" => secret(&config.visitor_token),
+        "admin_panel_password" => secret(&config.admin_password),
+        "proxy_master_token" => secret(&config.proxy_master_token),
+        "log_cleanup_enabled" => config.log_cleanup_enabled.map(|b| b.to_string()),
+        "log_max_size_mb" => config.log_max_size_mb.map(|n| n.to_string()),
+        "default_interval_min" => config.default_interval_min.map(|n| n.to_string()),
+        _ => None,
+    }
+}
+
+fn read_only_variable(config: &Config, f: &Field) -> Option<&'static str> {
+    f.variable.filter(|v| config.source_of(v).is_some())
+}
+
+/// Writes the credentials that were not given by configuration to the 0600
+/// credentials file (removing it when there are none), so `apimonctl credentials`
+/// and an operator can find them without the log ever holding them.
+pub fn write_credentials_file(
+    config: &Config,
+    settings: &Settings,
+) -> std::io::Result<Option<PathBuf>> {
+    let path = config.data_dir.join(CREDENTIALS_FILE);
+    let mut body = String::from(
+        "# apimon credentials generated or changed in the admin panel; keep private\n",
+    );
+    let mut any = false;
+    for (name, variable) in [
+        ("api_monitor_token_admin", "API_MONITOR_TOKEN"),
+        ("admin_panel_password", "ADMIN_PANEL_PASSWORD"),
+    ] {
+        if config.source_of(variable).is_none() {
+            let key = if name == "api_monitor_token_admin" {
+                "admin_token"
+            } else {
+                name
+            };
+            body.push_str(&format!("{key} = \"{}\"\n", settings.get(name)));
+            any = true;
+        }
+    }
+    if !any {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        return Ok(None);
+    }
+    write_private(&path, body.as_bytes())?;
+    Ok(Some(path))
+}
+
+/// Replaces a file atomically with a 0600 one.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+impl Core {
+    pub fn settings_view(&self, caller: &Caller) -> ServiceResult<Value> {
+        caller.require_admin()?;
+        let s = self.settings();
+        let mut item = serde_json::Map::new();
+        let mut read_only = serde_json::Map::new();
+        for f in FIELDS {
+            let raw = s.get(f.name);
+            let shown = match f.kind {
+                Kind::RequiredSecret | Kind::OptionalSecret => {
+                    Value::String(shared::secret::mask(&raw))
+                }
+                Kind::Bool => Value::Bool(raw == "true"),
+                Kind::Int(..) => json!(raw.parse::<i64>().unwrap_or_default()),
+            };
+            if f.kind == Kind::RequiredSecret || f.kind == Kind::OptionalSecret {
+                item.insert(format!("{}_set", f.name), Value::Bool(!raw.is_empty()));
+            }
+            item.insert(f.name.to_string(), shown);
+            if let Some(var) = read_only_variable(&self.config, f) {
+                read_only.insert(f.name.to_string(), Value::String(var.to_string()));
+            }
+        }
+        Ok(json!({ "item": item, "read_only": read_only }))
+    }
+
+    /// Applies a partial change. Every field is checked before anything is written; a
+    /// field pinned by configuration may only be sent back unchanged.
+    pub async fn update_settings(&self, caller: &Caller, raw: &[u8]) -> ServiceResult<Value> {
+        caller.require_admin()?;
+        let mut body = Body::parse(raw)?;
+        let _guard = self.settings_write.lock().await;
+        let current = self.settings();
+        let mut changes: Vec<SettingChange> = Vec::new();
+        for f in FIELDS {
+            let Some(value) = body.value(f.name) else {
+                continue;
+            };
+            let now = current.get(f.name);
+            let new = match (f.kind, &value) {
+                (Kind::RequiredSecret | Kind::OptionalSecret, Value::String(s)) => {
+                    s.trim().to_string()
+                }
+                (Kind::OptionalSecret, Value::Null) => String::new(),
+                (Kind::Bool, Value::Bool(b)) => b.to_string(),
+                (Kind::Int(min, max), Value::Number(n)) => match n.as_i64() {
+                    Some(i) if (min..=max).contains(&i) => i.to_string(),
+                    _ => return Err(bad_field(f)),
+                },
+                _ => return Err(bad_field(f)),
+            };
+            let is_secret = matches!(f.kind, Kind::RequiredSecret | Kind::OptionalSecret);
+            // A settings object read back and sent again carries masked secrets.
+            let unchanged =
+                new == now || (is_secret && !now.is_empty() && new == shared::secret::mask(&now));
+            if unchanged {
+                continue;
+            }
+            if let Some(var) = read_only_variable(&self.config, f) {
+                return Err(ServiceError::Conflict(format!(
+                    "{}: set by {var} in {}; change it there and restart",
+                    f.name,
+                    self.config
+                        .source_of(var)
+                        .map(|s| s.describe())
+                        .unwrap_or("configuration"),
+                )));
+            }
+            if is_secret && !new.is_empty() {
+                let len = new.chars().count();
+                if !(MIN_TOKEN..=MAX_TOKEN).contains(&len)
+                    || new.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(bad_field(f));
+                }
+            } else if is_secret && f.kind == Kind::RequiredSecret {
+                return Err(bad_field(f));
+            }
+            changes.push(SettingChange {
+                key: f.name,
+                value: if new.is_empty() { None } else { Some(new) },
+                secret: is_secret,
+            });
+        }
+        body.finish()?;
+
+        let mut next = (*current).clone();
+        for c in &changes {
+            next.set(c.key, c.value.as_deref().unwrap_or(""));
+        }
+        if let Some(v) = &next.visitor_token
+            && v == &next.admin_token
+        {
+            return Err(ServiceError::BadRequest(
+                "api_monitor_token_visitor: must differ from the admin token".into(),
+            ));
+        }
+        let credentials_changed = changes
+            .iter()
+            .any(|c| c.key == "api_monitor_token_admin" || c.key == "admin_panel_password");
+        let password_changed = changes.iter().any(|c| c.key == "admin_panel_password");
+        let changed: Vec<&str> = changes.iter().map(|c| c.key).collect();
+        tracing::info!(fields = ?changed, "settings changed");
+        if !changes.is_empty() {
+            self.store.save_settings(changes).await?;
+            *self.settings.write().expect("settings lock poisoned") = Arc::new(next.clone());
+        }
+        if password_changed {
+            self.sessions.end_all();
+        }
+        if credentials_changed {
+            let config = self.config.clone();
+            tokio::task::spawn_blocking(move || write_credentials_file(&config, &next))
+                .await
+                .map_err(|e| ServiceError::Internal(e.to_string()))?
+                .map_err(|e| {
+                    ServiceError::Internal(format!("cannot write the credentials file: {e}"))
+                })?;
+        }
+        self.settings_view(caller)
+    }
+}
+
+fn bad_field(f: &Field) -> ServiceError {
+    ServiceError::BadRequest(match f.kind {
+        Kind::RequiredSecret => format!(
+            "{}: must be {MIN_TOKEN} to {MAX_TOKEN} characters without spaces",
+            f.name
+        ),
+        Kind::OptionalSecret => format!(
+            "{}: must be {MIN_TOKEN} to {MAX_TOKEN} characters without spaces, or empty to clear it",
+            f.name
+        ),
+        Kind::Bool => format!("{}: must be true or false", f.name),
+        Kind::Int(min, max) => format!("{}: must be an integer from {min} to {max}", f.name),
+    })
+}

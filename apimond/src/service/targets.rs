@@ -1,0 +1,595 @@
+//! Targets (channels): create, read, change, delete, reorder, reveal the key; the
+//! dashboard counts and the runs and logs reads. What each caller may see is decided
+//! here, once: admins get masked keys, visitors no keys and `base_url` only when the
+//! `visitor_show_base_url` setting is on.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+use shared::Secret;
+
+use super::validate::Body;
+use super::{Caller, Core, ServiceError, ServiceResult, Settings};
+use crate::store::runs::LogScope;
+use crate::store::targets::TargetRecord;
+
+pub const DEFAULT_TIMEOUT_S: f64 = 30.0;
+pub const DEFAULT_PROMPT: &str = "Reply with one short sentence: what is the capital of France?";
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+pub const DEFAULT_SLOW_MS: i64 = 10_000;
+pub const PROBE_MODES: &[&str] = &["stream", "plain", "both"];
+pub const CHECK_MODES: &[&str] = &["challenge", "prompt"];
+
+/// Fields of the admin panel's "advanced" form (`PATCH /api/admin/channels/{id}/advanced`).
+pub const ADVANCED_FIELDS: &[&str] = &[
+    "verify_ssl",
+    "prompt",
+    "anthropic_version",
+    "max_models",
+    "visitor_channel_actions_enabled",
+    "timeout_s",
+    "probe_mode",
+    "check_mode",
+    "max_tokens",
+    "slow_ms",
+    "exclude_models",
+    "extra_headers",
+    "user_agent",
+];
+
+/// A validated change to a target; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct TargetPatch {
+    name: Option<String>,
+    base_url: Option<String>,
+    api_key: Option<Secret>,
+    enabled: Option<bool>,
+    interval_min: Option<i64>,
+    timeout_s: Option<f64>,
+    verify_ssl: Option<bool>,
+    prompt: Option<String>,
+    anthropic_version: Option<String>,
+    max_models: Option<i64>,
+    source_url: Option<Option<String>>,
+    sort_order: Option<i64>,
+    visitor_channel_actions_enabled: Option<bool>,
+    selected_models: Option<Vec<String>>,
+    exclude_models: Option<Vec<String>>,
+    probe_mode: Option<String>,
+    check_mode: Option<String>,
+    max_tokens: Option<Option<i64>>,
+    slow_ms: Option<i64>,
+    extra_headers: Option<BTreeMap<String, String>>,
+    user_agent: Option<Option<String>>,
+}
+
+fn bad(msg: impl Into<String>) -> ServiceError {
+    ServiceError::BadRequest(msg.into())
+}
+
+fn one_of(body: &mut Body, name: &str, allowed: &[&str]) -> ServiceResult<Option<String>> {
+    match body.string(name, 1, 32)? {
+        None => Ok(None),
+        Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v)),
+        Some(_) => Err(bad(format!(
+            "{name}: must be one of {}",
+            allowed.join(", ")
+        ))),
+    }
+}
+
+fn base_url(body: &mut Body) -> ServiceResult<Option<String>> {
+    let Some(raw) = body.string("base_url", 3, 512)? else {
+        return Ok(None);
+    };
+    let parsed = url::Url::parse(&raw).map_err(|e| {
+        bad(format!(
+            "base_url: not a valid URL ({e}); expected e.g. https://relay.example.com"
+        ))
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad(
+            "base_url: must be an http:// or https:// URL with a host",
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad("base_url: must not have a query or fragment"));
+    }
+    Ok(Some(raw))
+}
+
+fn api_key(body: &mut Body) -> ServiceResult<Option<Secret>> {
+    match body.value("api_key") {
+        None => Ok(None),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            let len = s.chars().count();
+            if !(1..=2048).contains(&len) {
+                return Err(bad(format!(
+                    "api_key: must be 1 to 2048 characters, got {len}"
+                )));
+            }
+            if s.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
+            {
+                return Err(bad("api_key: must be printable ASCII without spaces"));
+            }
+            Ok(Some(Secret::new(s)))
+        }
+        Some(_) => Err(bad("api_key: must be a string")),
+    }
+}
+
+fn extra_headers(body: &mut Body) -> ServiceResult<Option<BTreeMap<String, String>>> {
+    let map = match body.value("extra_headers") {
+        None => return Ok(None),
+        Some(Value::Null) => return Ok(Some(BTreeMap::new())),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(bad(
+                "extra_headers: must be an object of header name to value",
+            ));
+        }
+    };
+    if map.len() > 32 {
+        return Err(bad("extra_headers: at most 32 headers"));
+    }
+    let mut out = BTreeMap::new();
+    for (name, value) in map {
+        let valid_name = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !valid_name {
+            return Err(bad(format!(
+                "extra_headers: `{name}` is not a valid header name"
+            )));
+        }
+        let Value::String(v) = value else {
+            return Err(bad(format!("extra_headers.{name}: must be a string")));
+        };
+        if v.len() > 1024 || v.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+            return Err(bad(format!(
+                "extra_headers.{name}: must be at most 1024 characters without control characters"
+            )));
+        }
+        out.insert(name.to_ascii_lowercase(), v);
+    }
+    Ok(Some(out))
+}
+
+impl TargetPatch {
+    /// Reads every target field the body carries; unknown fields are refused.
+    pub fn from_body(mut body: Body) -> ServiceResult<TargetPatch> {
+        let b = &mut body;
+        let p = TargetPatch {
+            name: b.string("name", 1, 128)?,
+            base_url: base_url(b)?,
+            api_key: api_key(b)?,
+            enabled: b.bool("enabled")?,
+            interval_min: b.int("interval_min", 1, 1440)?,
+            timeout_s: b.float("timeout_s", 3.0, 300.0)?,
+            verify_ssl: b.bool("verify_ssl")?,
+            prompt: b.string("prompt", 1, 4000)?,
+            anthropic_version: b.string("anthropic_version", 4, 64)?,
+            max_models: b.int("max_models", 0, 5000)?,
+            source_url: b.nullable_string("source_url", 1024)?,
+            sort_order: b.int("sort_order", 1, 1_000_000)?,
+            visitor_channel_actions_enabled: b.bool("visitor_channel_actions_enabled")?,
+            selected_models: b.string_list("selected_models", 5000, 1, 256)?,
+            exclude_models: b.string_list("exclude_models", 500, 1, 256)?,
+            probe_mode: one_of(b, "probe_mode", PROBE_MODES)?,
+            check_mode: one_of(b, "check_mode", CHECK_MODES)?,
+            max_tokens: b.nullable_int("max_tokens", 16, 65_536)?,
+            slow_ms: b.int("slow_ms", 100, 600_000)?,
+            extra_headers: extra_headers(b)?,
+            user_agent: b.nullable_string("user_agent", 512)?,
+        };
+        body.finish()?;
+        Ok(p)
+    }
+
+    pub fn apply(self, t: &mut TargetRecord) {
+        macro_rules! set {
+            ($($field:ident),*) => {$(
+                if let Some(v) = self.$field { t.$field = v; }
+            )*};
+        }
+        set!(
+            name,
+            base_url,
+            api_key,
+            enabled,
+            interval_min,
+            timeout_s,
+            verify_ssl,
+            prompt,
+            anthropic_version,
+            max_models,
+            source_url,
+            sort_order,
+            visitor_channel_actions_enabled,
+            selected_models,
+            exclude_models,
+            probe_mode,
+            check_mode,
+            max_tokens,
+            slow_ms,
+            extra_headers,
+            user_agent
+        );
+    }
+}
+
+/// Hides credentials embedded in a URL (`https://user:pass@host` → `https://***@host`).
+pub fn mask_url_credentials(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("***");
+            u.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+/// The JSON form of a target for this caller.
+pub fn target_view(t: &TargetRecord, caller: &Caller, settings: &Settings, running: bool) -> Value {
+    let admin = caller.is_admin();
+    let mut v = json!({
+        "id": t.id,
+        "name": t.name,
+        "enabled": t.enabled,
+        "interval_min": t.interval_min,
+        "timeout_s": t.timeout_s,
+        "verify_ssl": t.verify_ssl,
+        "prompt": t.prompt,
+        "anthropic_version": t.anthropic_version,
+        "max_models": t.max_models,
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+        "last_run_at": t.last_run_at,
+        "last_status": t.last_status,
+        "last_total": t.last_total,
+        "last_success": t.last_success,
+        "last_fail": t.last_fail,
+        "last_log_file": t.last_log_file,
+        "last_error": t.last_error,
+        "sort_order": t.sort_order,
+        "visitor_channel_actions_enabled": t.visitor_channel_actions_enabled,
+        "selected_models": t.selected_models,
+        "exclude_models": t.exclude_models,
+        "probe_mode": t.probe_mode,
+        "check_mode": t.check_mode,
+        "max_tokens": t.max_tokens,
+        "slow_ms": t.slow_ms,
+        "running": running,
+        "can_operate": admin || t.visitor_channel_actions_enabled,
+        "last_success_rate": match (t.last_total, t.last_success) {
+            (Some(total), Some(ok)) if total > 0 => json!(((ok as f64) * 1000.0 / total as f64).round() / 10.0),
+            _ => Value::Null,
+        },
+    });
+    let obj = v.as_object_mut().expect("a JSON object");
+    if admin || settings.visitor_show_base_url {
+        obj.insert("base_url".into(), json!(mask_url_credentials(&t.base_url)));
+        obj.insert("source_url".into(), json!(t.source_url));
+    }
+    if admin {
+        obj.insert("api_key".into(), json!(t.api_key.masked()));
+        obj.insert("user_agent".into(), json!(t.user_agent));
+        let headers: Map<String, Value> = t
+            .extra_headers
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(shared::secret::mask(v))))
+            .collect();
+        obj.insert("extra_headers".into(), Value::Object(headers));
+    }
+    v
+}
+
+impl Core {
+    fn running(&self, id: i64) -> bool {
+        self.running
+            .lock()
+            .expect("running set poisoned")
+            .contains(&id)
+    }
+
+    fn view(&self, t: &TargetRecord, caller: &Caller) -> Value {
+        target_view(t, caller, &self.settings(), self.running(t.id))
+    }
+
+    async fn load_target(&self, id: i64) -> ServiceResult<TargetRecord> {
+        self.store
+            .get_target(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no target with id {id}")))
+    }
+
+    pub async fn list_targets(&self, caller: &Caller) -> ServiceResult<Value> {
+        caller.require_reader()?;
+        let targets = self.store.list_targets().await?;
+        let items: Vec<Value> = targets.iter().map(|t| self.view(t, caller)).collect();
+        Ok(json!({ "items": items, "permissions": { "role": caller.role.as_str() } }))
+    }
+
+    pub async fn get_target(&self, caller: &Caller, id: i64) -> ServiceResult<Value> {
+        caller.require_reader()?;
+        let t = self.load_target(id).await?;
+        Ok(json!({ "item": self.view(&t, caller) }))
+    }
+
+    pub async fn create_target(&self, caller: &Caller, raw: &[u8]) -> ServiceResult<Value> {
+        caller.require_admin()?;
+        let body = Body::parse(raw)?;
+        for required in ["name", "base_url", "api_key"] {
+            if !body.has(required) {
+                return Err(bad(format!("{required}: required")));
+            }
+        }
+        let patch = TargetPatch::from_body(body)?;
+        let mut t = TargetRecord {
+            id: 0,
+            name: String::new(),
+            base_url: String::new(),
+            api_key: Secret::default(),
+            enabled: true,
+            interval_min: self.settings().default_interval_min.into(),
+            timeout_s: DEFAULT_TIMEOUT_S,
+            verify_ssl: true,
+            prompt: DEFAULT_PROMPT.into(),
+            anthropic_version: DEFAULT_ANTHROPIC_VERSION.into(),
+            max_models: 0,
+            created_at: 0.0,
+            updated_at: 0.0,
+            last_run_at: None,
+            last_status: None,
+            last_total: None,
+            last_success: None,
+            last_fail: None,
+            last_log_file: None,
+            last_error: None,
+            source_url: None,
+            sort_order: 0,
+            visitor_channel_actions_enabled: false,
+            selected_models: Vec::new(),
+            exclude_models: Vec::new(),
+            probe_mode: "stream".into(),
+            check_mode: "challenge".into(),
+            max_tokens: None,
+            slow_ms: DEFAULT_SLOW_MS,
+            extra_headers: BTreeMap::new(),
+            user_agent: None,
+        };
+        patch.apply(&mut t);
+        let t = self.store.create_target(t).await?;
+        tracing::info!(target_id = t.id, name = %t.name, "target created");
+        Ok(json!({ "item": self.view(&t, caller) }))
+    }
+
+    pub async fn update_target(
+        &self,
+        caller: &Caller,
+        id: i64,
+        raw: &[u8],
+    ) -> ServiceResult<Value> {
+        caller.require_admin()?;
+        self.apply_target_patch(caller, id, Body::parse(raw)?).await
+    }
+
+    async fn apply_target_patch(
+        &self,
+        caller: &Caller,
+        id: i64,
+        body: Body,
+    ) -> ServiceResult<Value> {
+        if body.is_empty() {
+            return Err(bad("nothing to change: send at least one field"));
+        }
+        let patch = TargetPatch::from_body(body)?;
+        let t = self
+            .store
+            .update_target(id, move |t| {
+                patch.apply(t);
+                Ok::<(), ServiceError>(())
+            })
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::NotFound => {
+                    ServiceError::NotFound(format!("no target with id {id}"))
+                }
+                other => other.into(),
+            })??;
+        tracing::info!(target_id = id, "target updated");
+        Ok(json!({ "item": self.view(&t, caller) }))
+    }
+
+    /// The admin panel's advanced form: the same change, limited to its fields.
+    pub async fn update_target_advanced(
+        &self,
+        caller: &Caller,
+        id: i64,
+        raw: &[u8],
+    ) -> ServiceResult<Value> {
+        caller.require_admin()?;
+        let body = Body::parse(raw)?;
+        let value = body.keys();
+        if let Some(k) = value
+            .iter()
+            .find(|k| !ADVANCED_FIELDS.contains(&k.as_str()))
+        {
+            return Err(bad(format!(
+                "{k}: not an advanced field (allowed: {}); use PATCH /api/targets/{id}",
+                ADVANCED_FIELDS.join(", ")
+            )));
+        }
+        self.apply_target_patch(caller, id, body).await
+    }
+
+    pub async fn delete_target(&self, caller: &Caller, id: i64) -> ServiceResult<Value> {
+        caller.require_admin()?;
+        if !self.store.delete_target(id).await? {
+            return Err(ServiceError::NotFound(format!("no target with id {id}")));
+        }
+        tracing::info!(target_id = id, "target deleted");
+        Ok(json!({ "ok": true, "id": id }))
+    }
+
+    /// Reorders targets: `{"ids": [3, 1, 2]}` numbers them in that order, or
+    /// `{"items": [{"id": 3, "sort_order": 10}, …]}` sets each one.
+    pub async fn reorder_targets(&self, caller: &Caller, raw: &[u8]) -> ServiceResult<Value> {
+        caller.require_admin()?;
+        let mut body = Body::parse(raw)?;
+        let mut orders: Vec<(i64, i64)> = Vec::new();
+        if let Some(ids) = body.id_list("ids", 10_000)? {
+            orders.extend(
+                ids.into_iter()
+                    .enumerate()
+                    .map(|(i, id)| (id, i as i64 + 1)),
+            );
+        }
+        if let Some(items) = body.value("items") {
+            let Value::Array(items) = items else {
+                return Err(bad(
+                    "items: must be a list of {\"id\", \"sort_order\"} objects",
+                ));
+            };
+            if items.len() > 10_000 {
+                return Err(bad("items: at most 10000 items"));
+            }
+            for (i, item) in items.into_iter().enumerate() {
+                let mut b = Body::from_value(item)
+                    .map_err(|_| bad(format!("items[{i}]: must be an object")))?;
+                let id = b
+                    .int("id", 1, i64::MAX)?
+                    .ok_or_else(|| bad(format!("items[{i}].id: required")))?;
+                let order = b
+                    .int("sort_order", 1, 1_000_000)?
+                    .ok_or_else(|| bad(format!("items[{i}].sort_order: required")))?;
+                b.finish().map_err(|e| bad(format!("items[{i}].{e}")))?;
+                orders.push((id, order));
+            }
+        }
+        body.finish()?;
+        if orders.is_empty() {
+            return Err(bad(
+                "send `ids` (ordered list) or `items` (id and sort_order each)",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some((id, _)) = orders.iter().find(|(id, _)| !seen.insert(*id)) {
+            return Err(bad(format!("target {id} appears twice")));
+        }
+        let n = orders.len();
+        self.store.reorder_targets(orders).await?;
+        Ok(json!({ "ok": true, "updated": n }))
+    }
+
+    /// The one call that returns a channel key in full.
+    pub async fn reveal_key(&self, caller: &Caller, id: i64) -> ServiceResult<Value> {
+        caller.require_admin()?;
+        let t = self.load_target(id).await?;
+        tracing::info!(target_id = id, client = %caller.client, "api key revealed to an admin");
+        Ok(json!({ "item": { "id": t.id, "name": t.name, "api_key": t.api_key.expose() } }))
+    }
+
+    pub async fn dashboard(&self, caller: &Caller) -> ServiceResult<Value> {
+        caller.require_reader()?;
+        let targets = self.store.list_targets().await?;
+        let status = |s: &[&str]| {
+            targets
+                .iter()
+                .filter(|t| t.last_status.as_deref().is_some_and(|v| s.contains(&v)))
+                .count()
+        };
+        Ok(json!({
+            "total_targets": targets.len(),
+            "enabled_targets": targets.iter().filter(|t| t.enabled).count(),
+            "running_targets": self.running_targets().len(),
+            "healthy": status(&["healthy"]),
+            "degraded": status(&["degraded"]),
+            "down_or_error": status(&["down", "error"]),
+            "no_models": status(&["no_models"]),
+        }))
+    }
+
+    pub fn health(&self) -> Value {
+        json!({
+            "ok": true,
+            "running_targets": self.running_targets(),
+            "version": shared::VERSION,
+            "uptime_s": self.started.elapsed().as_secs_f64(),
+        })
+    }
+
+    pub async fn list_runs(
+        &self,
+        caller: &Caller,
+        id: i64,
+        limit: Option<&str>,
+    ) -> ServiceResult<Value> {
+        caller.require_reader()?;
+        let limit = query_int("limit", limit, 20, 1, 200)?;
+        let t = self.load_target(id).await?;
+        let runs = self.store.list_runs(id, limit).await?;
+        Ok(json!({ "items": runs, "target": self.view(&t, caller) }))
+    }
+
+    pub async fn run_logs(
+        &self,
+        caller: &Caller,
+        id: i64,
+        scope: Option<&str>,
+        run_id: Option<&str>,
+        limit: Option<&str>,
+    ) -> ServiceResult<Value> {
+        caller.require_reader()?;
+        let limit = query_int("limit", limit, 5000, 1, 20_000)?;
+        let run_id = match run_id.filter(|s| !s.is_empty()) {
+            None => None,
+            Some(r) => Some(
+                r.parse::<i64>()
+                    .map_err(|_| bad("run_id: must be an integer"))?,
+            ),
+        };
+        let scope = match (scope.unwrap_or("latest"), run_id) {
+            (_, Some(r)) => LogScope::Run(Some(r)),
+            ("latest", None) => LogScope::Run(None),
+            ("all", None) => LogScope::All,
+            _ => return Err(bad("scope: must be latest or all")),
+        };
+        let t = self.load_target(id).await?;
+        let (run, rows) = self.store.run_logs(id, scope, limit).await?;
+        if let (LogScope::Run(Some(r)), None) = (scope, &run) {
+            return Err(ServiceError::NotFound(format!(
+                "target {id} has no run {r}"
+            )));
+        }
+        Ok(json!({
+            "items": rows,
+            "count": rows.len(),
+            "run": run,
+            "target": self.view(&t, caller),
+        }))
+    }
+}
+
+fn query_int(
+    name: &str,
+    raw: Option<&str>,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> ServiceResult<i64> {
+    match raw.filter(|s| !s.is_empty()) {
+        None => Ok(default),
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(bad(format!(
+                "{name}: must be an integer from {min} to {max}"
+            ))),
+        },
+    }
+}

@@ -1,0 +1,153 @@
+//! Forward-only schema migrations, versioned by `PRAGMA user_version`. Each step runs
+//! in its own transaction; a database newer than this binary is refused rather than
+//! guessed at.
+
+use rusqlite::Connection;
+
+use super::{Result, StoreError};
+
+/// Step N brings the schema from version N to N+1.
+const STEPS: &[&str] = &[
+    // 1: the seed's tables, with channel keys sealed instead of plain.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE targets (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        base_url TEXT NOT NULL,
+        api_key_sealed BLOB NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        interval_min INTEGER NOT NULL,
+        timeout_s REAL NOT NULL,
+        verify_ssl INTEGER NOT NULL DEFAULT 1,
+        prompt TEXT NOT NULL,
+        anthropic_version TEXT NOT NULL,
+        max_models INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        last_run_at REAL,
+        last_status TEXT,
+        last_total INTEGER,
+        last_success INTEGER,
+        last_fail INTEGER,
+        last_log_file TEXT,
+        last_error TEXT,
+        source_url TEXT,
+        sort_order INTEGER NOT NULL,
+        visitor_channel_actions_enabled INTEGER NOT NULL DEFAULT 0,
+        selected_models TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        target_id INTEGER NOT NULL REFERENCES targets(id) ON DELETE CASCADE,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        status TEXT NOT NULL,
+        total INTEGER NOT NULL DEFAULT 0,
+        success INTEGER NOT NULL DEFAULT 0,
+        fail INTEGER NOT NULL DEFAULT 0,
+        log_file TEXT,
+        error TEXT
+    );
+    CREATE INDEX runs_by_target ON runs(target_id, id);
+    CREATE TABLE run_models (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        target_id INTEGER NOT NULL REFERENCES targets(id) ON DELETE CASCADE,
+        protocol TEXT NOT NULL,
+        model TEXT NOT NULL,
+        success INTEGER NOT NULL,
+        duration REAL,
+        status_code INTEGER,
+        error TEXT,
+        content TEXT,
+        route TEXT,
+        endpoint TEXT,
+        timestamp REAL NOT NULL,
+        stream INTEGER NOT NULL DEFAULT 0,
+        transport_success INTEGER NOT NULL DEFAULT 0,
+        tool_calls_count INTEGER NOT NULL DEFAULT 0,
+        tool_calls TEXT
+    );
+    CREATE INDEX run_models_by_run ON run_models(run_id);
+    CREATE INDEX run_models_by_target_model ON run_models(target_id, model, id);
+    CREATE TABLE app_settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE proxy_keys (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        key_prefix TEXT NOT NULL,
+        allowed_target_ids TEXT NOT NULL DEFAULT '[]',
+        allowed_models TEXT NOT NULL DEFAULT '[]',
+        description TEXT NOT NULL DEFAULT '',
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at REAL NOT NULL,
+        revoked_at REAL,
+        last_used_at REAL,
+        last_used_target_id INTEGER
+    );
+    "#,
+    // 2: apimon's per-target probe settings.
+    r#"
+    ALTER TABLE targets ADD COLUMN exclude_models TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE targets ADD COLUMN probe_mode TEXT NOT NULL DEFAULT 'stream';
+    ALTER TABLE targets ADD COLUMN check_mode TEXT NOT NULL DEFAULT 'challenge';
+    ALTER TABLE targets ADD COLUMN max_tokens INTEGER;
+    ALTER TABLE targets ADD COLUMN slow_ms INTEGER NOT NULL DEFAULT 10000;
+    ALTER TABLE targets ADD COLUMN extra_headers TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE targets ADD COLUMN user_agent TEXT;
+    "#,
+];
+
+pub const LATEST: i64 = STEPS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > LATEST {
+        return Err(StoreError::Config(format!(
+            "the database schema is version {current}, newer than this apimond understands \
+             ({LATEST}); run a newer apimond or restore a backup"
+        )));
+    }
+    for (i, sql) in STEPS.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
+        let txn = conn.transaction()?;
+        txn.execute_batch(sql)?;
+        txn.pragma_update(None, "user_version", version)?;
+        txn.commit()?;
+        tracing::info!(version, "database schema migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_database_reaches_the_latest_version_and_a_second_run_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, LATEST);
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", LATEST + 1)
+            .unwrap();
+        let e = migrate(&mut conn).unwrap_err().to_string();
+        assert!(e.contains("newer than this apimond"), "{e}");
+    }
+}

@@ -1,0 +1,275 @@
+//! The SQLite store: the only place with SQL. One writer thread fed by a bounded
+//! channel owns the write connection; reads run on their own connections on the
+//! blocking pool. Nothing here runs SQLite on an async worker thread.
+//!
+//! The interface is typed records in, typed records out, so another backend can be
+//! added behind it without touching callers.
+
+pub mod crypto;
+mod migrations;
+pub mod runs;
+pub mod settings;
+pub mod targets;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+pub use crypto::SecretBox;
+
+pub const DB_FILE: &str = "registry.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    #[error("not found")]
+    NotFound,
+    #[error("no target with id {0}")]
+    UnknownTarget(i64),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the store has shut down")]
+    Closed,
+}
+
+impl StoreError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: mpsc::Sender<Job>,
+    readers: Mutex<Vec<Connection>>,
+    secrets: SecretBox,
+}
+
+/// Bounded queue of pending writes: enough for bursts, small enough that a stuck
+/// writer is noticed as back-pressure rather than memory growth.
+const WRITE_QUEUE: usize = 1024;
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) `DATA_DIR/registry.db`, runs the migrations, checks
+    /// the secret key's fingerprint and starts the writer thread.
+    pub fn open(data_dir: &Path, secrets: SecretBox) -> Result<Store> {
+        let path = data_dir.join(DB_FILE);
+        // Create the file private before SQLite does; its WAL and shared-memory files
+        // inherit these permissions.
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| StoreError::io(&path, e))?;
+        }
+        let mut conn = Connection::open(&path)?;
+        configure(&conn)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Config(format!(
+                "{} cannot use WAL mode (got {mode}); is the data directory on a network filesystem?",
+                path.display()
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        migrations::migrate(&mut conn)?;
+        check_fingerprint(&conn, &secrets)?;
+
+        let (tx, mut rx) = mpsc::channel::<Job>(WRITE_QUEUE);
+        std::thread::Builder::new()
+            .name("apimon-store-writer".into())
+            .spawn(move || {
+                while let Some(job) = rx.blocking_recv() {
+                    job(&mut conn);
+                }
+                // Leave no WAL behind on a clean shutdown.
+                let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+            })
+            .map_err(|e| StoreError::io(&path, e))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                writer: tx,
+                readers: Mutex::new(Vec::new()),
+                secrets,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on the writer thread, inside a transaction.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, &SecretBox) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let inner = self.inner.clone();
+        let job: Job = Box::new(move |conn| {
+            let result = (|| {
+                let txn = conn.transaction()?;
+                let out = f(&txn, &inner.secrets)?;
+                txn.commit()?;
+                Ok(out)
+            })();
+            let _ = tx.send(result);
+        });
+        self.inner
+            .writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a read connection on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &SecretBox) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().expect("reader pool poisoned").pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    configure(&c)?;
+                    c
+                }
+            };
+            let out = f(&conn, &inner.secrets);
+            let mut pool = inner.readers.lock().expect("reader pool poisoned");
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Copies the WAL back into the database file and truncates it, so deleted or
+    /// replaced secrets do not linger in the WAL.
+    pub async fn checkpoint(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let r = conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(StoreError::from);
+            let _ = tx.send(r);
+        });
+        self.inner
+            .writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Sizes of the database file and its WAL and shared-memory files, in bytes.
+    pub fn disk_usage(&self) -> u64 {
+        let base = self.inner.path.as_os_str().to_owned();
+        ["", "-wal", "-shm"]
+            .iter()
+            .map(|suffix| {
+                let mut p = base.clone();
+                p.push(suffix);
+                std::fs::metadata(PathBuf::from(p))
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+}
+
+const FINGERPRINT_KEY: &str = "secret_key_fingerprint";
+
+fn check_fingerprint(conn: &Connection, secrets: &SecretBox) -> Result<()> {
+    let stored: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [FINGERPRINT_KEY],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    match stored {
+        Some(fp) if fp == secrets.fingerprint() => Ok(()),
+        Some(fp) => Err(StoreError::Config(format!(
+            "the secret key (fingerprint {}) is not the one this database was encrypted with \
+             (fingerprint {fp}); set APIMON_SECRET_KEY to the original key or restore secret.key",
+            secrets.fingerprint()
+        ))),
+        None => {
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2)",
+                [FINGERPRINT_KEY, secrets.fingerprint()],
+            )?;
+            Ok(())
+        }
+    }
+}
+
+/// Current time as Unix seconds, the API's timestamp form.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn optional<T>(r: rusqlite::Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,163 @@
+//! The `runs` and `run_models` tables: what each run found. The probe engine writes
+//! them; this module reads them for the API and recovers interrupted runs.
+
+use rusqlite::{Row, params};
+use serde::Serialize;
+
+use super::{Result, Store, now, optional};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunRecord {
+    pub id: i64,
+    pub target_id: i64,
+    pub started_at: f64,
+    pub finished_at: Option<f64>,
+    pub status: String,
+    pub total: i64,
+    pub success: i64,
+    pub fail: i64,
+    pub log_file: Option<String>,
+    pub error: Option<String>,
+}
+
+fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        id: r.get(0)?,
+        target_id: r.get(1)?,
+        started_at: r.get(2)?,
+        finished_at: r.get(3)?,
+        status: r.get(4)?,
+        total: r.get(5)?,
+        success: r.get(6)?,
+        fail: r.get(7)?,
+        log_file: r.get(8)?,
+        error: r.get(9)?,
+    })
+}
+
+const RUN_COLUMNS: &str =
+    "id, target_id, started_at, finished_at, status, total, success, fail, log_file, error";
+
+/// One probe row, with the seed's field names.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunModelRecord {
+    pub id: i64,
+    pub run_id: i64,
+    pub target_id: i64,
+    pub protocol: String,
+    pub model: String,
+    pub success: bool,
+    pub duration: Option<f64>,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub content: Option<String>,
+    pub route: Option<String>,
+    pub endpoint: Option<String>,
+    pub timestamp: f64,
+    pub stream: bool,
+    pub transport_success: bool,
+    pub tool_calls_count: i64,
+    pub tool_calls: Option<serde_json::Value>,
+}
+
+/// Which probe rows a log query returns.
+#[derive(Debug, Clone, Copy)]
+pub enum LogScope {
+    /// One run: the given one, else the latest.
+    Run(Option<i64>),
+    /// Every run of the target, newest first.
+    All,
+}
+
+impl Store {
+    pub async fn list_runs(&self, target_id: i64, limit: i64) -> Result<Vec<RunRecord>> {
+        self.read(move |conn, _| {
+            let sql = format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE target_id = ?1 ORDER BY id DESC LIMIT ?2"
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(params![target_id, limit], run_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// The probe rows of a run (its own or the target's latest) or of every run; the
+    /// run they belong to when one was chosen.
+    pub async fn run_logs(
+        &self,
+        target_id: i64,
+        scope: LogScope,
+        limit: i64,
+    ) -> Result<(Option<RunRecord>, Vec<RunModelRecord>)> {
+        self.read(move |conn, _| {
+            let run = match scope {
+                LogScope::All => None,
+                LogScope::Run(Some(id)) => optional(conn.query_row(
+                    &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1 AND target_id = ?2"),
+                    params![id, target_id],
+                    run_from_row,
+                ))?,
+                LogScope::Run(None) => optional(conn.query_row(
+                    &format!(
+                        "SELECT {RUN_COLUMNS} FROM runs WHERE target_id = ?1 ORDER BY id DESC LIMIT 1"
+                    ),
+                    [target_id],
+                    run_from_row,
+                ))?,
+            };
+            if matches!(scope, LogScope::Run(_)) && run.is_none() {
+                return Ok((None, Vec::new()));
+            }
+            let (filter, key) = match &run {
+                Some(r) => ("run_id = ?1", r.id),
+                None => ("target_id = ?1", target_id),
+            };
+            let sql = format!(
+                "SELECT id, run_id, target_id, protocol, model, success, duration, status_code, \
+                 error, content, route, endpoint, timestamp, stream, transport_success, \
+                 tool_calls_count, tool_calls FROM run_models WHERE {filter} \
+                 ORDER BY id DESC LIMIT ?2"
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(params![key, limit], |r| {
+                let tool_calls: Option<String> = r.get(16)?;
+                Ok(RunModelRecord {
+                    id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    target_id: r.get(2)?,
+                    protocol: r.get(3)?,
+                    model: r.get(4)?,
+                    success: r.get(5)?,
+                    duration: r.get(6)?,
+                    status_code: r.get(7)?,
+                    error: r.get(8)?,
+                    content: r.get(9)?,
+                    route: r.get(10)?,
+                    endpoint: r.get(11)?,
+                    timestamp: r.get(12)?,
+                    stream: r.get(13)?,
+                    transport_success: r.get(14)?,
+                    tool_calls_count: r.get(15)?,
+                    tool_calls: tool_calls.and_then(|t| serde_json::from_str(&t).ok()),
+                })
+            })?;
+            Ok((run, rows.collect::<rusqlite::Result<Vec<_>>>()?))
+        })
+        .await
+    }
+
+    /// Marks runs left `running` by a crash as `interrupted`; returns how many.
+    pub async fn recover_interrupted_runs(&self) -> Result<usize> {
+        self.write(|txn, _| {
+            let n = txn.execute(
+                "UPDATE runs SET status = 'interrupted', finished_at = ?1, \
+                 error = COALESCE(error, 'apimond stopped before the run finished') \
+                 WHERE status = 'running'",
+                [now()],
+            )?;
+            Ok(n)
+        })
+        .await
+    }
+}

@@ -1,0 +1,257 @@
+//! The `targets` table: channels with their sealed keys and probe settings.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Row, Transaction, params};
+use shared::Secret;
+
+use super::{Result, SecretBox, Store, StoreError, now, optional};
+
+const KEY_CONTEXT: &str = "targets.api_key";
+
+/// A target as stored, with its key opened. Its `Debug` hides the key (via [`Secret`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetRecord {
+    pub id: i64,
+    pub name: String,
+    pub base_url: String,
+    pub api_key: Secret,
+    pub enabled: bool,
+    pub interval_min: i64,
+    pub timeout_s: f64,
+    pub verify_ssl: bool,
+    pub prompt: String,
+    pub anthropic_version: String,
+    pub max_models: i64,
+    pub created_at: f64,
+    pub updated_at: f64,
+    pub last_run_at: Option<f64>,
+    pub last_status: Option<String>,
+    pub last_total: Option<i64>,
+    pub last_success: Option<i64>,
+    pub last_fail: Option<i64>,
+    pub last_log_file: Option<String>,
+    pub last_error: Option<String>,
+    pub source_url: Option<String>,
+    pub sort_order: i64,
+    pub visitor_channel_actions_enabled: bool,
+    pub selected_models: Vec<String>,
+    pub exclude_models: Vec<String>,
+    pub probe_mode: String,
+    pub check_mode: String,
+    pub max_tokens: Option<i64>,
+    pub slow_ms: i64,
+    pub extra_headers: BTreeMap<String, String>,
+    pub user_agent: Option<String>,
+}
+
+const COLUMNS: &str = "id, name, base_url, api_key_sealed, enabled, interval_min, timeout_s, \
+    verify_ssl, prompt, anthropic_version, max_models, created_at, updated_at, last_run_at, \
+    last_status, last_total, last_success, last_fail, last_log_file, last_error, source_url, \
+    sort_order, visitor_channel_actions_enabled, selected_models, exclude_models, probe_mode, \
+    check_mode, max_tokens, slow_ms, extra_headers, user_agent";
+
+fn json_col<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn from_row(row: &Row<'_>, secrets: &SecretBox) -> rusqlite::Result<Result<TargetRecord>> {
+    let sealed: Vec<u8> = row.get(3)?;
+    let api_key = match secrets.open(KEY_CONTEXT, &sealed) {
+        Ok(k) => Secret::new(k),
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(TargetRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        base_url: row.get(2)?,
+        api_key,
+        enabled: row.get(4)?,
+        interval_min: row.get(5)?,
+        timeout_s: row.get(6)?,
+        verify_ssl: row.get(7)?,
+        prompt: row.get(8)?,
+        anthropic_version: row.get(9)?,
+        max_models: row.get(10)?,
+        created_at: row.get(11)?,
+        updated_at: row.get(12)?,
+        last_run_at: row.get(13)?,
+        last_status: row.get(14)?,
+        last_total: row.get(15)?,
+        last_success: row.get(16)?,
+        last_fail: row.get(17)?,
+        last_log_file: row.get(18)?,
+        last_error: row.get(19)?,
+        source_url: row.get(20)?,
+        sort_order: row.get(21)?,
+        visitor_channel_actions_enabled: row.get(22)?,
+        selected_models: json_col(row, 23)?,
+        exclude_models: json_col(row, 24)?,
+        probe_mode: row.get(25)?,
+        check_mode: row.get(26)?,
+        max_tokens: row.get(27)?,
+        slow_ms: row.get(28)?,
+        extra_headers: json_col(row, 29)?,
+        user_agent: row.get(30)?,
+    }))
+}
+
+fn load(txn: &rusqlite::Connection, secrets: &SecretBox, id: i64) -> Result<Option<TargetRecord>> {
+    let sql = format!("SELECT {COLUMNS} FROM targets WHERE id = ?1");
+    optional(txn.query_row(&sql, [id], |r| from_row(r, secrets)))?.transpose()
+}
+
+fn unique_violation(e: rusqlite::Error, name: &str) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, Some(msg))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation
+                && msg.contains("targets.name") =>
+        {
+            StoreError::Conflict(format!("a target named `{name}` already exists"))
+        }
+        _ => e.into(),
+    }
+}
+
+fn write_editable(txn: &Transaction<'_>, secrets: &SecretBox, t: &TargetRecord) -> Result<()> {
+    txn.execute(
+        "UPDATE targets SET name = ?2, base_url = ?3, api_key_sealed = ?4, enabled = ?5, \
+         interval_min = ?6, timeout_s = ?7, verify_ssl = ?8, prompt = ?9, \
+         anthropic_version = ?10, max_models = ?11, updated_at = ?12, source_url = ?13, \
+         sort_order = ?14, visitor_channel_actions_enabled = ?15, selected_models = ?16, \
+         exclude_models = ?17, probe_mode = ?18, check_mode = ?19, max_tokens = ?20, \
+         slow_ms = ?21, extra_headers = ?22, user_agent = ?23 WHERE id = ?1",
+        params![
+            t.id,
+            t.name,
+            t.base_url,
+            secrets.seal(KEY_CONTEXT, t.api_key.expose()),
+            t.enabled,
+            t.interval_min,
+            t.timeout_s,
+            t.verify_ssl,
+            t.prompt,
+            t.anthropic_version,
+            t.max_models,
+            t.updated_at,
+            t.source_url,
+            t.sort_order,
+            t.visitor_channel_actions_enabled,
+            json(&t.selected_models),
+            json(&t.exclude_models),
+            t.probe_mode,
+            t.check_mode,
+            t.max_tokens,
+            t.slow_ms,
+            json(&t.extra_headers),
+            t.user_agent,
+        ],
+    )
+    .map_err(|e| unique_violation(e, &t.name))?;
+    Ok(())
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serialises")
+}
+
+impl Store {
+    pub async fn list_targets(&self) -> Result<Vec<TargetRecord>> {
+        self.read(|conn, secrets| {
+            let sql = format!("SELECT {COLUMNS} FROM targets ORDER BY sort_order, id");
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map([], |r| from_row(r, secrets))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row??);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn get_target(&self, id: i64) -> Result<Option<TargetRecord>> {
+        self.read(move |conn, secrets| load(conn, secrets, id))
+            .await
+    }
+
+    /// Inserts a target; a `sort_order` of 0 puts it after the last one.
+    pub async fn create_target(&self, mut t: TargetRecord) -> Result<TargetRecord> {
+        self.write(move |txn, secrets| {
+            let ts = now();
+            t.created_at = ts;
+            t.updated_at = ts;
+            if t.sort_order == 0 {
+                let max: i64 = txn.query_row(
+                    "SELECT COALESCE(MAX(sort_order), 0) FROM targets",
+                    [],
+                    |r| r.get(0),
+                )?;
+                t.sort_order = (max + 1).min(1_000_000);
+            }
+            txn.execute(
+                "INSERT INTO targets (name, base_url, api_key_sealed, interval_min, timeout_s, \
+                 prompt, anthropic_version, created_at, updated_at, sort_order) \
+                 VALUES (?1, '', x'', 0, 0, '', '', ?2, ?2, 0)",
+                params![t.name, ts],
+            )
+            .map_err(|e| unique_violation(e, &t.name))?;
+            t.id = txn.last_insert_rowid();
+            write_editable(txn, secrets, &t)?;
+            Ok(t)
+        })
+        .await
+    }
+
+    /// Loads a target, lets `edit` change it and writes the result, all in one
+    /// transaction. `edit` returning an error leaves the target untouched.
+    pub async fn update_target<F, E>(&self, id: i64, edit: F) -> Result<Result<TargetRecord, E>>
+    where
+        F: FnOnce(&mut TargetRecord) -> Result<(), E> + Send + 'static,
+        E: Send + 'static,
+    {
+        self.write(move |txn, secrets| {
+            let mut t = load(txn, secrets, id)?.ok_or(StoreError::NotFound)?;
+            if let Err(e) = edit(&mut t) {
+                return Ok(Err(e));
+            }
+            t.updated_at = now();
+            write_editable(txn, secrets, &t)?;
+            Ok(Ok(t))
+        })
+        .await
+    }
+
+    /// Deletes a target with its runs and probe rows. Returns whether it existed.
+    pub async fn delete_target(&self, id: i64) -> Result<bool> {
+        let deleted = self
+            .write(move |txn, _| Ok(txn.execute("DELETE FROM targets WHERE id = ?1", [id])? > 0))
+            .await?;
+        if deleted {
+            self.checkpoint().await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Sets `sort_order` of many targets in one transaction; an unknown id changes
+    /// nothing and is reported.
+    pub async fn reorder_targets(&self, orders: Vec<(i64, i64)>) -> Result<()> {
+        self.write(move |txn, _| {
+            let ts = now();
+            for (id, order) in &orders {
+                let n = txn.execute(
+                    "UPDATE targets SET sort_order = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![id, order, ts],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::UnknownTarget(*id));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}
