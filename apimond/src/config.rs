@@ -449,7 +449,7 @@ mod tests {
             c.socket_path,
             PathBuf::from("/tmp/apimon-test/apimond.sock")
         );
-        assert!(c.sources.get("PORT").is_none());
+        assert!(!c.sources.contains_key("PORT"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub const FREE_LOGIN_FAILURES: u32 = 4;
 pub const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// Entries idle this long are forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
-/// Bound on tracked clients, so a flood of addresses cannot grow memory without end.
+/// Bound on tracked clients.
 const MAX_CLIENTS: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,11 +36,45 @@ impl ClientKey {
     }
 }
 
+/// Per-client (time, count) entries, forgetting idle clients now and then and bounded
+/// in size, so a flood of addresses cannot grow memory without end.
+struct ClientMap {
+    entries: HashMap<ClientKey, (Instant, u32)>,
+    last_prune: Option<Instant>,
+}
+
+impl ClientMap {
+    fn new() -> Self {
+        Self {
+            entries: HashMap::new(),
+            last_prune: None,
+        }
+    }
+
+    fn prune(&mut self, now: Instant) {
+        let due = self
+            .last_prune
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60));
+        if due {
+            self.entries
+                .retain(|_, (t, _)| now.duration_since(*t) < FORGET_AFTER);
+            self.last_prune = Some(now);
+        }
+        if self.entries.len() >= MAX_CLIENTS {
+            // Keep the newest half.
+            let mut stamps: Vec<Instant> = self.entries.values().map(|(t, _)| *t).collect();
+            stamps.sort_unstable();
+            let cut = stamps[stamps.len() / 2];
+            self.entries.retain(|_, (t, _)| *t >= cut);
+        }
+    }
+}
+
 /// Counts failures per client in fixed windows.
 pub struct FailureWindow {
     limit: u32,
     window: Duration,
-    clients: HashMap<ClientKey, (Instant, u32)>,
+    clients: ClientMap,
 }
 
 impl FailureWindow {
@@ -48,16 +82,16 @@ impl FailureWindow {
         Self {
             limit,
             window,
-            clients: HashMap::new(),
+            clients: ClientMap::new(),
         }
     }
 
     /// Records a failure; returns how long the client must wait if it is now over the
     /// limit.
     pub fn fail(&mut self, key: ClientKey, now: Instant) -> Option<Duration> {
-        prune(&mut self.clients, now, |(start, _)| *start);
+        self.clients.prune(now);
         let window = self.window;
-        let entry = self.clients.entry(key).or_insert((now, 0));
+        let entry = self.clients.entries.entry(key).or_insert((now, 0));
         if now.duration_since(entry.0) >= window {
             *entry = (now, 0);
         }
@@ -67,29 +101,36 @@ impl FailureWindow {
 }
 
 /// Exponential back-off of password logins per client.
-#[derive(Default)]
 pub struct Backoff {
-    clients: HashMap<ClientKey, (Instant, u32)>,
+    clients: ClientMap,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            clients: ClientMap::new(),
+        }
+    }
 }
 
 impl Backoff {
     /// How long the client must still wait before trying again, if at all.
     pub fn wait(&self, key: ClientKey, now: Instant) -> Option<Duration> {
-        let (last, failures) = self.clients.get(&key)?;
+        let (last, failures) = self.clients.entries.get(&key)?;
         let delay = backoff_delay(*failures)?;
         let until = *last + delay;
         (until > now).then(|| until - now)
     }
 
     pub fn fail(&mut self, key: ClientKey, now: Instant) {
-        prune(&mut self.clients, now, |(last, _)| *last);
-        let entry = self.clients.entry(key).or_insert((now, 0));
+        self.clients.prune(now);
+        let entry = self.clients.entries.entry(key).or_insert((now, 0));
         entry.0 = now;
         entry.1 = entry.1.saturating_add(1);
     }
 
     pub fn succeed(&mut self, key: ClientKey) {
-        self.clients.remove(&key);
+        self.clients.entries.remove(&key);
     }
 }
 
@@ -100,20 +141,6 @@ fn backoff_delay(failures: u32) -> Option<Duration> {
     }
     let exp = (failures - FREE_LOGIN_FAILURES).min(16);
     Some(Duration::from_secs(2u64 << exp).min(MAX_LOGIN_BACKOFF))
-}
-
-fn prune<V>(map: &mut HashMap<ClientKey, V>, now: Instant, last: impl Fn(&V) -> Instant) {
-    if map.len() < MAX_CLIENTS / 2 && map.len() % 64 != 0 {
-        return;
-    }
-    map.retain(|_, v| now.duration_since(last(v)) < FORGET_AFTER);
-    if map.len() >= MAX_CLIENTS {
-        // Under a flood of distinct addresses keep the newest half.
-        let mut stamps: Vec<Instant> = map.values().map(&last).collect();
-        stamps.sort_unstable();
-        let cut = stamps[stamps.len() / 2];
-        map.retain(|_, v| last(v) >= cut);
-    }
 }
 
 #[cfg(test)]

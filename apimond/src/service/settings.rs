@@ -289,6 +289,12 @@ impl Core {
     pub async fn update_settings(&self, caller: &Caller, raw: &[u8]) -> ServiceResult<Value> {
         caller.require_admin()?;
         let mut body = Body::parse(raw)?;
+        // The `<secret>_set` flags of a settings object read back are derived; ignore them.
+        for f in FIELDS {
+            if matches!(f.kind, Kind::RequiredSecret | Kind::OptionalSecret) {
+                body.value(&format!("{}_set", f.name));
+            }
+        }
         let _guard = self.settings_write.lock().await;
         let current = self.settings();
         let mut changes: Vec<SettingChange> = Vec::new();

@@ -49,7 +49,8 @@ impl SecretBox {
     }
 
     /// Uses the key given by the environment, else the key file, creating it (0600) on
-    /// first start.
+    /// first start. An existing database without its key file is refused rather than
+    /// given a new key it was never sealed with.
     pub fn load_or_create(data_dir: &Path, given: Option<&str>) -> Result<Self, StoreError> {
         if let Some(text) = given {
             let key = parse_key(text).ok_or_else(|| {
@@ -69,6 +70,15 @@ impl SecretBox {
                 Ok(Self::from_key(key))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let db = data_dir.join(super::DB_FILE);
+                if std::fs::metadata(&db).is_ok_and(|m| m.len() > 0) {
+                    return Err(StoreError::Config(format!(
+                        "{} exists but {} is missing; set APIMON_SECRET_KEY to the original key \
+                         or restore secret.key",
+                        db.display(),
+                        path.display()
+                    )));
+                }
                 let mut key = [0u8; 32];
                 getrandom::fill(&mut key).map_err(|e| StoreError::Config(e.to_string()))?;
                 let mut file = std::fs::OpenOptions::new()
