@@ -48,6 +48,11 @@ pub struct Config {
     pub log_max_size_mb: Option<u64>,
     pub detect_concurrency: usize,
     pub max_parallel_targets: usize,
+    /// Probes in flight to one upstream host, across all runs.
+    pub host_concurrency: usize,
+    pub retention_raw_days: u32,
+    pub retention_hourly_days: u32,
+    pub retention_daily_days: u32,
     pub trusted_proxies: Vec<IpNet>,
     pub secret_key: Option<Secret>,
     pub log_format: LogFormat,
@@ -89,6 +94,10 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("LOG_MAX_SIZE_MB", false),
     ("MONITOR_DETECT_CONCURRENCY", false),
     ("MONITOR_MAX_PARALLEL_TARGETS", false),
+    ("MONITOR_HOST_CONCURRENCY", false),
+    ("RETENTION_RAW_DAYS", false),
+    ("RETENTION_HOURLY_DAYS", false),
+    ("RETENTION_DAILY_DAYS", false),
     ("TRUSTED_PROXIES", false),
     ("APIMON_SECRET_KEY", true),
     ("LOG_FORMAT", false),
@@ -204,6 +213,10 @@ impl Config {
         let detect_concurrency = raw.parse_int("MONITOR_DETECT_CONCURRENCY", 1, 256, 3)? as usize;
         let max_parallel_targets =
             raw.parse_int("MONITOR_MAX_PARALLEL_TARGETS", 1, 256, 2)? as usize;
+        let host_concurrency = raw.parse_int("MONITOR_HOST_CONCURRENCY", 1, 4096, 16)? as usize;
+        let retention_raw_days = raw.parse_int("RETENTION_RAW_DAYS", 1, 3650, 7)? as u32;
+        let retention_hourly_days = raw.parse_int("RETENTION_HOURLY_DAYS", 1, 3650, 30)? as u32;
+        let retention_daily_days = raw.parse_int("RETENTION_DAILY_DAYS", 1, 36_500, 400)? as u32;
 
         let mut trusted_proxies = Vec::new();
         if let Some(v) = raw.get("TRUSTED_PROXIES") {
@@ -253,6 +266,10 @@ impl Config {
             log_max_size_mb,
             detect_concurrency,
             max_parallel_targets,
+            host_concurrency,
+            retention_raw_days,
+            retention_hourly_days,
+            retention_daily_days,
             trusted_proxies,
             secret_key,
             log_format,

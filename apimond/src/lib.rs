@@ -3,8 +3,13 @@
 //! SIGTERM or SIGINT. Tests start real daemons in-process through [`Daemon::start`].
 
 pub mod config;
+pub mod events;
 pub mod http;
+pub mod runlog;
+pub mod runner;
+pub mod scheduler;
 pub mod service;
+pub mod sketch;
 pub mod store;
 
 use std::fs::File;
@@ -32,6 +37,7 @@ pub struct Daemon {
     core: Arc<Core>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
     _lock: File,
 }
 
@@ -121,6 +127,8 @@ impl Daemon {
         let http_addr = listener.local_addr()?;
 
         let core = Core::new(config, store, settings);
+        let scheduler = tokio::spawn(core.clone().scheduler_loop());
+        let retention = tokio::spawn(retention_loop(core.clone()));
         let app = http::router(core.clone());
         let (stop, mut stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
@@ -139,6 +147,7 @@ impl Daemon {
             core,
             stop,
             server,
+            background: vec![scheduler, retention],
             _lock: lock,
         })
     }
@@ -151,17 +160,58 @@ impl Daemon {
         &self.core
     }
 
-    /// Stops accepting, lets in-flight requests finish within the grace period, and
+    /// Stops scheduling, lets runs in flight end and requests finish within the grace
+    /// period, closes event streams, marks runs cut short as interrupted, and
     /// checkpoints the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        if !self.core.stop_scheduler(SHUTDOWN_GRACE).await {
+            tracing::warn!(
+                "runs still in flight after the grace period; they will be marked interrupted"
+            );
+        }
+        for task in &self.background {
+            task.abort();
+        }
         let _ = self.stop.send(true);
         match tokio::time::timeout(SHUTDOWN_GRACE, self.server).await {
             Ok(joined) => joined??,
             Err(_) => tracing::warn!("requests still open after the grace period; closing them"),
         }
+        let cut = self.core.store.recover_interrupted_runs().await?;
+        if cut > 0 {
+            tracing::warn!(runs = cut, "runs cut short by the stop marked interrupted");
+        }
         self.core.store.checkpoint().await?;
         tracing::info!("apimond stopped");
         Ok(())
+    }
+}
+
+/// How often old probe rows, rollups and run logs are pruned.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+async fn retention_loop(core: Arc<Core>) {
+    loop {
+        let t = store::now();
+        let day = 86_400.0;
+        let c = &core.config;
+        match core
+            .store
+            .prune(
+                t - c.retention_raw_days as f64 * day,
+                t - c.retention_hourly_days as f64 * day,
+                t - c.retention_daily_days as f64 * day,
+            )
+            .await
+        {
+            Ok((rows, runs, rollups)) if rows + runs + rollups > 0 => {
+                tracing::info!(rows, runs, rollups, "pruned old probe data");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "pruning old probe data failed"),
+        }
+        runner::prune_logs(&core).await;
+        tokio::time::sleep(RETENTION_EVERY).await;
     }
 }
 

@@ -73,7 +73,7 @@ async fn routes(d: &TestDaemon) -> Vec<Route> {
             Method::POST,
             "/api/targets".into(),
             Some(
-                json!({"name": format!("created-{n}"), "base_url": "https://x.example.com", "api_key": "sk-x"}),
+                json!({"name": format!("created-{n}"), "base_url": "http://127.0.0.1:9", "api_key": "sk-x"}),
             ),
             Family::Write,
         ),
@@ -283,8 +283,7 @@ async fn cookie_writes_must_come_from_this_origin_and_logout_ends_the_session() 
     let d = TestDaemon::start().await;
     let cookie = login_cookie(&d).await;
     let url = d.url("/api/targets");
-    let body =
-        json!({"name": "via-cookie", "base_url": "https://c.example.com", "api_key": "sk-c"});
+    let body = json!({"name": "via-cookie", "base_url": "http://127.0.0.1:9", "api_key": "sk-c"});
     let own = d.base.clone();
     for (origin, want) in [
         (None, StatusCode::FORBIDDEN),
@@ -560,7 +559,7 @@ async fn visitors_never_see_keys_tokens_or_hidden_urls() {
             "/api/targets",
             Some(&json!({
                 "name": "hidden",
-                "base_url": "https://relayuser:relaypass@hidden-relay.example.com/v1",
+                "base_url": "http://relayuser:relaypass@127.0.0.9:9/v1",
                 "api_key": key,
                 "source_url": "https://signup.hidden-relay.example.com",
                 "extra_headers": {"cookie": "cf_clearance=secret-cookie-value"},
@@ -582,7 +581,7 @@ async fn visitors_never_see_keys_tokens_or_hidden_urls() {
         "api_key",
     ];
     let mut with_urls = always_hidden.to_vec();
-    with_urls.extend(["hidden-relay.example.com", "signup.hidden"]);
+    with_urls.extend(["127.0.0.9", "signup.hidden"]);
     assert_reads_hide(&d, Some(VISITOR_TOKEN), id, &with_urls).await;
     d.admin(
         Method::PATCH,
@@ -603,7 +602,7 @@ async fn visitors_never_see_keys_tokens_or_hidden_urls() {
     assert_eq!(s, StatusCode::OK);
     let bodies = assert_reads_hide(&d, Some(VISITOR_TOKEN), id, &always_hidden).await;
     assert!(
-        bodies[1].contains("https://***@hidden-relay.example.com/v1"),
+        bodies[1].contains("http://***@127.0.0.9:9/v1"),
         "{}",
         bodies[1]
     );

@@ -46,7 +46,7 @@ async fn a_restart_keeps_targets_generated_credentials_and_settings() {
             Method::POST,
             "/api/targets",
             Some(&token),
-            Some(&json!({"name": "kept", "base_url": "https://k.example.com", "api_key": "sk-kept-across-restarts-1"})),
+            Some(&json!({"name": "kept", "base_url": "http://127.0.0.1:9", "api_key": "sk-kept-across-restarts-1"})),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -341,9 +341,11 @@ async fn a_version_one_database_upgrades_without_losing_rows() {
         conn.execute_batch(include_str!("fixtures/registry_v1.sql"))
             .unwrap();
     }
+    // The fixture's probe rows are from 2023: keep them inside the raw-row window.
     let mut env = vec![
         ("APIMON_SECRET_KEY", FIXTURE_KEY),
         ("ADMIN_PANEL_PASSWORD", PASSWORD),
+        ("RETENTION_RAW_DAYS", "3650"),
     ];
     let mut d = TestDaemon::start_in(&dir, &env).await;
     let token = "fixture-admin-token-123456";
@@ -412,7 +414,7 @@ async fn a_version_one_database_upgrades_without_losing_rows() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     drop(conn);
     env.push(("API_MONITOR_TOKEN", ADMIN_TOKEN));
     d.restart_with(&env).await;

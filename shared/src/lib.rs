@@ -7,3 +7,5 @@ pub use secret::Secret;
 
 /// The version both binaries report; `hello` compares it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub mod probe;

@@ -43,8 +43,51 @@ pub async fn dashboard(State(core): State<AppState>, caller: Caller) -> ApiResul
     Ok(Json(core.dashboard(&caller).await?))
 }
 
-pub async fn list_targets(State(core): State<AppState>, caller: Caller) -> ApiResult {
-    Ok(Json(core.list_targets(&caller).await?))
+pub async fn list_targets(
+    State(core): State<AppState>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let get = |k: &str| q.get(k).map(String::as_str);
+    Ok(Json(
+        core.list_targets(&caller, get("history"), get("history_format"))
+            .await?,
+    ))
+}
+
+pub async fn trigger_run(
+    State(core): State<AppState>,
+    caller: Caller,
+    TargetId(id): TargetId,
+) -> ApiResult {
+    let outcome = core.trigger_run(&caller, id).await?;
+    let message = match outcome {
+        crate::scheduler::TriggerOutcome::Started => "run started",
+        crate::scheduler::TriggerOutcome::Queued => "run queued behind the parallel limit",
+    };
+    Ok(Json(serde_json::json!({
+        "ok": true,
+        "message": message,
+        "queued": outcome == crate::scheduler::TriggerOutcome::Queued,
+        "target_id": id,
+    })))
+}
+
+pub async fn target_models(
+    State(core): State<AppState>,
+    caller: Caller,
+    TargetId(id): TargetId,
+) -> ApiResult {
+    Ok(Json(core.target_models(&caller, id).await?))
+}
+
+pub async fn set_target_models(
+    State(core): State<AppState>,
+    caller: Caller,
+    TargetId(id): TargetId,
+    ApiBody(body): ApiBody,
+) -> ApiResult {
+    Ok(Json(core.set_target_models(&caller, id, &body).await?))
 }
 
 pub async fn create_target(

@@ -6,6 +6,7 @@ pub mod api;
 pub mod client;
 pub mod error;
 pub mod extract;
+pub mod sse;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -56,6 +57,12 @@ pub fn router(state: AppState) -> Router {
                 .delete(api::delete_target),
         )
         .route("/api/targets/{id}/reveal_key", post(api::reveal_key))
+        .route("/api/targets/{id}/run", post(api::trigger_run))
+        .route(
+            "/api/targets/{id}/models",
+            get(api::target_models).patch(api::set_target_models),
+        )
+        .route("/api/events", get(sse::events))
         .route("/api/targets/{id}/runs", get(api::list_runs))
         .route("/api/targets/{id}/logs", get(api::run_logs))
         .route("/api/admin/login", post(admin::login))

@@ -10,7 +10,7 @@ use super::{Caller, Core, ServiceError, ServiceResult};
 impl Core {
     pub async fn admin_channels(&self, caller: &Caller) -> ServiceResult<Value> {
         caller.require_admin()?;
-        self.list_targets(caller).await
+        self.list_targets(caller, Some("0"), None).await
     }
 
     pub async fn resources(&self, caller: &Caller) -> ServiceResult<Value> {

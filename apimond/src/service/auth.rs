@@ -155,7 +155,7 @@ impl Core {
                 .token_failures
                 .lock()
                 .expect("limiter poisoned")
-                .fail(ClientKey::of(client), Instant::now());
+                .hit(ClientKey::of(client), Instant::now());
             return Err(match limited {
                 Some(retry_after) => ServiceError::TooManyRequests {
                     message: "too many failed token attempts from this client; try again later"

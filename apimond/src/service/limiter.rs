@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 pub const TOKEN_FAILURES_PER_WINDOW: u32 = 10;
 pub const TOKEN_WINDOW: Duration = Duration::from_secs(60);
 
+/// Run requests a visitor may make per client in [`VISITOR_RUN_WINDOW`].
+pub const VISITOR_RUNS_PER_WINDOW: u32 = 6;
+pub const VISITOR_RUN_WINDOW: Duration = Duration::from_secs(60);
+
 /// Failed password logins a client may make before it must wait.
 pub const FREE_LOGIN_FAILURES: u32 = 4;
 /// The longest wait after repeated failed logins.
@@ -70,14 +74,14 @@ impl ClientMap {
     }
 }
 
-/// Counts failures per client in fixed windows.
-pub struct FailureWindow {
+/// Counts events (failed tokens, run requests) per client in fixed windows.
+pub struct Window {
     limit: u32,
     window: Duration,
     clients: ClientMap,
 }
 
-impl FailureWindow {
+impl Window {
     pub fn new(limit: u32, window: Duration) -> Self {
         Self {
             limit,
@@ -86,9 +90,9 @@ impl FailureWindow {
         }
     }
 
-    /// Records a failure; returns how long the client must wait if it is now over the
+    /// Counts one event; returns how long the client must wait if it is now over the
     /// limit.
-    pub fn fail(&mut self, key: ClientKey, now: Instant) -> Option<Duration> {
+    pub fn hit(&mut self, key: ClientKey, now: Instant) -> Option<Duration> {
         self.clients.prune(now);
         let window = self.window;
         let entry = self.clients.entries.entry(key).or_insert((now, 0));
@@ -160,17 +164,17 @@ mod tests {
 
     #[test]
     fn token_failures_are_limited_per_window() {
-        let mut w = FailureWindow::new(3, Duration::from_secs(60));
+        let mut w = Window::new(3, Duration::from_secs(60));
         let k = ClientKey::of("10.0.0.1".parse().unwrap());
         let other = ClientKey::of("10.0.0.2".parse().unwrap());
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert_eq!(w.fail(k, t0), None);
+            assert_eq!(w.hit(k, t0), None);
         }
-        let wait = w.fail(k, t0 + Duration::from_secs(10)).unwrap();
+        let wait = w.hit(k, t0 + Duration::from_secs(10)).unwrap();
         assert_eq!(wait, Duration::from_secs(50));
-        assert_eq!(w.fail(other, t0), None);
-        assert_eq!(w.fail(k, t0 + Duration::from_secs(61)), None);
+        assert_eq!(w.hit(other, t0), None);
+        assert_eq!(w.hit(k, t0 + Duration::from_secs(61)), None);
     }
 
     #[test]

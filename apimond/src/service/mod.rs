@@ -4,12 +4,12 @@
 pub mod admin;
 pub mod auth;
 pub mod limiter;
+pub mod models;
 pub mod settings;
 pub mod targets;
 pub mod validate;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -63,30 +63,47 @@ pub struct Core {
     pub store: Store,
     pub settings: RwLock<Arc<Settings>>,
     pub sessions: auth::Sessions,
-    pub token_failures: Mutex<limiter::FailureWindow>,
+    pub token_failures: Mutex<limiter::Window>,
+    /// Visitors' run requests per client.
+    pub visitor_runs: Mutex<limiter::Window>,
     pub login_backoff: Mutex<limiter::Backoff>,
     /// Serialises settings changes so two panels cannot interleave.
     pub settings_write: tokio::sync::Mutex<()>,
-    /// Targets with a run in flight; the scheduler keeps it.
-    pub running: Mutex<HashSet<i64>>,
+    pub scheduler: crate::scheduler::SchedulerState,
+    pub bus: crate::events::Bus,
+    pub prober: shared::probe::Prober,
+    pub active_logs: crate::runlog::ActiveLogs,
     pub started: Instant,
     pub started_at: f64,
+    me: Weak<Core>,
 }
 
 impl Core {
     pub fn new(config: Config, store: Store, settings: Settings) -> Arc<Core> {
-        Arc::new(Core {
+        let scheduler = crate::scheduler::SchedulerState::new(
+            config.max_parallel_targets,
+            config.host_concurrency,
+        );
+        Arc::new_cyclic(|me| Core {
+            me: me.clone(),
+            scheduler,
+            bus: crate::events::Bus::default(),
+            prober: shared::probe::Prober::new(shared::probe::route::default_rules()),
+            active_logs: crate::runlog::ActiveLogs::default(),
+            visitor_runs: Mutex::new(limiter::Window::new(
+                limiter::VISITOR_RUNS_PER_WINDOW,
+                limiter::VISITOR_RUN_WINDOW,
+            )),
             config,
             store,
             settings: RwLock::new(Arc::new(settings)),
             sessions: auth::Sessions::default(),
-            token_failures: Mutex::new(limiter::FailureWindow::new(
+            token_failures: Mutex::new(limiter::Window::new(
                 limiter::TOKEN_FAILURES_PER_WINDOW,
                 limiter::TOKEN_WINDOW,
             )),
             login_backoff: Mutex::new(limiter::Backoff::default()),
             settings_write: tokio::sync::Mutex::new(()),
-            running: Mutex::new(HashSet::new()),
             started: Instant::now(),
             started_at: crate::store::now(),
         })
@@ -101,14 +118,11 @@ impl Core {
     }
 
     pub fn running_targets(&self) -> Vec<i64> {
-        let mut ids: Vec<i64> = self
-            .running
-            .lock()
-            .expect("running set poisoned")
-            .iter()
-            .copied()
-            .collect();
-        ids.sort_unstable();
-        ids
+        self.scheduler.running()
+    }
+
+    /// An owning handle to this core, for tasks that outlive the caller.
+    pub fn self_ref(&self) -> Arc<Core> {
+        self.me.upgrade().expect("the core outlives its tasks")
     }
 }

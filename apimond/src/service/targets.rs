@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 use shared::Secret;
+use shared::probe::{Protocol, RouteRule};
 
 use super::validate::Body;
 use super::{Caller, Core, ServiceError, ServiceResult, Settings};
@@ -35,6 +36,7 @@ pub const ADVANCED_FIELDS: &[&str] = &[
     "exclude_models",
     "extra_headers",
     "user_agent",
+    "route_overrides",
 ];
 
 /// A validated change to a target; `None` leaves a field as it is.
@@ -61,6 +63,7 @@ pub struct TargetPatch {
     slow_ms: Option<i64>,
     extra_headers: Option<BTreeMap<String, String>>,
     user_agent: Option<Option<String>>,
+    route_overrides: Option<Vec<RouteRule>>,
 }
 
 fn bad(msg: impl Into<String>) -> ServiceError {
@@ -159,6 +162,46 @@ fn extra_headers(body: &mut Body) -> ServiceResult<Option<BTreeMap<String, Strin
     Ok(Some(out))
 }
 
+/// `route_overrides`: `[{"pattern": "glob", "protocol": "openai|responses|anthropic|gemini"}]`,
+/// tried before the global route table.
+fn route_overrides(body: &mut Body) -> ServiceResult<Option<Vec<RouteRule>>> {
+    let items = match body.value("route_overrides") {
+        None => return Ok(None),
+        Some(Value::Null) => return Ok(Some(Vec::new())),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(bad(
+                "route_overrides: must be a list of {\"pattern\", \"protocol\"} objects",
+            ));
+        }
+    };
+    if items.len() > 100 {
+        return Err(bad("route_overrides: at most 100 rules"));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let mut b = Body::from_value(item)
+            .map_err(|_| bad(format!("route_overrides[{i}]: must be an object")))?;
+        let pattern = b
+            .string("pattern", 1, 256)
+            .map_err(|e| bad(format!("route_overrides[{i}].{e}")))?
+            .ok_or_else(|| bad(format!("route_overrides[{i}].pattern: required")))?;
+        let protocol = b
+            .string("protocol", 1, 32)
+            .map_err(|e| bad(format!("route_overrides[{i}].{e}")))?
+            .ok_or_else(|| bad(format!("route_overrides[{i}].protocol: required")))?;
+        let protocol = Protocol::parse(&protocol).ok_or_else(|| {
+            bad(format!(
+                "route_overrides[{i}].protocol: must be one of openai, responses, anthropic, gemini"
+            ))
+        })?;
+        b.finish()
+            .map_err(|e| bad(format!("route_overrides[{i}].{e}")))?;
+        out.push(RouteRule { pattern, protocol });
+    }
+    Ok(Some(out))
+}
+
 impl TargetPatch {
     /// Reads every target field the body carries; unknown fields are refused.
     pub fn from_body(mut body: Body) -> ServiceResult<TargetPatch> {
@@ -185,6 +228,7 @@ impl TargetPatch {
             slow_ms: b.int("slow_ms", 100, 600_000)?,
             extra_headers: extra_headers(b)?,
             user_agent: b.nullable_string("user_agent", 512)?,
+            route_overrides: route_overrides(b)?,
         };
         body.finish()?;
         Ok(p)
@@ -217,7 +261,8 @@ impl TargetPatch {
             max_tokens,
             slow_ms,
             extra_headers,
-            user_agent
+            user_agent,
+            route_overrides
         );
     }
 }
@@ -264,6 +309,7 @@ pub fn target_view(t: &TargetRecord, caller: &Caller, settings: &Settings, runni
         "check_mode": t.check_mode,
         "max_tokens": t.max_tokens,
         "slow_ms": t.slow_ms,
+        "route_overrides": t.route_overrides,
         "running": running,
         "can_operate": admin || t.visitor_channel_actions_enabled,
         "last_success_rate": match (t.last_total, t.last_success) {
@@ -290,15 +336,8 @@ pub fn target_view(t: &TargetRecord, caller: &Caller, settings: &Settings, runni
 }
 
 impl Core {
-    fn running(&self, id: i64) -> bool {
-        self.running
-            .lock()
-            .expect("running set poisoned")
-            .contains(&id)
-    }
-
     fn view(&self, t: &TargetRecord, caller: &Caller) -> Value {
-        target_view(t, caller, &self.settings(), self.running(t.id))
+        target_view(t, caller, &self.settings(), self.scheduler.is_running(t.id))
     }
 
     async fn load_target(&self, id: i64) -> ServiceResult<TargetRecord> {
@@ -308,17 +347,100 @@ impl Core {
             .ok_or_else(|| ServiceError::NotFound(format!("no target with id {id}")))
     }
 
-    pub async fn list_targets(&self, caller: &Caller) -> ServiceResult<Value> {
+    /// The target list with each target's latest model results and their history:
+    /// `history` points per model (default 30, at most 100) in the compact encoding,
+    /// or the seed's objects with `history_format=full`.
+    pub async fn list_targets(
+        &self,
+        caller: &Caller,
+        history: Option<&str>,
+        format: Option<&str>,
+    ) -> ServiceResult<Value> {
         caller.require_reader()?;
-        let targets = self.store.list_targets().await?;
-        let items: Vec<Value> = targets.iter().map(|t| self.view(t, caller)).collect();
-        Ok(json!({ "items": items, "permissions": { "role": caller.role.as_str() } }))
+        let n = query_int(
+            "history",
+            history,
+            30,
+            0,
+            crate::store::probes::HISTORY_KEEP as i64,
+        )? as usize;
+        let full = match format.unwrap_or("compact") {
+            "compact" => false,
+            "full" => true,
+            _ => return Err(bad("history_format: must be compact or full")),
+        };
+        let (targets, mut latest) =
+            tokio::try_join!(self.store.list_targets(), self.store.model_latest(None))?;
+        let items: Vec<Value> = targets
+            .iter()
+            .map(|t| {
+                let mut v = self.view(t, caller);
+                let models = latest.remove(&t.id).unwrap_or_default();
+                let obj = v.as_object_mut().expect("a JSON object");
+                if full {
+                    let latest: Vec<Value> = models
+                        .iter()
+                        .map(|m| {
+                            super::models::latest_view(
+                                m,
+                                json!(super::models::full_history(&m.history, n)),
+                            )
+                        })
+                        .collect();
+                    obj.insert("latest_models".into(), json!(latest));
+                } else {
+                    let (runs, histories) = super::models::compact_histories(&models, n);
+                    let latest: Vec<Value> = models
+                        .iter()
+                        .zip(histories)
+                        .map(|(m, h)| super::models::latest_view(m, h))
+                        .collect();
+                    obj.insert("history_runs".into(), json!(runs));
+                    obj.insert("latest_models".into(), json!(latest));
+                }
+                v
+            })
+            .collect();
+        Ok(json!({
+            "items": items,
+            "permissions": { "role": caller.role.as_str() },
+            "history_format": if full { "full" } else { "compact" },
+        }))
     }
 
+    /// One target with its latest model results and their history in the seed's
+    /// object form.
     pub async fn get_target(&self, caller: &Caller, id: i64) -> ServiceResult<Value> {
         caller.require_reader()?;
         let t = self.load_target(id).await?;
-        Ok(json!({ "item": self.view(&t, caller) }))
+        let models = self
+            .store
+            .model_latest(Some(id))
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
+        let mut v = self.view(&t, caller);
+        let latest: Vec<Value> = models
+            .iter()
+            .map(|m| {
+                super::models::latest_view(m, json!(super::models::full_history(&m.history, 30)))
+            })
+            .collect();
+        v["latest_models"] = json!(latest);
+        Ok(json!({ "item": v }))
+    }
+
+    /// Tells subscribers a target changed.
+    pub async fn target_changed(&self, id: i64) {
+        if let Ok(Some(t)) = self.store.get_target(id).await {
+            self.bus.publish(crate::events::Event::TargetUpdated {
+                target_id: t.id,
+                target_name: t.name,
+                last_status: t.last_status,
+                enabled: t.enabled,
+                ts: crate::store::now(),
+            });
+        }
     }
 
     pub async fn create_target(&self, caller: &Caller, raw: &[u8]) -> ServiceResult<Value> {
@@ -362,10 +484,12 @@ impl Core {
             slow_ms: DEFAULT_SLOW_MS,
             extra_headers: BTreeMap::new(),
             user_agent: None,
+            route_overrides: Vec::new(),
         };
         patch.apply(&mut t);
         let t = self.store.create_target(t).await?;
         tracing::info!(target_id = t.id, name = %t.name, "target created");
+        self.target_changed(t.id).await;
         Ok(json!({ "item": self.view(&t, caller) }))
     }
 
@@ -403,6 +527,7 @@ impl Core {
                 other => other.into(),
             })??;
         tracing::info!(target_id = id, "target updated");
+        self.target_changed(id).await;
         Ok(json!({ "item": self.view(&t, caller) }))
     }
 
@@ -434,6 +559,10 @@ impl Core {
             return Err(ServiceError::NotFound(format!("no target with id {id}")));
         }
         tracing::info!(target_id = id, "target deleted");
+        self.bus.publish(crate::events::Event::TargetDeleted {
+            target_id: id,
+            ts: crate::store::now(),
+        });
         Ok(json!({ "ok": true, "id": id }))
     }
 
@@ -508,6 +637,8 @@ impl Core {
             "total_targets": targets.len(),
             "enabled_targets": targets.iter().filter(|t| t.enabled).count(),
             "running_targets": self.running_targets().len(),
+            "queued_runs": self.scheduler.queued().len(),
+            "scheduler_lag_s": self.scheduler.lag_s(),
             "healthy": status(&["healthy"]),
             "degraded": status(&["degraded"]),
             "down_or_error": status(&["down", "error"]),
@@ -519,6 +650,8 @@ impl Core {
         json!({
             "ok": true,
             "running_targets": self.running_targets(),
+            "queued_targets": self.scheduler.queued(),
+            "scheduler_lag_s": self.scheduler.lag_s(),
             "version": shared::VERSION,
             "uptime_s": self.started.elapsed().as_secs_f64(),
         })

@@ -104,6 +104,50 @@ const STEPS: &[&str] = &[
     ALTER TABLE targets ADD COLUMN extra_headers TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE targets ADD COLUMN user_agent TEXT;
     "#,
+    // 3: the probe engine's measurements, discovered models, schedule, latest results
+    // with their short history, and long-window rollups.
+    r#"
+    ALTER TABLE targets ADD COLUMN discovered_models TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE targets ADD COLUMN route_overrides TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE targets ADD COLUMN next_due_at REAL;
+    ALTER TABLE runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'schedule';
+    ALTER TABLE runs ADD COLUMN result TEXT;
+    ALTER TABLE run_models ADD COLUMN status TEXT;
+    ALTER TABLE run_models ADD COLUMN error_class TEXT;
+    ALTER TABLE run_models ADD COLUMN ttfb_ms REAL;
+    ALTER TABLE run_models ADD COLUMN ttft_ms REAL;
+    ALTER TABLE run_models ADD COLUMN total_ms REAL;
+    ALTER TABLE run_models ADD COLUMN output_tokens INTEGER;
+    ALTER TABLE run_models ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE run_models ADD COLUMN tokens_per_s REAL;
+    ALTER TABLE run_models ADD COLUMN returned_model TEXT;
+    ALTER TABLE run_models ADD COLUMN model_mismatch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE run_models ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX run_models_by_time ON run_models(timestamp);
+    CREATE INDEX runs_by_status ON runs(status);
+    CREATE TABLE model_latest (
+        target_id INTEGER NOT NULL REFERENCES targets(id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        protocol TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        result TEXT NOT NULL,
+        history TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (target_id, model)
+    );
+    CREATE TABLE rollups (
+        period TEXT NOT NULL,
+        bucket_start REAL NOT NULL,
+        target_id INTEGER NOT NULL REFERENCES targets(id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        success INTEGER NOT NULL,
+        slow INTEGER NOT NULL,
+        latency_sketch TEXT NOT NULL,
+        ttft_sketch TEXT NOT NULL,
+        PRIMARY KEY (period, target_id, model, bucket_start)
+    );
+    CREATE INDEX rollups_by_time ON rollups(period, bucket_start);
+    "#,
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;

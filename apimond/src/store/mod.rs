@@ -6,7 +6,8 @@
 //! added behind it without touching callers.
 
 pub mod crypto;
-mod migrations;
+pub mod migrations;
+pub mod probes;
 pub mod runs;
 pub mod settings;
 pub mod targets;

@@ -43,13 +43,14 @@ pub struct TargetRecord {
     pub slow_ms: i64,
     pub extra_headers: BTreeMap<String, String>,
     pub user_agent: Option<String>,
+    pub route_overrides: Vec<shared::probe::RouteRule>,
 }
 
 const COLUMNS: &str = "id, name, base_url, api_key_sealed, enabled, interval_min, timeout_s, \
     verify_ssl, prompt, anthropic_version, max_models, created_at, updated_at, last_run_at, \
     last_status, last_total, last_success, last_fail, last_log_file, last_error, source_url, \
     sort_order, visitor_channel_actions_enabled, selected_models, exclude_models, probe_mode, \
-    check_mode, max_tokens, slow_ms, extra_headers, user_agent";
+    check_mode, max_tokens, slow_ms, extra_headers, user_agent, route_overrides";
 
 fn json_col<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
     let text: String = row.get(idx)?;
@@ -96,6 +97,7 @@ fn from_row(row: &Row<'_>, secrets: &SecretBox) -> rusqlite::Result<Result<Targe
         slow_ms: row.get(28)?,
         extra_headers: json_col(row, 29)?,
         user_agent: row.get(30)?,
+        route_overrides: json_col(row, 31)?,
     }))
 }
 
@@ -123,7 +125,7 @@ fn write_editable(txn: &Transaction<'_>, secrets: &SecretBox, t: &TargetRecord) 
          anthropic_version = ?10, max_models = ?11, updated_at = ?12, source_url = ?13, \
          sort_order = ?14, visitor_channel_actions_enabled = ?15, selected_models = ?16, \
          exclude_models = ?17, probe_mode = ?18, check_mode = ?19, max_tokens = ?20, \
-         slow_ms = ?21, extra_headers = ?22, user_agent = ?23 WHERE id = ?1",
+         slow_ms = ?21, extra_headers = ?22, user_agent = ?23, route_overrides = ?24 WHERE id = ?1",
         params![
             t.id,
             t.name,
@@ -148,6 +150,7 @@ fn write_editable(txn: &Transaction<'_>, secrets: &SecretBox, t: &TargetRecord) 
             t.slow_ms,
             json(&t.extra_headers),
             t.user_agent,
+            json(&t.route_overrides),
         ],
     )
     .map_err(|e| unique_violation(e, &t.name))?;

@@ -121,7 +121,7 @@ impl TestDaemon {
                 "/api/targets",
                 Some(&serde_json::json!({
                     "name": name,
-                    "base_url": "https://relay.example.com",
+                    "base_url": "http://127.0.0.1:9",
                     "api_key": key,
                 })),
             )

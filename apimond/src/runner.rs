@@ -1,0 +1,308 @@
+//! One run of one target: discover, filter, probe every model with at most
+//! `MONITOR_DETECT_CONCURRENCY` probes in flight (and the per-host cap), store each
+//! result as it comes, write the JSONL log, publish events, decide the target status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::json;
+use shared::probe::{self, CheckMode, ModelStatus, ProbeResult, ProbeSettings, TargetStatus};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::events::Event;
+use crate::runlog::{self, RunLog};
+use crate::scheduler::Trigger;
+use crate::service::Core;
+use crate::store::now;
+use crate::store::probes::RunFinish;
+use crate::store::targets::TargetRecord;
+
+/// The probe settings of a target.
+pub fn probe_settings(t: &TargetRecord) -> ProbeSettings {
+    ProbeSettings {
+        base_url: t.base_url.clone(),
+        api_key: t.api_key.clone(),
+        timeout: Duration::from_secs_f64(t.timeout_s),
+        verify_ssl: t.verify_ssl,
+        anthropic_version: t.anthropic_version.clone(),
+        extra_headers: t.extra_headers.clone(),
+        user_agent: t.user_agent.clone(),
+        max_tokens: t.max_tokens.map(|n| n as u32),
+        check_mode: CheckMode::parse(&t.check_mode).unwrap_or_default(),
+        prompt: t.prompt.clone(),
+        slow_ms: t.slow_ms.max(0) as u64,
+        route_overrides: t.route_overrides.clone(),
+    }
+}
+
+/// The host a target's probes go to, for the per-host cap.
+fn host_of(base_url: &str) -> String {
+    url::Url::parse(base_url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+        })
+        .unwrap_or_else(|| base_url.to_string())
+}
+
+fn modes(probe_mode: &str) -> &'static [bool] {
+    match probe_mode {
+        "plain" => &[false],
+        "both" => &[true, false],
+        _ => &[true],
+    }
+}
+
+/// Runs the target; `permit` is its slot among the parallel runs.
+pub async fn run_target(
+    core: Arc<Core>,
+    target_id: i64,
+    trigger: Trigger,
+    permit: OwnedSemaphorePermit,
+) {
+    if let Err(e) = run(&core, target_id, trigger).await {
+        tracing::error!(target_id, error = %e, "run failed");
+    }
+    drop(permit);
+    core.scheduler.finished(target_id);
+}
+
+async fn run(core: &Arc<Core>, target_id: i64, trigger: Trigger) -> anyhow::Result<()> {
+    let Some(target) = core.store.get_target(target_id).await? else {
+        return Ok(());
+    };
+    let run = core.store.start_run(target_id, trigger.as_str()).await?;
+    tracing::info!(
+        target_id,
+        run_id = run.id,
+        trigger = trigger.as_str(),
+        "run started"
+    );
+    core.bus.publish(Event::RunStarted {
+        target_id,
+        target_name: target.name.clone(),
+        run_id: run.id,
+        trigger: trigger.as_str(),
+        ts: now(),
+    });
+    let mut log = RunLog::create(&core.config.data_dir, &core.active_logs, target_id, run.id).await;
+    let settings = probe_settings(&target);
+    let host = host_of(&target.base_url);
+
+    let discovered = {
+        let _host = core.scheduler.host_permit(&host).await;
+        core.prober.discover(&settings).await
+    };
+    let finish = match discovered {
+        Err(e) => {
+            log.write("discovery", json!({"success": false, "error_class": e.class, "error": e.message, "status_code": e.status_code}))
+                .await;
+            RunFinish {
+                status: "error",
+                result: TargetStatus::Error.as_str(),
+                total: 0,
+                success: 0,
+                fail: 0,
+                error: Some(e.message),
+                log_file: Some(log.name.clone()),
+            }
+        }
+        Ok(models) => {
+            let count = models.len();
+            let (added, removed) = core
+                .store
+                .set_discovered_models(target_id, models.clone())
+                .await?;
+            log.write(
+                "discovery",
+                json!({"success": true, "models": count, "added": added, "removed": removed}),
+            )
+            .await;
+            if !added.is_empty() || !removed.is_empty() {
+                core.bus.publish(Event::ModelsChanged {
+                    target_id,
+                    target_name: target.name.clone(),
+                    added,
+                    removed,
+                    total: count,
+                    ts: now(),
+                });
+            }
+            let selected = probe::select_models(
+                &models,
+                &target.selected_models,
+                &target.exclude_models,
+                target.max_models.max(0) as usize,
+            );
+            core.store
+                .forget_models(target_id, selected.clone())
+                .await?;
+            probe_all(core, &target, &settings, &host, run.id, &selected, &mut log).await?
+        }
+    };
+    let interrupted = finish.status == "interrupted";
+    core.bus.publish(Event::RunCompleted {
+        target_id,
+        target_name: target.name.clone(),
+        run_id: run.id,
+        status: finish.status,
+        target_status: finish.result,
+        total: finish.total,
+        success: finish.success,
+        fail: finish.fail,
+        error: finish.error.clone(),
+        ts: now(),
+    });
+    log.write(
+        "run_completed",
+        json!({"status": finish.status, "target_status": finish.result, "total": finish.total, "success": finish.success, "fail": finish.fail, "error": finish.error}),
+    )
+    .await;
+    log.close().await;
+    let result = finish.result;
+    if interrupted {
+        core.store
+            .interrupt_run(run.id, finish.total, finish.success, finish.fail)
+            .await?;
+    } else {
+        core.store.finish_run(run.id, target_id, finish).await?;
+    }
+    tracing::info!(target_id, run_id = run.id, status = result, "run finished");
+    core.bus.publish(Event::TargetUpdated {
+        target_id,
+        target_name: target.name.clone(),
+        last_status: Some(result.to_string()),
+        enabled: target.enabled,
+        ts: now(),
+    });
+    prune_logs(core).await;
+    Ok(())
+}
+
+async fn probe_all(
+    core: &Arc<Core>,
+    target: &TargetRecord,
+    settings: &ProbeSettings,
+    host: &str,
+    run_id: i64,
+    models: &[String],
+    log: &mut RunLog<'_>,
+) -> anyhow::Result<RunFinish> {
+    let jobs: Vec<(String, bool)> = models
+        .iter()
+        .flat_map(|m| {
+            modes(&target.probe_mode)
+                .iter()
+                .map(move |s| (m.clone(), *s))
+        })
+        .collect();
+    let mut jobs = jobs.into_iter();
+    let stop = core.scheduler.stop_signal();
+    // Stop taking new probes once apimond is stopping; probes in flight finish.
+    let pending = futures_util::stream::iter(std::iter::from_fn(move || {
+        if *stop.borrow() { None } else { jobs.next() }
+    }));
+    let concurrency = core.config.detect_concurrency;
+    let mut results = pending
+        .map(|(model, stream)| async move {
+            let _host = core.scheduler.host_permit(host).await;
+            core.prober.probe(settings, &model, stream).await
+        })
+        .buffer_unordered(concurrency);
+
+    // A model probed in both modes counts once, with the worse outcome.
+    let mut by_model: BTreeMap<String, ModelStatus> = BTreeMap::new();
+    let mut probes = 0usize;
+    while let Some(r) = results.next().await {
+        probes += 1;
+        record(core, target.id, run_id, &r, log).await?;
+        let entry = by_model.entry(r.model.clone()).or_insert(r.status);
+        if severity(r.status) > severity(*entry) {
+            *entry = r.status;
+        }
+    }
+    let statuses: Vec<ModelStatus> = by_model.values().copied().collect();
+    let success = statuses.iter().filter(|s| **s != ModelStatus::Fail).count() as i64;
+    let total = statuses.len() as i64;
+    let expected = models.len() * modes(&target.probe_mode).len();
+    if probes < expected {
+        return Ok(RunFinish {
+            status: "interrupted",
+            result: TargetStatus::of_run(false, &statuses).as_str(),
+            total,
+            success,
+            fail: total - success,
+            error: Some("apimond stopped before the run finished".into()),
+            log_file: Some(log.name.clone()),
+        });
+    }
+    Ok(RunFinish {
+        status: "completed",
+        result: TargetStatus::of_run(false, &statuses).as_str(),
+        total,
+        success,
+        fail: total - success,
+        error: None,
+        log_file: Some(log.name.clone()),
+    })
+}
+
+fn severity(s: ModelStatus) -> u8 {
+    match s {
+        ModelStatus::Ok => 0,
+        ModelStatus::Slow => 1,
+        ModelStatus::Fail => 2,
+    }
+}
+
+async fn record(
+    core: &Core,
+    target_id: i64,
+    run_id: i64,
+    r: &ProbeResult,
+    log: &mut RunLog<'_>,
+) -> anyhow::Result<()> {
+    core.store
+        .record_probe(run_id, target_id, r.clone())
+        .await?;
+    log.write("probe", serde_json::to_value(r).expect("plain data"))
+        .await;
+    core.bus.publish(Event::ModelResult {
+        target_id,
+        run_id,
+        model: r.model.clone(),
+        protocol: r.protocol.as_str(),
+        stream: r.stream,
+        success: r.success,
+        status: r.status.as_str(),
+        status_code: r.status_code,
+        ttft_ms: r.ttft_ms,
+        total_ms: r.total_ms,
+        tokens_per_s: r.tokens_per_s,
+        error_class: r.error_class.map(|c| c.as_str()),
+        error: r.error.clone(),
+        model_mismatch: r.model_mismatch,
+        ts: now(),
+    });
+    Ok(())
+}
+
+/// Keeps the log folder under `LOG_MAX_SIZE_MB` when cleanup is on.
+pub async fn prune_logs(core: &Core) {
+    let settings = core.settings();
+    if !settings.log_cleanup_enabled {
+        return;
+    }
+    let dir = core.config.data_dir.join(runlog::LOG_DIR);
+    let max = settings.log_max_size_mb * 1024 * 1024;
+    let active = core.active_logs.snapshot();
+    let deleted = tokio::task::spawn_blocking(move || runlog::prune(&dir, max, &active))
+        .await
+        .unwrap_or(0);
+    if deleted > 0 {
+        tracing::info!(files = deleted, "pruned old run logs");
+    }
+}

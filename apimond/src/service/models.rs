@@ -1,0 +1,212 @@
+//! A target's models: what discovery found, what is selected, excluded and probed,
+//! with each model's latest result; and changing the selection.
+
+use serde_json::{Value, json};
+use shared::probe::{self, route};
+
+use super::validate::Body;
+use super::{Caller, Core, ServiceError, ServiceResult};
+use crate::store::probes::{HistoryPoint, ModelLatest};
+
+/// The compact history of a target's models, aligned on its last runs: per target
+/// `history_runs` (`[run_id, unix seconds]`, oldest first), per model
+/// `{"s": "12-0", "ms": [..], "e": {"3": "timeout"}}` where `s` has one character per
+/// run (`1` ok, `2` slow, `0` fail, `-` not probed), `ms` the total time and `e` the
+/// error class of failures by position.
+pub fn compact_histories(models: &[ModelLatest], n: usize) -> (Vec<(i64, i64)>, Vec<Value>) {
+    let mut runs: Vec<(i64, i64)> = models
+        .iter()
+        .flat_map(|m| m.history.iter().map(|p| (p.0, p.1)))
+        .collect();
+    runs.sort_unstable();
+    runs.dedup_by_key(|r| r.0);
+    if runs.len() > n {
+        runs.drain(..runs.len() - n);
+    }
+    let histories = models
+        .iter()
+        .map(|m| {
+            let mut s = String::with_capacity(runs.len());
+            let mut ms: Vec<Value> = Vec::with_capacity(runs.len());
+            let mut e = serde_json::Map::new();
+            for (i, (run_id, _)) in runs.iter().enumerate() {
+                match m.history.iter().rev().find(|p| p.0 == *run_id) {
+                    Some(p) => {
+                        s.push(match p.2 {
+                            0 => '0',
+                            2 => '2',
+                            _ => '1',
+                        });
+                        ms.push(json!(p.3));
+                        if let Some(class) = &p.5 {
+                            e.insert(i.to_string(), json!(class));
+                        }
+                    }
+                    None => {
+                        s.push('-');
+                        ms.push(Value::Null);
+                    }
+                }
+            }
+            json!({ "s": s, "ms": ms, "e": e })
+        })
+        .collect();
+    (runs, histories)
+}
+
+/// The seed's history objects, oldest first.
+pub fn full_history(points: &[HistoryPoint], n: usize) -> Vec<Value> {
+    let start = points.len().saturating_sub(n);
+    points[start..]
+        .iter()
+        .map(|p| {
+            json!({
+                "run_id": p.0,
+                "success": p.2 != 0,
+                "status": match p.2 { 0 => "fail", 2 => "slow", _ => "ok" },
+                "duration": p.3 as f64 / 1000.0,
+                "timestamp": p.1,
+                "error": p.5,
+                "status_code": p.4,
+            })
+        })
+        .collect()
+}
+
+/// One model's latest result in the seed's `latest_models` shape plus apimon's fields.
+pub fn latest_view(m: &ModelLatest, history: Value) -> Value {
+    let r = &m.result;
+    json!({
+        "protocol": m.protocol,
+        "model": m.model,
+        "success": r.success,
+        "status": r.status,
+        "duration": r.total_ms / 1000.0,
+        "error": r.error,
+        "error_class": r.error_class,
+        "status_code": r.status_code,
+        "ttft_ms": r.ttft_ms,
+        "total_ms": r.total_ms,
+        "tokens_per_s": r.tokens_per_s,
+        "route": r.route,
+        "endpoint": r.endpoint,
+        "stream": r.stream,
+        "returned_model": r.returned_model,
+        "model_mismatch": r.model_mismatch,
+        "timestamp": r.timestamp,
+        "run_id": m.run_id,
+        "history": history,
+    })
+}
+
+impl Core {
+    pub async fn target_models(&self, caller: &Caller, id: i64) -> ServiceResult<Value> {
+        caller.require_reader()?;
+        let t = self
+            .store
+            .get_target(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no target with id {id}")))?;
+        let discovered = self.store.discovered_models(id).await?;
+        let probed = probe::select_models(
+            &discovered,
+            &t.selected_models,
+            &t.exclude_models,
+            t.max_models.max(0) as usize,
+        );
+        let latest = self
+            .store
+            .model_latest(Some(id))
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
+        let rules = self.prober.rules();
+        let models: Vec<Value> = discovered
+            .iter()
+            .map(|m| {
+                let r = route::route_for(m, &t.route_overrides, rules);
+                json!({
+                    "model": m,
+                    "selected": t.selected_models.is_empty() || t.selected_models.contains(m),
+                    "excluded": route::matches_any(m, &t.exclude_models),
+                    "probed": probed.contains(m),
+                    "protocol": r.protocol,
+                    "route": r.rule,
+                    "latest": latest.iter().find(|l| &l.model == m).map(|l| latest_view(l, Value::Null)),
+                })
+            })
+            .collect();
+        Ok(json!({
+            "item": {
+                "target_id": id,
+                "discovered": discovered,
+                "selected_models": t.selected_models,
+                "exclude_models": t.exclude_models,
+                "max_models": t.max_models,
+                "probed": probed,
+                "models": models,
+            }
+        }))
+    }
+
+    /// `{"selected_models": [...]}` (empty = all), checked against the discovered list
+    /// once there is one; `exclude_models` may come along.
+    pub async fn set_target_models(
+        &self,
+        caller: &Caller,
+        id: i64,
+        raw: &[u8],
+    ) -> ServiceResult<Value> {
+        caller.require_admin()?;
+        let mut body = Body::parse(raw)?;
+        let selected = body.string_list("selected_models", 5000, 1, 256)?;
+        let exclude = body.string_list("exclude_models", 500, 1, 256)?;
+        body.finish()?;
+        if selected.is_none() && exclude.is_none() {
+            return Err(ServiceError::BadRequest("selected_models: required".into()));
+        }
+        let discovered = match self.store.discovered_models(id).await {
+            Ok(d) => d,
+            Err(crate::store::StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows)) => {
+                return Err(ServiceError::NotFound(format!("no target with id {id}")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(sel) = &selected
+            && !discovered.is_empty()
+        {
+            let unknown: Vec<&str> = sel
+                .iter()
+                .filter(|m| !discovered.contains(m))
+                .map(String::as_str)
+                .collect();
+            if !unknown.is_empty() {
+                let shown: Vec<&str> = unknown.iter().take(10).copied().collect();
+                return Err(ServiceError::BadRequest(format!(
+                    "selected_models: {} not offered by this channel: {}",
+                    unknown.len(),
+                    shown.join(", ")
+                )));
+            }
+        }
+        self.store
+            .update_target(id, move |t| {
+                if let Some(s) = selected {
+                    t.selected_models = s;
+                }
+                if let Some(e) = exclude {
+                    t.exclude_models = e;
+                }
+                Ok::<(), ServiceError>(())
+            })
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::NotFound => {
+                    ServiceError::NotFound(format!("no target with id {id}"))
+                }
+                other => other.into(),
+            })??;
+        self.target_changed(id).await;
+        self.target_models(caller, id).await
+    }
+}

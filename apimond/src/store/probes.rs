@@ -1,0 +1,482 @@
+//! What runs write: run rows, one `run_models` row per probe, each model's latest
+//! result with a short history (what the target list shows), hourly and daily rollups
+//! for long windows, the discovered model list, the schedule, and retention.
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use shared::probe::{ModelStatus, ProbeResult};
+
+use super::runs::RunRecord;
+use super::{Result, Store, now};
+use crate::sketch::Sketch;
+
+/// History points kept per model (the list shows up to this many).
+pub const HISTORY_KEEP: usize = 100;
+
+/// A model's latest result, as kept in `model_latest.result`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LatestResult {
+    pub success: bool,
+    pub status: ModelStatus,
+    pub stream: bool,
+    pub route: String,
+    pub endpoint: String,
+    pub total_ms: f64,
+    pub ttft_ms: Option<f64>,
+    pub tokens_per_s: Option<f64>,
+    pub status_code: Option<u16>,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub returned_model: Option<String>,
+    pub model_mismatch: bool,
+    pub timestamp: f64,
+}
+
+/// One history point: `[run_id, unix seconds, 0 fail | 1 ok | 2 slow, total ms,
+/// status code, error class]`.
+pub type HistoryPoint = (i64, i64, u8, i64, Option<u16>, Option<String>);
+
+#[derive(Debug, Clone)]
+pub struct ModelLatest {
+    pub target_id: i64,
+    pub model: String,
+    pub protocol: String,
+    pub run_id: i64,
+    pub result: LatestResult,
+    /// Oldest first.
+    pub history: Vec<HistoryPoint>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunFinish {
+    /// `completed` or `error`.
+    pub status: &'static str,
+    /// The target status the run found (`healthy`, `degraded`, …).
+    pub result: &'static str,
+    pub total: i64,
+    pub success: i64,
+    pub fail: i64,
+    pub error: Option<String>,
+    pub log_file: Option<String>,
+}
+
+/// A rollup row read back.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollup {
+    pub period: String,
+    pub bucket_start: f64,
+    pub model: String,
+    pub count: i64,
+    pub success: i64,
+    pub slow: i64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub ttft_p50_ms: Option<f64>,
+    pub ttft_p95_ms: Option<f64>,
+}
+
+fn bucket_start(ts: f64, period: &str) -> f64 {
+    let size = if period == "hour" { 3600.0 } else { 86_400.0 };
+    (ts / size).floor() * size
+}
+
+impl Store {
+    /// Opens a run in state `running`.
+    pub async fn start_run(&self, target_id: i64, trigger: &'static str) -> Result<RunRecord> {
+        self.write(move |txn, _| {
+            let ts = now();
+            txn.execute(
+                "INSERT INTO runs (target_id, started_at, status, trigger) VALUES (?1, ?2, 'running', ?3)",
+                params![target_id, ts, trigger],
+            )?;
+            Ok(RunRecord {
+                id: txn.last_insert_rowid(),
+                target_id,
+                started_at: ts,
+                finished_at: None,
+                status: "running".into(),
+                total: 0,
+                success: 0,
+                fail: 0,
+                log_file: None,
+                error: None,
+            })
+        })
+        .await
+    }
+
+    /// Stores one probe: its row, the model's latest result and history, and the
+    /// hourly and daily rollups.
+    pub async fn record_probe(&self, run_id: i64, target_id: i64, r: ProbeResult) -> Result<()> {
+        self.write(move |txn, _| {
+            txn.execute(
+                "INSERT INTO run_models (run_id, target_id, protocol, model, success, duration, \
+                 status_code, error, content, route, endpoint, timestamp, stream, transport_success, \
+                 status, error_class, ttfb_ms, ttft_ms, total_ms, output_tokens, tokens_estimated, \
+                 tokens_per_s, returned_model, model_mismatch, attempts) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+                params![
+                    run_id,
+                    target_id,
+                    r.protocol.as_str(),
+                    r.model,
+                    r.success,
+                    r.total_ms / 1000.0,
+                    r.status_code,
+                    r.error,
+                    r.content,
+                    r.route,
+                    r.endpoint,
+                    r.started_at,
+                    r.stream,
+                    r.transport_success,
+                    r.status.as_str(),
+                    r.error_class.map(|c| c.as_str()),
+                    r.ttfb_ms,
+                    r.ttft_ms,
+                    r.total_ms,
+                    r.output_tokens.map(|n| n as i64),
+                    r.tokens_estimated,
+                    r.tokens_per_s,
+                    r.returned_model,
+                    r.model_mismatch,
+                    r.attempts,
+                ],
+            )?;
+
+            let latest = LatestResult {
+                success: r.success,
+                status: r.status,
+                stream: r.stream,
+                route: r.route.clone(),
+                endpoint: r.endpoint.clone(),
+                total_ms: r.total_ms,
+                ttft_ms: r.ttft_ms,
+                tokens_per_s: r.tokens_per_s,
+                status_code: r.status_code,
+                error_class: r.error_class.map(|c| c.as_str().to_string()),
+                error: r.error.clone(),
+                returned_model: r.returned_model.clone(),
+                model_mismatch: r.model_mismatch,
+                timestamp: r.started_at,
+            };
+            let old: Option<String> = txn
+                .query_row(
+                    "SELECT history FROM model_latest WHERE target_id = ?1 AND model = ?2",
+                    params![target_id, r.model],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let mut history: Vec<HistoryPoint> = old
+                .and_then(|h| serde_json::from_str(&h).ok())
+                .unwrap_or_default();
+            let code = match r.status {
+                ModelStatus::Fail => 0,
+                ModelStatus::Ok => 1,
+                ModelStatus::Slow => 2,
+            };
+            history.push((
+                run_id,
+                r.started_at as i64,
+                code,
+                r.total_ms.round() as i64,
+                r.status_code,
+                r.error_class.map(|c| c.as_str().to_string()),
+            ));
+            if history.len() > HISTORY_KEEP {
+                history.drain(..history.len() - HISTORY_KEEP);
+            }
+            txn.execute(
+                "INSERT INTO model_latest (target_id, model, protocol, run_id, result, history) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(target_id, model) DO UPDATE SET \
+                 protocol = excluded.protocol, run_id = excluded.run_id, result = excluded.result, \
+                 history = excluded.history",
+                params![
+                    target_id,
+                    r.model,
+                    r.protocol.as_str(),
+                    run_id,
+                    serde_json::to_string(&latest).expect("plain data"),
+                    serde_json::to_string(&history).expect("plain data"),
+                ],
+            )?;
+
+            for period in ["hour", "day"] {
+                let bucket = bucket_start(r.started_at, period);
+                let existing: Option<(String, String)> = txn
+                    .query_row(
+                        "SELECT latency_sketch, ttft_sketch FROM rollups WHERE period = ?1 AND \
+                         target_id = ?2 AND model = ?3 AND bucket_start = ?4",
+                        params![period, target_id, r.model, bucket],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .optional()?;
+                let (mut lat, mut ttft): (Sketch, Sketch) = existing
+                    .map(|(l, t)| (serde_json::from_str(&l).unwrap_or_default(), serde_json::from_str(&t).unwrap_or_default()))
+                    .unwrap_or_default();
+                if r.success {
+                    lat.add(r.total_ms);
+                    if let Some(t) = r.ttft_ms {
+                        ttft.add(t);
+                    }
+                }
+                txn.execute(
+                    "INSERT INTO rollups (period, bucket_start, target_id, model, count, success, slow, \
+                     latency_sketch, ttft_sketch) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8) \
+                     ON CONFLICT(period, target_id, model, bucket_start) DO UPDATE SET \
+                     count = count + 1, success = success + excluded.success, slow = slow + excluded.slow, \
+                     latency_sketch = excluded.latency_sketch, ttft_sketch = excluded.ttft_sketch",
+                    params![
+                        period,
+                        bucket,
+                        target_id,
+                        r.model,
+                        r.success as i64,
+                        (r.status == ModelStatus::Slow) as i64,
+                        serde_json::to_string(&lat).expect("plain data"),
+                        serde_json::to_string(&ttft).expect("plain data"),
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Closes a run and copies its outcome onto the target's `last_*` fields.
+    pub async fn finish_run(&self, run_id: i64, target_id: i64, f: RunFinish) -> Result<()> {
+        self.write(move |txn, _| {
+            let ts = now();
+            txn.execute(
+                "UPDATE runs SET finished_at = ?2, status = ?3, result = ?4, total = ?5, success = ?6, \
+                 fail = ?7, error = ?8, log_file = ?9 WHERE id = ?1",
+                params![run_id, ts, f.status, f.result, f.total, f.success, f.fail, f.error, f.log_file],
+            )?;
+            txn.execute(
+                "UPDATE targets SET last_run_at = ?2, last_status = ?3, last_total = ?4, \
+                 last_success = ?5, last_fail = ?6, last_error = ?7, last_log_file = ?8 WHERE id = ?1",
+                params![target_id, ts, f.result, f.total, f.success, f.fail, f.error, f.log_file],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Closes a run that apimond stopped in the middle of; the target's last result
+    /// stays the previous complete one.
+    pub async fn interrupt_run(
+        &self,
+        run_id: i64,
+        total: i64,
+        success: i64,
+        fail: i64,
+    ) -> Result<()> {
+        self.write(move |txn, _| {
+            txn.execute(
+                "UPDATE runs SET finished_at = ?2, status = 'interrupted', total = ?3, success = ?4, \
+                 fail = ?5, error = 'apimond stopped before the run finished' WHERE id = ?1",
+                params![run_id, now(), total, success, fail],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Stores the discovered model list; returns the models added and removed since the
+    /// last discovery (both empty on the first one).
+    pub async fn set_discovered_models(
+        &self,
+        target_id: i64,
+        models: Vec<String>,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        self.write(move |txn, _| {
+            let old: String = txn.query_row(
+                "SELECT discovered_models FROM targets WHERE id = ?1",
+                [target_id],
+                |r| r.get(0),
+            )?;
+            let old: Vec<String> = serde_json::from_str(&old).unwrap_or_default();
+            let (added, removed) = if old.is_empty() {
+                (Vec::new(), Vec::new())
+            } else {
+                (
+                    models
+                        .iter()
+                        .filter(|m| !old.contains(m))
+                        .cloned()
+                        .collect(),
+                    old.iter()
+                        .filter(|m| !models.contains(m))
+                        .cloned()
+                        .collect(),
+                )
+            };
+            txn.execute(
+                "UPDATE targets SET discovered_models = ?2 WHERE id = ?1",
+                params![
+                    target_id,
+                    serde_json::to_string(&models).expect("plain data")
+                ],
+            )?;
+            Ok((added, removed))
+        })
+        .await
+    }
+
+    pub async fn discovered_models(&self, target_id: i64) -> Result<Vec<String>> {
+        self.read(move |conn, _| {
+            let text: String = conn.query_row(
+                "SELECT discovered_models FROM targets WHERE id = ?1",
+                [target_id],
+                |r| r.get(0),
+            )?;
+            Ok(serde_json::from_str(&text).unwrap_or_default())
+        })
+        .await
+    }
+
+    pub async fn set_next_due(&self, target_id: i64, due: f64) -> Result<()> {
+        self.write(move |txn, _| {
+            txn.execute(
+                "UPDATE targets SET next_due_at = ?2 WHERE id = ?1",
+                params![target_id, due],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every target's schedule: (id, enabled, interval_min, next_due_at).
+    pub async fn schedule(&self) -> Result<Vec<(i64, bool, i64, Option<f64>)>> {
+        self.read(|conn, _| {
+            let mut stmt =
+                conn.prepare("SELECT id, enabled, interval_min, next_due_at FROM targets")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// Latest results with history, of one target or of all.
+    pub async fn model_latest(
+        &self,
+        target_id: Option<i64>,
+    ) -> Result<HashMap<i64, Vec<ModelLatest>>> {
+        self.read(move |conn, _| {
+            let mut out: HashMap<i64, Vec<ModelLatest>> = HashMap::new();
+            let sql = "SELECT target_id, model, protocol, run_id, result, history FROM model_latest \
+                       WHERE (?1 IS NULL OR target_id = ?1) ORDER BY target_id, model";
+            let mut stmt = conn.prepare(sql)?;
+            let mut rows = stmt.query([target_id])?;
+            while let Some(row) = rows.next()? {
+                let result: String = row.get(4)?;
+                let history: String = row.get(5)?;
+                let Ok(result) = serde_json::from_str::<LatestResult>(&result) else { continue };
+                let m = ModelLatest {
+                    target_id: row.get(0)?,
+                    model: row.get(1)?,
+                    protocol: row.get(2)?,
+                    run_id: row.get(3)?,
+                    result,
+                    history: serde_json::from_str(&history).unwrap_or_default(),
+                };
+                out.entry(m.target_id).or_default().push(m);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Drops a model's latest result (it left the selection or the channel).
+    pub async fn forget_models(&self, target_id: i64, keep: Vec<String>) -> Result<usize> {
+        self.write(move |txn, _| {
+            let mut stmt = txn.prepare("SELECT model FROM model_latest WHERE target_id = ?1")?;
+            let models: Vec<String> = stmt
+                .query_map([target_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut n = 0;
+            for m in models.iter().filter(|m| !keep.contains(m)) {
+                n += txn.execute(
+                    "DELETE FROM model_latest WHERE target_id = ?1 AND model = ?2",
+                    params![target_id, m],
+                )?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Rollups of a target since a time, oldest first.
+    pub async fn rollups(
+        &self,
+        target_id: i64,
+        period: &'static str,
+        since: f64,
+    ) -> Result<Vec<Rollup>> {
+        self.read(move |conn, _| {
+            let mut stmt = conn.prepare(
+                "SELECT period, bucket_start, model, count, success, slow, latency_sketch, ttft_sketch \
+                 FROM rollups WHERE target_id = ?1 AND period = ?2 AND bucket_start >= ?3 \
+                 ORDER BY bucket_start, model",
+            )?;
+            let rows = stmt.query_map(params![target_id, period, since], |r| {
+                let lat: String = r.get(6)?;
+                let ttft: String = r.get(7)?;
+                let lat: Sketch = serde_json::from_str(&lat).unwrap_or_default();
+                let ttft: Sketch = serde_json::from_str(&ttft).unwrap_or_default();
+                Ok(Rollup {
+                    period: r.get(0)?,
+                    bucket_start: r.get(1)?,
+                    model: r.get(2)?,
+                    count: r.get(3)?,
+                    success: r.get(4)?,
+                    slow: r.get(5)?,
+                    latency_p50_ms: lat.quantile(0.5),
+                    latency_p95_ms: lat.quantile(0.95),
+                    ttft_p50_ms: ttft.quantile(0.5),
+                    ttft_p95_ms: ttft.quantile(0.95),
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// Deletes raw probe rows (and finished runs left without any) older than
+    /// `raw_before`, hourly rollups older than `hourly_before` and daily ones older
+    /// than `daily_before`. Returns (probe rows, runs, rollups) deleted.
+    pub async fn prune(
+        &self,
+        raw_before: f64,
+        hourly_before: f64,
+        daily_before: f64,
+    ) -> Result<(usize, usize, usize)> {
+        let counts = self
+            .write(move |txn, _| {
+                let rows =
+                    txn.execute("DELETE FROM run_models WHERE timestamp < ?1", [raw_before])?;
+                // Keep each target's latest run so its last result stays explainable.
+                let runs = txn.execute(
+                    "DELETE FROM runs WHERE started_at < ?1 AND status != 'running' \
+                     AND id NOT IN (SELECT MAX(id) FROM runs GROUP BY target_id) \
+                     AND NOT EXISTS (SELECT 1 FROM run_models WHERE run_models.run_id = runs.id)",
+                    [raw_before],
+                )?;
+                let hourly = txn.execute(
+                    "DELETE FROM rollups WHERE period = 'hour' AND bucket_start < ?1",
+                    [hourly_before],
+                )?;
+                let daily = txn.execute(
+                    "DELETE FROM rollups WHERE period = 'day' AND bucket_start < ?1",
+                    [daily_before],
+                )?;
+                Ok((rows, runs, hourly + daily))
+            })
+            .await?;
+        Ok(counts)
+    }
+}

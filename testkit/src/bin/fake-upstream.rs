@@ -1,0 +1,65 @@
+//! The fake upstream as a process, for the benchmark:
+//! `fake-upstream [--port N] [--models N] [--delay-ms N] [--key KEY]`.
+//! Prints `listening http://127.0.0.1:PORT` once ready and serves until killed.
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use testkit::{FakeConfig, FakeUpstream};
+
+const USAGE: &str = "usage: fake-upstream [--port N] [--models N] [--delay-ms N] [--key KEY]";
+
+fn parse(args: impl Iterator<Item = String>) -> Result<(FakeConfig, u16), String> {
+    let mut config = FakeConfig::default();
+    let mut port = 0;
+    let mut args = args;
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        let number = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: not a number: {v}"))
+        };
+        match flag.as_str() {
+            "--port" => {
+                port = u16::try_from(number(value()?)?)
+                    .map_err(|_| "--port: out of range".to_string())?;
+            }
+            "--models" => {
+                let n = number(value()?)?;
+                config.models = (0..n).map(|i| format!("model-{i:03}")).collect();
+            }
+            "--delay-ms" => config.probe_delay = Duration::from_millis(number(value()?)?),
+            "--key" => config.api_key = value()?,
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    Ok((config, port))
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> ExitCode {
+    let (config, port) = match parse(std::env::args().skip(1)) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let upstream =
+        match FakeUpstream::bind(config, SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await {
+            Ok(upstream) => upstream,
+            Err(e) => {
+                eprintln!("fake-upstream: cannot bind port {port}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let mut stdout = std::io::stdout();
+    // The benchmark waits for this line, so it must not sit in a buffer.
+    let _ = writeln!(stdout, "listening {}", upstream.base_url());
+    let _ = stdout.flush();
+    std::future::pending::<()>().await;
+    ExitCode::SUCCESS
+}
