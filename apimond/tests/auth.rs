@@ -43,6 +43,10 @@ async fn routes(d: &TestDaemon) -> Vec<Route> {
     let t = d
         .create_target(&format!("matrix-{n}"), "sk-matrix-key-000000000000")
         .await;
+    // A target of its own for the run trigger: one run per target at a time.
+    let fresh = d
+        .create_target(&format!("fresh-{n}"), "sk-fresh-key-000000000000")
+        .await;
     let doomed = d
         .create_target(&format!("doomed-{n}"), "sk-doomed-key-000000000000")
         .await;
@@ -68,6 +72,36 @@ async fn routes(d: &TestDaemon) -> Vec<Route> {
             format!("/api/targets/{t}/logs"),
             None,
             Family::Read,
+        ),
+        r(
+            Method::GET,
+            format!("/api/targets/{t}/models"),
+            None,
+            Family::Read,
+        ),
+        r(
+            Method::PATCH,
+            format!("/api/targets/{t}/models"),
+            Some(json!({"selected_models": []})),
+            Family::Write,
+        ),
+        r(
+            Method::POST,
+            format!("/api/targets/{fresh}/run"),
+            None,
+            Family::Write,
+        ),
+        r(
+            Method::GET,
+            format!("/api/admin/channels/{t}/models"),
+            None,
+            Family::Admin,
+        ),
+        r(
+            Method::PATCH,
+            format!("/api/admin/channels/{t}/models"),
+            Some(json!({"selected_models": []})),
+            Family::Admin,
         ),
         r(
             Method::POST,

@@ -80,3 +80,13 @@ pub async fn update_channel_advanced(
 pub async fn resources(State(core): State<AppState>, caller: Caller) -> ApiResult {
     Ok(Json(core.resources(&caller).await?))
 }
+
+/// The admin panel's view of a channel's models: the same as the target's, admin only.
+pub async fn channel_models(
+    State(core): State<AppState>,
+    caller: Caller,
+    TargetId(id): TargetId,
+) -> ApiResult {
+    caller.require_admin()?;
+    Ok(Json(core.target_models(&caller, id).await?))
+}

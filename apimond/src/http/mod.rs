@@ -73,6 +73,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/admin/channels", get(admin::channels))
         .route(
+            "/api/admin/channels/{id}/models",
+            get(admin::channel_models).patch(api::set_target_models),
+        )
+        .route(
             "/api/admin/channels/{id}/advanced",
             patch(admin::update_channel_advanced),
         )

@@ -187,3 +187,124 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
 }
+
+pub const UPSTREAM_KEY: &str = "sk-fake-upstream-key-0123456789";
+
+/// A fake relay offering `models`, answering every probe after `delay`.
+pub async fn fake_upstream(models: &[&str], delay_ms: u64) -> testkit::FakeUpstream {
+    testkit::FakeUpstream::start(testkit::FakeConfig {
+        models: models.iter().map(|m| m.to_string()).collect(),
+        api_key: UPSTREAM_KEY.into(),
+        probe_delay: std::time::Duration::from_millis(delay_ms),
+        slow_delay: std::time::Duration::from_millis(1200),
+        ..testkit::FakeConfig::default()
+    })
+    .await
+}
+
+impl TestDaemon {
+    /// Creates a target on a fake relay with extra fields; returns its id.
+    pub async fn create_on(&self, name: &str, base_url: &str, extra: Value) -> i64 {
+        let mut body =
+            serde_json::json!({"name": name, "base_url": base_url, "api_key": UPSTREAM_KEY});
+        if let Value::Object(m) = extra {
+            body.as_object_mut().unwrap().extend(m);
+        }
+        let (s, v) = self.admin(Method::POST, "/api/targets", Some(&body)).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["item"]["id"].as_i64().unwrap()
+    }
+
+    /// Triggers a run as admin and returns the answer.
+    pub async fn trigger(&self, id: i64) -> (StatusCode, Value) {
+        self.admin(Method::POST, &format!("/api/targets/{id}/run"), None)
+            .await
+    }
+
+    /// Waits until the target's latest run is no longer running; returns it.
+    pub async fn wait_run(&self, id: i64) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (_, v) = self
+                .admin(Method::GET, &format!("/api/targets/{id}/runs"), None)
+                .await;
+            if let Some(run) = v["items"].get(0)
+                && run["status"] != "running"
+                && !self.core().scheduler.is_running(id)
+            {
+                return run.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run of target {id} did not finish"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn core(&self) -> &std::sync::Arc<apimond::service::Core> {
+        self.daemon.as_ref().expect("running").core()
+    }
+
+    /// Opens `/api/events` with a token.
+    pub async fn events(&self, token: Option<&str>) -> SseReader {
+        let mut url = self.url("/api/events");
+        if let Some(t) = token {
+            url.push_str(&format!("?token={t}"));
+        }
+        let resp = self.http.get(url).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        SseReader {
+            resp,
+            parser: shared::probe::sse::SseParser::new(),
+            pending: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+/// Reads server-sent events from a response.
+pub struct SseReader {
+    pub resp: reqwest::Response,
+    parser: shared::probe::sse::SseParser,
+    pending: std::collections::VecDeque<shared::probe::sse::SseEvent>,
+}
+
+impl SseReader {
+    /// The next event's name and JSON data, waiting at most `secs`.
+    pub async fn next(&mut self, secs: u64) -> Option<(String, Value)> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                let data = serde_json::from_str(&e.data).unwrap_or(Value::Null);
+                return Some((e.event.unwrap_or_default(), data));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.resp.chunk())
+                .await
+                .ok()?
+                .ok()??;
+            self.pending.extend(self.parser.feed(&chunk));
+        }
+    }
+
+    /// Events until one named `until` (included).
+    pub async fn until(&mut self, until: &str, secs: u64) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        while let Some((name, data)) = self.next(secs).await {
+            let done = name == until;
+            out.push((name, data));
+            if done {
+                return out;
+            }
+        }
+        panic!(
+            "no `{until}` event within {secs} s; got {:?}",
+            out.iter().map(|e| &e.0).collect::<Vec<_>>()
+        );
+    }
+}
