@@ -71,7 +71,7 @@ impl<'a> RunLog<'a> {
             |e| tracing::error!(path = %path.display(), error = %e, "cannot create the run log"),
         )
         .ok()
-        .map(tokio::io::BufWriter::new);
+        .map(|f| tokio::io::BufWriter::with_capacity(64 * 1024, f));
         RunLog {
             path,
             name,

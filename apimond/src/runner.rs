@@ -216,13 +216,24 @@ async fn probe_all(
     // A model probed in both modes counts once, with the worse outcome.
     let mut by_model: BTreeMap<String, ModelStatus> = BTreeMap::new();
     let mut probes = 0usize;
+    // Results go to the store in small batches (events and the log see each at once).
+    let mut batch: Vec<ProbeResult> = Vec::with_capacity(concurrency);
     while let Some(r) = results.next().await {
         probes += 1;
-        record(core, target.id, run_id, &r, log).await?;
+        publish(core, target.id, run_id, &r, log).await;
         let entry = by_model.entry(r.model.clone()).or_insert(r.status);
         if severity(r.status) > severity(*entry) {
             *entry = r.status;
         }
+        batch.push(r);
+        if batch.len() >= concurrency {
+            core.store
+                .record_probes(run_id, target.id, std::mem::take(&mut batch))
+                .await?;
+        }
+    }
+    if !batch.is_empty() {
+        core.store.record_probes(run_id, target.id, batch).await?;
     }
     let statuses: Vec<ModelStatus> = by_model.values().copied().collect();
     let success = statuses.iter().filter(|s| **s != ModelStatus::Fail).count() as i64;
@@ -258,16 +269,8 @@ fn severity(s: ModelStatus) -> u8 {
     }
 }
 
-async fn record(
-    core: &Core,
-    target_id: i64,
-    run_id: i64,
-    r: &ProbeResult,
-    log: &mut RunLog<'_>,
-) -> anyhow::Result<()> {
-    core.store
-        .record_probe(run_id, target_id, r.clone())
-        .await?;
+/// Logs a result to the run's JSONL file and publishes it.
+async fn publish(core: &Core, target_id: i64, run_id: i64, r: &ProbeResult, log: &mut RunLog<'_>) {
     log.write("probe", serde_json::to_value(r).expect("plain data"))
         .await;
     core.bus.publish(Event::ModelResult {
@@ -287,7 +290,6 @@ async fn record(
         model_mismatch: r.model_mismatch,
         ts: now(),
     });
-    Ok(())
 }
 
 /// Keeps the log folder under `LOG_MAX_SIZE_MB` when cleanup is on.

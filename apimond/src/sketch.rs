@@ -7,14 +7,19 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 const FACTOR: f64 = 1.25;
-const BUCKETS: usize = 64;
+pub const BUCKETS: usize = 64;
+
+/// One character per bucket, for the target list's compact latency history.
+pub const BUCKET_CHARS: &[u8; BUCKETS] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Bucket index → count, sparse.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Sketch(BTreeMap<u8, u64>);
 
-fn bucket_of(ms: f64) -> u8 {
+/// The bucket a duration falls in.
+pub fn bucket_of(ms: f64) -> u8 {
     if ms <= 1.0 {
         return 0;
     }
@@ -22,7 +27,7 @@ fn bucket_of(ms: f64) -> u8 {
 }
 
 /// The middle of a bucket, geometrically.
-fn value_of(bucket: u8) -> f64 {
+pub fn value_of(bucket: u8) -> f64 {
     if bucket == 0 {
         return 1.0;
     }
@@ -67,6 +72,15 @@ impl Sketch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_characters_round_trip_within_twelve_percent() {
+        for ms in [1.5, 80.0, 105.0, 950.0, 4321.0, 60_000.0] {
+            let c = BUCKET_CHARS[bucket_of(ms) as usize];
+            let back = value_of(BUCKET_CHARS.iter().position(|x| *x == c).unwrap() as u8);
+            assert!((back / ms - 1.0).abs() < 0.125, "{ms} -> {back}");
+        }
+    }
 
     #[test]
     fn quantiles_are_within_a_bucket_of_the_truth() {

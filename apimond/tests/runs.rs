@@ -596,7 +596,7 @@ async fn old_raw_rows_are_pruned_and_rollups_kept() {
     old.started_at -= ten_days;
     let old_run = store.start_run(id, "schedule").await.unwrap();
     store
-        .record_probe(old_run.id, id, old.clone())
+        .record_probes_now(old_run.id, id, vec![old.clone()])
         .await
         .unwrap();
     let (_, all) = d

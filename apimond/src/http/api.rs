@@ -12,6 +12,7 @@ use super::extract::{ApiBody, AppState};
 use crate::service::{Caller, ServiceError};
 
 type ApiResult = Result<Json<Value>, AppError>;
+type RawResult = Result<Json<Box<serde_json::value::RawValue>>, AppError>;
 
 /// Target ids in paths: anything but a positive integer names no target.
 pub struct TargetId(pub i64);
@@ -47,7 +48,7 @@ pub async fn list_targets(
     State(core): State<AppState>,
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult {
+) -> RawResult {
     let get = |k: &str| q.get(k).map(String::as_str);
     Ok(Json(
         core.list_targets(&caller, get("history"), get("history_format"))

@@ -10,7 +10,21 @@ use super::{Caller, Core, ServiceError, ServiceResult};
 impl Core {
     pub async fn admin_channels(&self, caller: &Caller) -> ServiceResult<Value> {
         caller.require_admin()?;
-        self.list_targets(caller, Some("0"), None).await
+        let items: Vec<Value> = self
+            .store
+            .list_targets()
+            .await?
+            .iter()
+            .map(|t| {
+                crate::service::targets::target_view(
+                    t,
+                    caller,
+                    &self.settings(),
+                    self.scheduler.is_running(t.id),
+                )
+            })
+            .collect();
+        Ok(json!({ "items": items }))
     }
 
     pub async fn resources(&self, caller: &Caller) -> ServiceResult<Value> {

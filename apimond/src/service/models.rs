@@ -1,6 +1,9 @@
 //! A target's models: what discovery found, what is selected, excluded and probed,
 //! with each model's latest result; and changing the selection.
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 use serde_json::{Value, json};
 use shared::probe::{self, route};
 
@@ -8,12 +11,28 @@ use super::validate::Body;
 use super::{Caller, Core, ServiceError, ServiceResult};
 use crate::store::probes::{HistoryPoint, ModelLatest};
 
+/// A model's history in the list's compact encoding: two characters a point, so 10,000
+/// models with 30 points stay well under 3 MB.
+#[derive(Serialize)]
+pub struct CompactHistory {
+    /// One character per run: `1` ok, `2` slow, `0` fail, `-` not probed.
+    s: String,
+    /// Total time per run as one character of `A–Z a–z 0–9 - _` (index i stands for
+    /// about 1.25^(i − 0.5) ms, within 12 %); `.` where not probed. Exact values are in
+    /// the full history.
+    l: String,
+    /// Error class of failures, by position.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    e: BTreeMap<usize, String>,
+}
+
 /// The compact history of a target's models, aligned on its last runs: per target
-/// `history_runs` (`[run_id, unix seconds]`, oldest first), per model
-/// `{"s": "12-0", "ms": [..], "e": {"3": "timeout"}}` where `s` has one character per
-/// run (`1` ok, `2` slow, `0` fail, `-` not probed), `ms` the total time and `e` the
-/// error class of failures by position.
-pub fn compact_histories(models: &[ModelLatest], n: usize) -> (Vec<(i64, i64)>, Vec<Value>) {
+/// `history_runs` (`[run_id, unix seconds]`, oldest first), per model a
+/// [`CompactHistory`] with one position per run.
+pub fn compact_histories(
+    models: &[ModelLatest],
+    n: usize,
+) -> (Vec<(i64, i64)>, Vec<CompactHistory>) {
     let mut runs: Vec<(i64, i64)> = models
         .iter()
         .flat_map(|m| m.history.iter().map(|p| (p.0, p.1)))
@@ -26,32 +45,95 @@ pub fn compact_histories(models: &[ModelLatest], n: usize) -> (Vec<(i64, i64)>, 
     let histories = models
         .iter()
         .map(|m| {
-            let mut s = String::with_capacity(runs.len());
-            let mut ms: Vec<Value> = Vec::with_capacity(runs.len());
-            let mut e = serde_json::Map::new();
+            let mut h = CompactHistory {
+                s: String::with_capacity(runs.len()),
+                l: String::with_capacity(runs.len()),
+                e: BTreeMap::new(),
+            };
+            // Both lists are in run order: walk them together.
+            let mut points = m.history.iter().peekable();
             for (i, (run_id, _)) in runs.iter().enumerate() {
-                match m.history.iter().rev().find(|p| p.0 == *run_id) {
+                while points.peek().is_some_and(|p| p.0 < *run_id) {
+                    points.next();
+                }
+                match points.peek().filter(|p| p.0 == *run_id) {
                     Some(p) => {
-                        s.push(match p.2 {
+                        h.s.push(match p.2 {
                             0 => '0',
                             2 => '2',
                             _ => '1',
                         });
-                        ms.push(json!(p.3));
+                        h.l.push(
+                            crate::sketch::BUCKET_CHARS
+                                [crate::sketch::bucket_of(p.3 as f64) as usize]
+                                as char,
+                        );
                         if let Some(class) = &p.5 {
-                            e.insert(i.to_string(), json!(class));
+                            h.e.insert(i, class.clone());
                         }
                     }
                     None => {
-                        s.push('-');
-                        ms.push(Value::Null);
+                        h.s.push('-');
+                        h.l.push('.');
                     }
                 }
             }
-            json!({ "s": s, "ms": ms, "e": e })
+            h
         })
         .collect();
     (runs, histories)
+}
+
+fn round(v: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (v * f).round() / f
+}
+
+/// A model in the target list: the seed's `latest_models` fields and apimon's, nulls
+/// and defaults left out to keep 10,000 models small.
+#[derive(Serialize)]
+pub struct ListedModel<'a, H: Serialize> {
+    protocol: &'a str,
+    model: &'a str,
+    success: bool,
+    status: &'static str,
+    duration: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_class: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttft_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    model_mismatch: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    returned_model: Option<&'a str>,
+    history: H,
+}
+
+impl<'a, H: Serialize> ListedModel<'a, H> {
+    pub fn new(m: &'a ModelLatest, history: H) -> Self {
+        let r = &m.result;
+        ListedModel {
+            protocol: &m.protocol,
+            model: &m.model,
+            success: r.success,
+            status: r.status.as_str(),
+            duration: round(r.total_ms / 1000.0, 3),
+            error: r.error.as_deref(),
+            error_class: r.error_class.as_deref(),
+            status_code: r.status_code,
+            ttft_ms: r.ttft_ms.map(|t| round(t, 1)),
+            tokens_per_s: r.tokens_per_s,
+            model_mismatch: r.model_mismatch,
+            returned_model: r.returned_model.as_deref().filter(|_| r.model_mismatch),
+            history,
+        }
+    }
 }
 
 /// The seed's history objects, oldest first.
@@ -116,7 +198,7 @@ impl Core {
         );
         let latest = self
             .store
-            .model_latest(Some(id))
+            .model_latest(Some(id), 30)
             .await?
             .remove(&id)
             .unwrap_or_default();

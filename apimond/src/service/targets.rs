@@ -5,7 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+
+use super::models::{CompactHistory, ListedModel, compact_histories, full_history};
+use crate::store::probes::ModelLatest;
 use shared::Secret;
 use shared::probe::{Protocol, RouteRule};
 
@@ -349,13 +353,14 @@ impl Core {
 
     /// The target list with each target's latest model results and their history:
     /// `history` points per model (default 30, at most 100) in the compact encoding,
-    /// or the seed's objects with `history_format=full`.
+    /// or the seed's objects with `history_format=full`. Returned serialised: the list
+    /// of 10,000 models is written straight out, without a JSON tree in between.
     pub async fn list_targets(
         &self,
         caller: &Caller,
         history: Option<&str>,
         format: Option<&str>,
-    ) -> ServiceResult<Value> {
+    ) -> ServiceResult<Box<RawValue>> {
         caller.require_reader()?;
         let n = query_int(
             "history",
@@ -370,42 +375,68 @@ impl Core {
             _ => return Err(bad("history_format: must be compact or full")),
         };
         let (targets, mut latest) =
-            tokio::try_join!(self.store.list_targets(), self.store.model_latest(None))?;
-        let items: Vec<Value> = targets
+            tokio::try_join!(self.store.list_targets(), self.store.model_latest(None, n))?;
+
+        #[derive(serde::Serialize)]
+        struct Item<'a, H: serde::Serialize> {
+            #[serde(flatten)]
+            target: Value,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            history_runs: Option<Vec<(i64, i64)>>,
+            latest_models: Vec<ListedModel<'a, H>>,
+        }
+        #[derive(serde::Serialize)]
+        struct List<I> {
+            items: Vec<I>,
+            permissions: Value,
+            history_format: &'static str,
+        }
+        let models: Vec<(&TargetRecord, Vec<ModelLatest>)> = targets
             .iter()
-            .map(|t| {
-                let mut v = self.view(t, caller);
-                let models = latest.remove(&t.id).unwrap_or_default();
-                let obj = v.as_object_mut().expect("a JSON object");
-                if full {
-                    let latest: Vec<Value> = models
-                        .iter()
-                        .map(|m| {
-                            super::models::latest_view(
-                                m,
-                                json!(super::models::full_history(&m.history, n)),
-                            )
-                        })
-                        .collect();
-                    obj.insert("latest_models".into(), json!(latest));
-                } else {
-                    let (runs, histories) = super::models::compact_histories(&models, n);
-                    let latest: Vec<Value> = models
-                        .iter()
-                        .zip(histories)
-                        .map(|(m, h)| super::models::latest_view(m, h))
-                        .collect();
-                    obj.insert("history_runs".into(), json!(runs));
-                    obj.insert("latest_models".into(), json!(latest));
-                }
-                v
-            })
+            .map(|t| (t, latest.remove(&t.id).unwrap_or_default()))
             .collect();
-        Ok(json!({
-            "items": items,
-            "permissions": { "role": caller.role.as_str() },
-            "history_format": if full { "full" } else { "compact" },
-        }))
+        let permissions = json!({ "role": caller.role.as_str() });
+        let text = if full {
+            let items: Vec<Item<'_, Vec<Value>>> = models
+                .iter()
+                .map(|(t, ms)| Item {
+                    target: self.view(t, caller),
+                    history_runs: None,
+                    latest_models: ms
+                        .iter()
+                        .map(|m| ListedModel::new(m, full_history(&m.history, n)))
+                        .collect(),
+                })
+                .collect();
+            serde_json::to_string(&List {
+                items,
+                permissions,
+                history_format: "full",
+            })
+        } else {
+            let items: Vec<Item<'_, CompactHistory>> = models
+                .iter()
+                .map(|(t, ms)| {
+                    let (runs, histories) = compact_histories(ms, n);
+                    Item {
+                        target: self.view(t, caller),
+                        history_runs: Some(runs),
+                        latest_models: ms
+                            .iter()
+                            .zip(histories)
+                            .map(|(m, h)| ListedModel::new(m, h))
+                            .collect(),
+                    }
+                })
+                .collect();
+            serde_json::to_string(&List {
+                items,
+                permissions,
+                history_format: "compact",
+            })
+        };
+        let text = text.map_err(|e| ServiceError::Internal(e.to_string()))?;
+        RawValue::from_string(text).map_err(|e| ServiceError::Internal(e.to_string()))
     }
 
     /// One target with its latest model results and their history in the seed's
@@ -415,7 +446,7 @@ impl Core {
         let t = self.load_target(id).await?;
         let models = self
             .store
-            .model_latest(Some(id))
+            .model_latest(Some(id), 30)
             .await?
             .remove(&id)
             .unwrap_or_default();

@@ -24,8 +24,17 @@ pub fn parse_key(text: &str) -> Option<[u8; 32]> {
 }
 
 pub struct SecretBox {
+    key: [u8; 32],
     cipher: XChaCha20Poly1305,
     fingerprint: String,
+}
+
+impl Drop for SecretBox {
+    fn drop(&mut self) {
+        // Do not leave the key in freed memory.
+        self.key.iter_mut().for_each(|b| *b = 0);
+        std::hint::black_box(&self.key);
+    }
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -43,9 +52,15 @@ impl SecretBox {
         h.update(key);
         let fingerprint = hex::encode(&h.finalize()[..8]);
         Self {
+            key,
             cipher: XChaCha20Poly1305::new(&key.into()),
             fingerprint,
         }
+    }
+
+    /// A second box with the same key (the writer thread owns its own).
+    pub fn from_key_of(other: &SecretBox) -> Self {
+        Self::from_key(other.key)
     }
 
     /// Uses the key given by the environment, else the key file, creating it (0600) on

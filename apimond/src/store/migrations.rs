@@ -130,8 +130,21 @@ const STEPS: &[&str] = &[
         model TEXT NOT NULL,
         protocol TEXT NOT NULL,
         run_id INTEGER NOT NULL,
-        result TEXT NOT NULL,
-        history TEXT NOT NULL DEFAULT '[]',
+        success INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        stream INTEGER NOT NULL,
+        route TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        total_ms REAL NOT NULL,
+        ttft_ms REAL,
+        tokens_per_s REAL,
+        status_code INTEGER,
+        error_class TEXT,
+        error TEXT,
+        returned_model TEXT,
+        model_mismatch INTEGER NOT NULL,
+        timestamp REAL NOT NULL,
+        history TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (target_id, model)
     );
     CREATE TABLE rollups (

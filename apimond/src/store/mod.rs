@@ -57,7 +57,20 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// Work for the writer thread. Writes run in a savepoint of a shared transaction
+/// (group commit: whatever queued up while the last batch was written commits
+/// together) and learn their result only once the batch committed.
+enum Job {
+    Write(Box<dyn FnOnce(&mut rusqlite::Transaction<'_>, &SecretBox) -> Finisher + Send>),
+    /// Copy the WAL into the database and truncate it; runs outside any transaction.
+    Checkpoint(oneshot::Sender<Result<()>>),
+}
+
+/// Reports a write's result once its batch committed (`true`) or failed.
+type Finisher = Box<dyn FnOnce(bool) + Send>;
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 512;
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -113,16 +126,11 @@ impl Store {
         migrations::migrate(&mut conn)?;
         check_fingerprint(&conn, &secrets)?;
 
-        let (tx, mut rx) = mpsc::channel::<Job>(WRITE_QUEUE);
+        let (tx, rx) = mpsc::channel::<Job>(WRITE_QUEUE);
+        let writer_secrets = SecretBox::from_key_of(&secrets);
         std::thread::Builder::new()
             .name("apimon-store-writer".into())
-            .spawn(move || {
-                while let Some(job) = rx.blocking_recv() {
-                    job(&mut conn);
-                }
-                // Leave no WAL behind on a clean shutdown.
-                let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
-            })
+            .spawn(move || writer_loop(conn, rx, writer_secrets))
             .map_err(|e| StoreError::io(&path, e))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -138,29 +146,73 @@ impl Store {
         &self.inner.path
     }
 
-    /// Runs `f` on the writer thread, inside a transaction.
+    /// Runs `f` on the writer thread, all or nothing: in a savepoint of the batch's
+    /// transaction. Returns once the batch committed.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>, &SecretBox) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection, &SecretBox) -> Result<T> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let inner = self.inner.clone();
-        let job: Job = Box::new(move |conn| {
-            let result = (|| {
-                let txn = conn.transaction()?;
-                let out = f(&txn, &inner.secrets)?;
-                txn.commit()?;
-                Ok(out)
-            })();
-            let _ = tx.send(result);
-        });
+        let (tx, rx) = oneshot::channel::<Result<T>>();
+        let job = Job::Write(Box::new(move |txn, secrets| {
+            let outcome = match txn.savepoint() {
+                Err(e) => Err(StoreError::from(e)),
+                Ok(mut sp) => match f(&sp, secrets) {
+                    Ok(v) => sp.commit().map(|_| v).map_err(StoreError::from),
+                    Err(e) => {
+                        let _ = sp.rollback();
+                        Err(e)
+                    }
+                },
+            };
+            Box::new(move |committed| {
+                let _ = tx.send(match outcome {
+                    Ok(_) if !committed => Err(StoreError::Corrupt(
+                        "the batch transaction failed to commit".into(),
+                    )),
+                    other => other,
+                });
+            })
+        }));
         self.inner
             .writer
             .send(job)
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues `f` for the writer thread and returns once it is queued, without waiting
+    /// for the commit; a failure is logged. Writes keep their order, so a later
+    /// awaited write commits after it.
+    async fn write_detached<F>(&self, what: &'static str, f: F) -> Result<()>
+    where
+        F: FnOnce(&Connection, &SecretBox) -> Result<()> + Send + 'static,
+    {
+        let job = Job::Write(Box::new(move |txn, secrets| {
+            let outcome = match txn.savepoint() {
+                Err(e) => Err(StoreError::from(e)),
+                Ok(mut sp) => match f(&sp, secrets) {
+                    Ok(()) => sp.commit().map_err(StoreError::from),
+                    Err(e) => {
+                        let _ = sp.rollback();
+                        Err(e)
+                    }
+                },
+            };
+            Box::new(move |committed| match outcome {
+                Err(e) => tracing::error!(error = %e, what, "write failed"),
+                Ok(()) if !committed => {
+                    tracing::error!(what, "write lost: its batch failed to commit")
+                }
+                Ok(()) => {}
+            })
+        }));
+        self.inner
+            .writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Closed)
     }
 
     /// Runs `f` on a read connection on the blocking pool.
@@ -198,15 +250,9 @@ impl Store {
     /// replaced secrets do not linger in the WAL.
     pub async fn checkpoint(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let r = conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                .map_err(StoreError::from);
-            let _ = tx.send(r);
-        });
         self.inner
             .writer
-            .send(job)
+            .send(Job::Checkpoint(tx))
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -226,6 +272,63 @@ impl Store {
             })
             .sum()
     }
+}
+
+/// The writer thread: takes whatever writes are queued (up to [`MAX_BATCH`]), runs
+/// them in one transaction, commits, then tells each its result.
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, secrets: SecretBox) {
+    let mut next: Option<Job> = None;
+    loop {
+        let first = match next.take() {
+            Some(j) => j,
+            None => match rx.blocking_recv() {
+                Some(j) => j,
+                None => break,
+            },
+        };
+        let first = match first {
+            Job::Checkpoint(reply) => {
+                let r = conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .map_err(StoreError::from);
+                let _ = reply.send(r);
+                continue;
+            }
+            Job::Write(w) => w,
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Job::Write(w)) => batch.push(w),
+                Ok(checkpoint) => {
+                    // Runs after this batch commits.
+                    next = Some(checkpoint);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let mut txn = match conn.transaction() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot begin a write transaction");
+                continue;
+            }
+        };
+        let finishers: Vec<Finisher> = batch.into_iter().map(|w| w(&mut txn, &secrets)).collect();
+        let committed = match txn.commit() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "a write batch failed to commit");
+                false
+            }
+        };
+        for f in finishers {
+            f(committed);
+        }
+    }
+    // Leave no WAL behind on a clean shutdown.
+    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
 }
 
 const FINGERPRINT_KEY: &str = "secret_key_fingerprint";

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use shared::probe::{ModelStatus, ProbeResult};
 
 use super::runs::RunRecord;
@@ -16,7 +16,7 @@ use crate::sketch::Sketch;
 pub const HISTORY_KEEP: usize = 100;
 
 /// A model's latest result, as kept in `model_latest.result`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LatestResult {
     pub success: bool,
     pub status: ModelStatus,
@@ -34,9 +34,57 @@ pub struct LatestResult {
     pub timestamp: f64,
 }
 
-/// One history point: `[run_id, unix seconds, 0 fail | 1 ok | 2 slow, total ms,
-/// status code, error class]`.
+/// One history point: `(run_id, unix seconds, 0 fail | 1 ok | 2 slow, total ms,
+/// status code, error class)`.
 pub type HistoryPoint = (i64, i64, u8, i64, Option<u16>, Option<String>);
+
+/// History is stored as text, points separated by spaces, each
+/// `run_id,ts,code,ms,status,class` (empty for none): cheap to append to on every
+/// probe and to read the last few of for every model in the target list.
+fn format_point(p: &HistoryPoint) -> String {
+    format!(
+        "{},{},{},{},{},{}",
+        p.0,
+        p.1,
+        p.2,
+        p.3,
+        p.4.map(|c| c.to_string()).unwrap_or_default(),
+        p.5.as_deref().unwrap_or("")
+    )
+}
+
+fn parse_point(text: &str) -> Option<HistoryPoint> {
+    let mut f = text.split(',');
+    Some((
+        f.next()?.parse().ok()?,
+        f.next()?.parse().ok()?,
+        f.next()?.parse().ok()?,
+        f.next()?.parse().ok()?,
+        f.next()?.parse().ok(),
+        f.next().filter(|c| !c.is_empty()).map(str::to_string),
+    ))
+}
+
+/// The last `n` points, oldest first.
+pub fn parse_history(text: &str, n: usize) -> Vec<HistoryPoint> {
+    let mut points: Vec<HistoryPoint> = text.rsplit(' ').take(n).filter_map(parse_point).collect();
+    points.reverse();
+    points
+}
+
+/// Appends a point, keeping at most [`HISTORY_KEEP`].
+fn push_history(text: &str, p: &HistoryPoint) -> String {
+    let point = format_point(p);
+    let kept = text.split(' ').filter(|s| !s.is_empty()).count();
+    let skip = (kept + 1).saturating_sub(HISTORY_KEEP);
+    let mut out: Vec<&str> = text
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .skip(skip)
+        .collect();
+    out.push(&point);
+    out.join(" ")
+}
 
 #[derive(Debug, Clone)]
 pub struct ModelLatest {
@@ -108,139 +156,34 @@ impl Store {
         .await
     }
 
-    /// Stores one probe: its row, the model's latest result and history, and the
-    /// hourly and daily rollups.
-    pub async fn record_probe(&self, run_id: i64, target_id: i64, r: ProbeResult) -> Result<()> {
-        self.write(move |txn, _| {
-            txn.execute(
-                "INSERT INTO run_models (run_id, target_id, protocol, model, success, duration, \
-                 status_code, error, content, route, endpoint, timestamp, stream, transport_success, \
-                 status, error_class, ttfb_ms, ttft_ms, total_ms, output_tokens, tokens_estimated, \
-                 tokens_per_s, returned_model, model_mismatch, attempts) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
-                params![
-                    run_id,
-                    target_id,
-                    r.protocol.as_str(),
-                    r.model,
-                    r.success,
-                    r.total_ms / 1000.0,
-                    r.status_code,
-                    r.error,
-                    r.content,
-                    r.route,
-                    r.endpoint,
-                    r.started_at,
-                    r.stream,
-                    r.transport_success,
-                    r.status.as_str(),
-                    r.error_class.map(|c| c.as_str()),
-                    r.ttfb_ms,
-                    r.ttft_ms,
-                    r.total_ms,
-                    r.output_tokens.map(|n| n as i64),
-                    r.tokens_estimated,
-                    r.tokens_per_s,
-                    r.returned_model,
-                    r.model_mismatch,
-                    r.attempts,
-                ],
-            )?;
-
-            let latest = LatestResult {
-                success: r.success,
-                status: r.status,
-                stream: r.stream,
-                route: r.route.clone(),
-                endpoint: r.endpoint.clone(),
-                total_ms: r.total_ms,
-                ttft_ms: r.ttft_ms,
-                tokens_per_s: r.tokens_per_s,
-                status_code: r.status_code,
-                error_class: r.error_class.map(|c| c.as_str().to_string()),
-                error: r.error.clone(),
-                returned_model: r.returned_model.clone(),
-                model_mismatch: r.model_mismatch,
-                timestamp: r.started_at,
-            };
-            let old: Option<String> = txn
-                .query_row(
-                    "SELECT history FROM model_latest WHERE target_id = ?1 AND model = ?2",
-                    params![target_id, r.model],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let mut history: Vec<HistoryPoint> = old
-                .and_then(|h| serde_json::from_str(&h).ok())
-                .unwrap_or_default();
-            let code = match r.status {
-                ModelStatus::Fail => 0,
-                ModelStatus::Ok => 1,
-                ModelStatus::Slow => 2,
-            };
-            history.push((
-                run_id,
-                r.started_at as i64,
-                code,
-                r.total_ms.round() as i64,
-                r.status_code,
-                r.error_class.map(|c| c.as_str().to_string()),
-            ));
-            if history.len() > HISTORY_KEEP {
-                history.drain(..history.len() - HISTORY_KEEP);
+    /// Stores probes: each one's row, the model's latest result and history, and the
+    /// hourly and daily rollups. Returns once queued (runs write as they go; the run's
+    /// closing write, awaited, commits after these).
+    pub async fn record_probes(
+        &self,
+        run_id: i64,
+        target_id: i64,
+        results: Vec<ProbeResult>,
+    ) -> Result<()> {
+        self.write_detached("probe results", move |txn, _| {
+            for r in &results {
+                record_one(txn, run_id, target_id, r)?;
             }
-            txn.execute(
-                "INSERT INTO model_latest (target_id, model, protocol, run_id, result, history) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(target_id, model) DO UPDATE SET \
-                 protocol = excluded.protocol, run_id = excluded.run_id, result = excluded.result, \
-                 history = excluded.history",
-                params![
-                    target_id,
-                    r.model,
-                    r.protocol.as_str(),
-                    run_id,
-                    serde_json::to_string(&latest).expect("plain data"),
-                    serde_json::to_string(&history).expect("plain data"),
-                ],
-            )?;
+            Ok(())
+        })
+        .await
+    }
 
-            for period in ["hour", "day"] {
-                let bucket = bucket_start(r.started_at, period);
-                let existing: Option<(String, String)> = txn
-                    .query_row(
-                        "SELECT latency_sketch, ttft_sketch FROM rollups WHERE period = ?1 AND \
-                         target_id = ?2 AND model = ?3 AND bucket_start = ?4",
-                        params![period, target_id, r.model, bucket],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
-                    )
-                    .optional()?;
-                let (mut lat, mut ttft): (Sketch, Sketch) = existing
-                    .map(|(l, t)| (serde_json::from_str(&l).unwrap_or_default(), serde_json::from_str(&t).unwrap_or_default()))
-                    .unwrap_or_default();
-                if r.success {
-                    lat.add(r.total_ms);
-                    if let Some(t) = r.ttft_ms {
-                        ttft.add(t);
-                    }
-                }
-                txn.execute(
-                    "INSERT INTO rollups (period, bucket_start, target_id, model, count, success, slow, \
-                     latency_sketch, ttft_sketch) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8) \
-                     ON CONFLICT(period, target_id, model, bucket_start) DO UPDATE SET \
-                     count = count + 1, success = success + excluded.success, slow = slow + excluded.slow, \
-                     latency_sketch = excluded.latency_sketch, ttft_sketch = excluded.ttft_sketch",
-                    params![
-                        period,
-                        bucket,
-                        target_id,
-                        r.model,
-                        r.success as i64,
-                        (r.status == ModelStatus::Slow) as i64,
-                        serde_json::to_string(&lat).expect("plain data"),
-                        serde_json::to_string(&ttft).expect("plain data"),
-                    ],
-                )?;
+    /// Stores probes and waits for the commit.
+    pub async fn record_probes_now(
+        &self,
+        run_id: i64,
+        target_id: i64,
+        results: Vec<ProbeResult>,
+    ) -> Result<()> {
+        self.write(move |txn, _| {
+            for r in &results {
+                record_one(txn, run_id, target_id, r)?;
             }
             Ok(())
         })
@@ -361,28 +304,50 @@ impl Store {
         .await
     }
 
-    /// Latest results with history, of one target or of all.
+    /// Latest results with the last `points` of history, of one target or of all.
     pub async fn model_latest(
         &self,
         target_id: Option<i64>,
+        points: usize,
     ) -> Result<HashMap<i64, Vec<ModelLatest>>> {
         self.read(move |conn, _| {
             let mut out: HashMap<i64, Vec<ModelLatest>> = HashMap::new();
-            let sql = "SELECT target_id, model, protocol, run_id, result, history FROM model_latest \
-                       WHERE (?1 IS NULL OR target_id = ?1) ORDER BY target_id, model";
-            let mut stmt = conn.prepare(sql)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT target_id, model, protocol, run_id, success, status, stream, route, endpoint, \
+                 total_ms, ttft_ms, tokens_per_s, status_code, error_class, error, returned_model, \
+                 model_mismatch, timestamp, history FROM model_latest \
+                 WHERE (?1 IS NULL OR target_id = ?1) ORDER BY target_id, rowid",
+            )?;
             let mut rows = stmt.query([target_id])?;
             while let Some(row) = rows.next()? {
-                let result: String = row.get(4)?;
-                let history: String = row.get(5)?;
-                let Ok(result) = serde_json::from_str::<LatestResult>(&result) else { continue };
+                let status: String = row.get(5)?;
+                let history: String = row.get(18)?;
                 let m = ModelLatest {
                     target_id: row.get(0)?,
                     model: row.get(1)?,
                     protocol: row.get(2)?,
                     run_id: row.get(3)?,
-                    result,
-                    history: serde_json::from_str(&history).unwrap_or_default(),
+                    result: LatestResult {
+                        success: row.get(4)?,
+                        status: match status.as_str() {
+                            "ok" => ModelStatus::Ok,
+                            "slow" => ModelStatus::Slow,
+                            _ => ModelStatus::Fail,
+                        },
+                        stream: row.get(6)?,
+                        route: row.get(7)?,
+                        endpoint: row.get(8)?,
+                        total_ms: row.get(9)?,
+                        ttft_ms: row.get(10)?,
+                        tokens_per_s: row.get(11)?,
+                        status_code: row.get(12)?,
+                        error_class: row.get(13)?,
+                        error: row.get(14)?,
+                        returned_model: row.get(15)?,
+                        model_mismatch: row.get(16)?,
+                        timestamp: row.get(17)?,
+                    },
+                    history: parse_history(&history, points),
                 };
                 out.entry(m.target_id).or_default().push(m);
             }
@@ -478,5 +443,177 @@ impl Store {
             })
             .await?;
         Ok(counts)
+    }
+}
+
+/// One probe's writes.
+fn record_one(
+    txn: &rusqlite::Connection,
+    run_id: i64,
+    target_id: i64,
+    r: &ProbeResult,
+) -> Result<()> {
+    txn.prepare_cached(
+        "INSERT INTO run_models (run_id, target_id, protocol, model, success, duration, \
+             status_code, error, content, route, endpoint, timestamp, stream, transport_success, \
+             status, error_class, ttfb_ms, ttft_ms, total_ms, output_tokens, tokens_estimated, \
+             tokens_per_s, returned_model, model_mismatch, attempts) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+    )?
+    .execute(params![
+        run_id,
+        target_id,
+        r.protocol.as_str(),
+        r.model,
+        r.success,
+        r.total_ms / 1000.0,
+        r.status_code,
+        r.error,
+        r.content,
+        r.route,
+        r.endpoint,
+        r.started_at,
+        r.stream,
+        r.transport_success,
+        r.status.as_str(),
+        r.error_class.map(|c| c.as_str()),
+        r.ttfb_ms,
+        r.ttft_ms,
+        r.total_ms,
+        r.output_tokens.map(|n| n as i64),
+        r.tokens_estimated,
+        r.tokens_per_s,
+        r.returned_model,
+        r.model_mismatch,
+        r.attempts,
+    ])?;
+
+    let old: Option<String> = txn
+        .prepare_cached("SELECT history FROM model_latest WHERE target_id = ?1 AND model = ?2")?
+        .query_row(params![target_id, r.model], |row| row.get(0))
+        .optional()?;
+    let code = match r.status {
+        ModelStatus::Fail => 0,
+        ModelStatus::Ok => 1,
+        ModelStatus::Slow => 2,
+    };
+    let point: HistoryPoint = (
+        run_id,
+        r.started_at as i64,
+        code,
+        r.total_ms.round() as i64,
+        r.status_code,
+        r.error_class.map(|c| c.as_str().to_string()),
+    );
+    let history = push_history(old.as_deref().unwrap_or(""), &point);
+    txn.prepare_cached(
+            "INSERT INTO model_latest (target_id, model, protocol, run_id, success, status, stream, \
+             route, endpoint, total_ms, ttft_ms, tokens_per_s, status_code, error_class, error, \
+             returned_model, model_mismatch, timestamp, history) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
+             ON CONFLICT(target_id, model) DO UPDATE SET protocol = excluded.protocol, \
+             run_id = excluded.run_id, success = excluded.success, status = excluded.status, \
+             stream = excluded.stream, route = excluded.route, endpoint = excluded.endpoint, \
+             total_ms = excluded.total_ms, ttft_ms = excluded.ttft_ms, \
+             tokens_per_s = excluded.tokens_per_s, status_code = excluded.status_code, \
+             error_class = excluded.error_class, error = excluded.error, \
+             returned_model = excluded.returned_model, model_mismatch = excluded.model_mismatch, \
+             timestamp = excluded.timestamp, history = excluded.history",
+        )?
+        .execute(params![
+            target_id,
+            r.model,
+            r.protocol.as_str(),
+            run_id,
+            r.success,
+            r.status.as_str(),
+            r.stream,
+            r.route,
+            r.endpoint,
+            r.total_ms,
+            r.ttft_ms,
+            r.tokens_per_s,
+            r.status_code,
+            r.error_class.map(|c| c.as_str()),
+            r.error,
+            r.returned_model,
+            r.model_mismatch,
+            r.started_at,
+            history,
+        ])?;
+
+    for period in ["hour", "day"] {
+        let bucket = bucket_start(r.started_at, period);
+        let existing: Option<(String, String)> = txn
+            .prepare_cached(
+                "SELECT latency_sketch, ttft_sketch FROM rollups WHERE period = ?1 AND \
+                     target_id = ?2 AND model = ?3 AND bucket_start = ?4",
+            )?
+            .query_row(params![period, target_id, r.model, bucket], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?;
+        let (mut lat, mut ttft): (Sketch, Sketch) = existing
+            .map(|(l, t)| {
+                (
+                    serde_json::from_str(&l).unwrap_or_default(),
+                    serde_json::from_str(&t).unwrap_or_default(),
+                )
+            })
+            .unwrap_or_default();
+        if r.success {
+            lat.add(r.total_ms);
+            if let Some(t) = r.ttft_ms {
+                ttft.add(t);
+            }
+        }
+        txn.prepare_cached(
+                "INSERT INTO rollups (period, bucket_start, target_id, model, count, success, slow, \
+                 latency_sketch, ttft_sketch) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT(period, target_id, model, bucket_start) DO UPDATE SET \
+                 count = count + 1, success = success + excluded.success, slow = slow + excluded.slow, \
+                 latency_sketch = excluded.latency_sketch, ttft_sketch = excluded.ttft_sketch",
+            )?
+            .execute(params![
+                    period,
+                    bucket,
+                    target_id,
+                    r.model,
+                    r.success as i64,
+                    (r.status == ModelStatus::Slow) as i64,
+                    serde_json::to_string(&lat).expect("plain data"),
+                    serde_json::to_string(&ttft).expect("plain data"),
+            ])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_text_keeps_the_newest_points_in_order() {
+        let mut text = String::new();
+        for i in 0..(HISTORY_KEEP as i64 + 5) {
+            let class = (i % 3 == 0).then(|| "timeout".to_string());
+            text = push_history(
+                &text,
+                &(i, 1000 + i, (i % 3) as u8, 100 + i, Some(200), class),
+            );
+        }
+        let all = parse_history(&text, 1000);
+        assert_eq!(all.len(), HISTORY_KEEP);
+        assert_eq!(all.first().unwrap().0, 5);
+        assert_eq!(all.last().unwrap().0, HISTORY_KEEP as i64 + 4);
+        let last3 = parse_history(&text, 3);
+        assert_eq!(
+            last3.iter().map(|p| p.0).collect::<Vec<_>>(),
+            [102, 103, 104]
+        );
+        assert_eq!(last3[0].5.as_deref(), Some("timeout"));
+        assert_eq!(last3[1].5, None);
+        assert_eq!(parse_history("", 30), vec![]);
     }
 }

@@ -58,6 +58,18 @@ pub struct RunModelRecord {
     pub transport_success: bool,
     pub tool_calls_count: i64,
     pub tool_calls: Option<serde_json::Value>,
+    /// `ok`, `slow` or `fail` (null for rows from before the probe engine).
+    pub status: Option<String>,
+    pub error_class: Option<String>,
+    pub ttfb_ms: Option<f64>,
+    pub ttft_ms: Option<f64>,
+    pub total_ms: Option<f64>,
+    pub output_tokens: Option<i64>,
+    pub tokens_estimated: bool,
+    pub tokens_per_s: Option<f64>,
+    pub returned_model: Option<String>,
+    pub model_mismatch: bool,
+    pub attempts: i64,
 }
 
 /// Which probe rows a log query returns.
@@ -116,7 +128,9 @@ impl Store {
             let sql = format!(
                 "SELECT id, run_id, target_id, protocol, model, success, duration, status_code, \
                  error, content, route, endpoint, timestamp, stream, transport_success, \
-                 tool_calls_count, tool_calls FROM run_models WHERE {filter} \
+                 tool_calls_count, tool_calls, status, error_class, ttfb_ms, ttft_ms, total_ms, \
+                 output_tokens, tokens_estimated, tokens_per_s, returned_model, model_mismatch, \
+                 attempts FROM run_models WHERE {filter} \
                  ORDER BY id DESC LIMIT ?2"
             );
             let mut stmt = conn.prepare(&sql)?;
@@ -140,6 +154,17 @@ impl Store {
                     transport_success: r.get(14)?,
                     tool_calls_count: r.get(15)?,
                     tool_calls: tool_calls.and_then(|t| serde_json::from_str(&t).ok()),
+                    status: r.get(17)?,
+                    error_class: r.get(18)?,
+                    ttfb_ms: r.get(19)?,
+                    ttft_ms: r.get(20)?,
+                    total_ms: r.get(21)?,
+                    output_tokens: r.get(22)?,
+                    tokens_estimated: r.get(23)?,
+                    tokens_per_s: r.get(24)?,
+                    returned_model: r.get(25)?,
+                    model_mismatch: r.get(26)?,
+                    attempts: r.get(27)?,
                 })
             })?;
             Ok((run, rows.collect::<rusqlite::Result<Vec<_>>>()?))

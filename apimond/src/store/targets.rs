@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Row, Transaction, params};
+use rusqlite::{Connection, Row, params};
 use shared::Secret;
 
 use super::{Result, SecretBox, Store, StoreError, now, optional};
@@ -118,7 +118,7 @@ fn unique_violation(e: rusqlite::Error, name: &str) -> StoreError {
     }
 }
 
-fn write_editable(txn: &Transaction<'_>, secrets: &SecretBox, t: &TargetRecord) -> Result<()> {
+fn write_editable(txn: &Connection, secrets: &SecretBox, t: &TargetRecord) -> Result<()> {
     txn.execute(
         "UPDATE targets SET name = ?2, base_url = ?3, api_key_sealed = ?4, enabled = ?5, \
          interval_min = ?6, timeout_s = ?7, verify_ssl = ?8, prompt = ?9, \
