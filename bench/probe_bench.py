@@ -118,6 +118,7 @@ def main():
             ids.append(item["id"])
 
         rounds = []
+        fake_cpu = []
         for r in range(args.rounds):
             perf = None
             if args.perf and r == 1:
@@ -125,18 +126,20 @@ def main():
                                         stderr=subprocess.DEVNULL)
                 time.sleep(0.5)
             cpu0 = cpu_seconds(daemon.pid)
+            fake0 = cpu_seconds(fake.pid)
             t0 = time.monotonic()
             for i in ids:
                 api(base, "POST", f"/api/targets/{i}/run")
             wait_idle(base)
             wall = time.monotonic() - t0
             cpu = cpu_seconds(daemon.pid) - cpu0
+            fake_cpu.append(cpu_seconds(fake.pid) - fake0)
             rounds.append((wall, cpu))
             if perf:
                 perf.send_signal(signal.SIGINT)
                 perf.wait()
             if r == 0:
-                print(f"round 1: {wall:.2f} s wall, {cpu:.2f} CPU-s", flush=True)
+                print(f"round 1: {wall:.2f} s wall, daemon {cpu:.2f} CPU-s, fake relay {fake_cpu[-1]:.2f} CPU-s", flush=True)
         dash = api(base, "GET", "/api/dashboard")
         probes = TARGETS * MODELS
         wall, cpu = rounds[0]

@@ -125,6 +125,10 @@ impl Daemon {
             .await
             .with_context(|| format!("cannot listen on {addr} (HOST/PORT)"))?;
         let http_addr = listener.local_addr()?;
+        // Streams (SSE, proxied replies) go out event by event: no Nagle delay.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
 
         let core = Core::new(config, store, settings);
         let scheduler = tokio::spawn(core.clone().scheduler_loop());

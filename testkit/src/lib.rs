@@ -163,6 +163,10 @@ impl FakeUpstream {
         let app = server::router(shared.clone());
         let server = tokio::spawn(async move {
             // Only fails if the listener breaks; a test then sees connection errors.
+            // Without TCP_NODELAY, a reply written in pieces waits for delayed ACKs.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app).await;
         });
         Ok(FakeUpstream {

@@ -61,13 +61,16 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// (group commit: whatever queued up while the last batch was written commits
 /// together) and learn their result only once the batch committed.
 enum Job {
-    Write(Box<dyn FnOnce(&mut rusqlite::Transaction<'_>, &SecretBox) -> Finisher + Send>),
+    Write(WriteJob),
     /// Copy the WAL into the database and truncate it; runs outside any transaction.
     Checkpoint(oneshot::Sender<Result<()>>),
 }
 
 /// Reports a write's result once its batch committed (`true`) or failed.
 type Finisher = Box<dyn FnOnce(bool) + Send>;
+
+/// A write: runs inside the batch's transaction, returns how to report its result.
+type WriteJob = Box<dyn FnOnce(&mut rusqlite::Transaction<'_>, &SecretBox) -> Finisher + Send>;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
