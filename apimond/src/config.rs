@@ -54,6 +54,8 @@ pub struct Config {
     pub retention_hourly_days: u32,
     pub retention_daily_days: u32,
     pub trusted_proxies: Vec<IpNet>,
+    /// Route rules tried before the built-in table (`ROUTE_RULES`).
+    pub route_rules: Vec<shared::probe::RouteRule>,
     pub secret_key: Option<Secret>,
     pub log_format: LogFormat,
     /// Which variables were given, and where.
@@ -99,6 +101,7 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("RETENTION_HOURLY_DAYS", false),
     ("RETENTION_DAILY_DAYS", false),
     ("TRUSTED_PROXIES", false),
+    ("ROUTE_RULES", false),
     ("APIMON_SECRET_KEY", true),
     ("LOG_FORMAT", false),
 ];
@@ -235,6 +238,27 @@ impl Config {
             }
         }
 
+        let mut route_rules = Vec::new();
+        if let Some(v) = raw.get("ROUTE_RULES") {
+            for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let rule = part.split_once('=').and_then(|(pattern, protocol)| {
+                    let protocol = shared::probe::Protocol::parse(protocol.trim())?;
+                    let pattern = pattern.trim();
+                    (!pattern.is_empty()).then(|| shared::probe::RouteRule {
+                        pattern: pattern.to_string(),
+                        protocol,
+                    })
+                });
+                route_rules.push(rule.ok_or_else(|| ConfigError::Invalid {
+                    variable: "ROUTE_RULES",
+                    value: v.to_string(),
+                    allowed: format!(
+                        "`{part}` is not a rule; expected comma-separated glob=protocol pairs with protocol openai, responses, anthropic or gemini, e.g. *deepseek*=anthropic"
+                    ),
+                })?);
+            }
+        }
+
         let secret_key = raw.get("APIMON_SECRET_KEY").map(Secret::new);
         if let Some(k) = &secret_key
             && crate::store::crypto::parse_key(k.expose()).is_none()
@@ -271,6 +295,7 @@ impl Config {
             retention_hourly_days,
             retention_daily_days,
             trusted_proxies,
+            route_rules,
             secret_key,
             log_format,
             sources: raw.sources,
@@ -535,6 +560,18 @@ mod tests {
     fn secrets_are_never_echoed_in_errors() {
         let got = err(&[("API_MONITOR_TOKEN", "has space in it")]);
         assert!(!got.contains("has space"), "{got}");
+    }
+
+    #[test]
+    fn route_rules_come_before_the_built_in_table() {
+        let c = Config::from_sources(
+            &env(&[("ROUTE_RULES", "*deepseek*=anthropic, claude-openai*=openai")]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.route_rules.len(), 2);
+        assert_eq!(c.route_rules[0].pattern, "*deepseek*");
+        assert_eq!(c.route_rules[1].protocol, shared::probe::Protocol::Openai);
     }
 
     #[test]

@@ -191,11 +191,36 @@ impl Daemon {
     }
 }
 
+/// How often new probe rows are folded into the rollups.
+const ROLLUP_EVERY: Duration = Duration::from_secs(60);
 /// How often old probe rows, rollups and run logs are pruned.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// Rows folded into the rollups per transaction.
+const ROLLUP_BATCH: i64 = 20_000;
+
+/// Folds every new probe row into the rollups.
+pub async fn roll_up_all(core: &Core) {
+    loop {
+        match core.store.roll_up(ROLLUP_BATCH).await {
+            Ok(n) if n as i64 == ROLLUP_BATCH => continue,
+            Ok(_) => break,
+            Err(e) => {
+                tracing::error!(error = %e, "rolling up probe rows failed");
+                break;
+            }
+        }
+    }
+}
 
 async fn retention_loop(core: Arc<Core>) {
+    let mut last_prune: Option<std::time::Instant> = None;
     loop {
+        roll_up_all(&core).await;
+        if last_prune.is_some_and(|t| t.elapsed() < RETENTION_EVERY) {
+            tokio::time::sleep(ROLLUP_EVERY).await;
+            continue;
+        }
+        last_prune = Some(std::time::Instant::now());
         let t = store::now();
         let day = 86_400.0;
         let c = &core.config;
@@ -215,7 +240,7 @@ async fn retention_loop(core: Arc<Core>) {
             Err(e) => tracing::error!(error = %e, "pruning old probe data failed"),
         }
         runner::prune_logs(&core).await;
-        tokio::time::sleep(RETENTION_EVERY).await;
+        tokio::time::sleep(ROLLUP_EVERY).await;
     }
 }
 

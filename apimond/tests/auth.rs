@@ -80,6 +80,12 @@ async fn routes(d: &TestDaemon) -> Vec<Route> {
             Family::Read,
         ),
         r(
+            Method::GET,
+            format!("/api/targets/{t}/stats"),
+            None,
+            Family::Read,
+        ),
+        r(
             Method::PATCH,
             format!("/api/targets/{t}/models"),
             Some(json!({"selected_models": []})),

@@ -100,6 +100,18 @@ async fn a_triggered_run_probes_every_model_and_stores_what_it_found() {
     assert_eq!(row["stream"], true);
     assert_eq!(row["status_code"], 200);
 
+    // Paging through the rows.
+    let (_, page) = d
+        .admin(
+            Method::GET,
+            &format!("/api/targets/{id}/logs?limit=2&offset=2"),
+            None,
+        )
+        .await;
+    assert_eq!(page["count"], 2);
+    let first_two: Vec<Value> = logs["items"].as_array().unwrap()[2..4].to_vec();
+    assert_eq!(page["items"].as_array().unwrap(), &first_two);
+
     // The JSONL file: one row per probe plus discovery and completion, ids on each.
     let file = d.dir.join(run["log_file"].as_str().unwrap());
     let text = std::fs::read_to_string(&file).unwrap();
@@ -609,6 +621,7 @@ async fn old_raw_rows_are_pruned_and_rollups_kept() {
     assert_eq!(all["count"], 2);
 
     let now = apimond::store::now();
+    apimond::roll_up_all(d.core()).await;
     let (rows, _, rollups) = store
         .prune(
             now - 7.0 * 86_400.0,
@@ -685,5 +698,65 @@ async fn stopping_mid_run_marks_the_run_interrupted_and_keeps_the_last_status() 
         t["item"]["last_status"],
         Value::Null,
         "an interrupted run does not set the status"
+    );
+}
+
+#[tokio::test]
+async fn global_route_rules_and_target_overrides_pick_the_protocol() {
+    let up = fake_upstream(&["deepseek-chat", "claude-proxy-openai", "gpt-4o"], 0).await;
+    let mut env = STANDARD.to_vec();
+    env.push(("ROUTE_RULES", "*deepseek*=anthropic"));
+    let d = TestDaemon::start_with(&env).await;
+    let id = d
+        .create_on(
+            "routes",
+            &up.base_url(),
+            json!({"route_overrides": [{"pattern": "claude-proxy-*", "protocol": "openai"}]}),
+        )
+        .await;
+    d.trigger(id).await;
+    d.wait_run(id).await;
+    let (_, v) = d
+        .admin(Method::GET, &format!("/api/targets/{id}/models"), None)
+        .await;
+    let route = |m: &str| {
+        let e = v["item"]["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["model"] == m)
+            .unwrap()
+            .clone();
+        (
+            e["protocol"].as_str().unwrap().to_string(),
+            e["route"].as_str().unwrap().to_string(),
+            e["latest"]["status"].clone(),
+        )
+    };
+    assert_eq!(
+        route("deepseek-chat"),
+        ("anthropic".into(), "*deepseek*".into(), json!("ok"))
+    );
+    assert_eq!(
+        route("claude-proxy-openai"),
+        ("openai".into(), "claude-proxy-*".into(), json!("ok"))
+    );
+    assert_eq!(
+        route("gpt-4o"),
+        ("openai".into(), "default".into(), json!("ok"))
+    );
+    let (s, v) = d
+        .admin(
+            Method::PATCH,
+            &format!("/api/targets/{id}"),
+            Some(&json!({"route_overrides": [{"pattern": "x", "protocol": "cohere"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("route_overrides[0].protocol: must be one of")
     );
 }

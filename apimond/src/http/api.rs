@@ -158,7 +158,27 @@ pub async fn run_logs(
 ) -> ApiResult {
     let get = |k: &str| q.get(k).map(String::as_str);
     Ok(Json(
-        core.run_logs(&caller, id, get("scope"), get("run_id"), get("limit"))
+        core.run_logs(
+            &caller,
+            id,
+            get("scope"),
+            get("run_id"),
+            get("limit"),
+            get("offset"),
+        )
+        .await?,
+    ))
+}
+
+pub async fn target_stats(
+    State(core): State<AppState>,
+    caller: Caller,
+    TargetId(id): TargetId,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let get = |k: &str| q.get(k).map(String::as_str);
+    Ok(Json(
+        core.target_stats(&caller, id, get("period"), get("days"))
             .await?,
     ))
 }

@@ -88,7 +88,14 @@ impl Core {
             me: me.clone(),
             scheduler,
             bus: crate::events::Bus::default(),
-            prober: shared::probe::Prober::new(shared::probe::route::default_rules()),
+            prober: shared::probe::Prober::new(
+                config
+                    .route_rules
+                    .iter()
+                    .cloned()
+                    .chain(shared::probe::route::default_rules())
+                    .collect(),
+            ),
             active_logs: crate::runlog::ActiveLogs::default(),
             visitor_runs: Mutex::new(limiter::Window::new(
                 limiter::VISITOR_RUNS_PER_WINDOW,

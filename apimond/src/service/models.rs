@@ -23,7 +23,7 @@ pub struct CompactHistory {
     l: String,
     /// Error class of failures, by position.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    e: BTreeMap<usize, String>,
+    e: BTreeMap<usize, &'static str>,
 }
 
 /// The compact history of a target's models, aligned on its last runs: per target
@@ -68,8 +68,8 @@ pub fn compact_histories(
                                 [crate::sketch::bucket_of(p.3 as f64) as usize]
                                 as char,
                         );
-                        if let Some(class) = &p.5 {
-                            h.e.insert(i, class.clone());
+                        if let Some(class) = p.5 {
+                            h.e.insert(i, class.as_str());
                         }
                     }
                     None => {

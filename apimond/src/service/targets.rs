@@ -708,9 +708,11 @@ impl Core {
         scope: Option<&str>,
         run_id: Option<&str>,
         limit: Option<&str>,
+        offset: Option<&str>,
     ) -> ServiceResult<Value> {
         caller.require_reader()?;
         let limit = query_int("limit", limit, 5000, 1, 20_000)?;
+        let offset = query_int("offset", offset, 0, 0, i64::MAX / 2)?;
         let run_id = match run_id.filter(|s| !s.is_empty()) {
             None => None,
             Some(r) => Some(
@@ -725,7 +727,7 @@ impl Core {
             _ => return Err(bad("scope: must be latest or all")),
         };
         let t = self.load_target(id).await?;
-        let (run, rows) = self.store.run_logs(id, scope, limit).await?;
+        let (run, rows) = self.store.run_logs(id, scope, limit, offset).await?;
         if let (LogScope::Run(Some(r)), None) = (scope, &run) {
             return Err(ServiceError::NotFound(format!(
                 "target {id} has no run {r}"
@@ -734,9 +736,36 @@ impl Core {
         Ok(json!({
             "items": rows,
             "count": rows.len(),
+            "offset": offset,
             "run": run,
             "target": self.view(&t, caller),
         }))
+    }
+}
+
+impl Core {
+    /// Rollups of a target: per model and hour (`period=hour`, default last 2 days) or
+    /// day (`period=day`, default last 30 days), with counts and p50/p95 of total time
+    /// and time to first token.
+    pub async fn target_stats(
+        &self,
+        caller: &Caller,
+        id: i64,
+        period: Option<&str>,
+        days: Option<&str>,
+    ) -> ServiceResult<Value> {
+        caller.require_reader()?;
+        let (period, default_days, max_days) = match period.unwrap_or("hour") {
+            "hour" => ("hour", 2, 3650),
+            "day" => ("day", 30, 36_500),
+            _ => return Err(bad("period: must be hour or day")),
+        };
+        let days = query_int("days", days, default_days, 1, max_days)?;
+        self.load_target(id).await?;
+        crate::roll_up_all(self).await;
+        let since = crate::store::now() - days as f64 * 86_400.0;
+        let items = self.store.rollups(id, period, since).await?;
+        Ok(json!({ "items": items, "period": period, "since": since, "target_id": id }))
     }
 }
 

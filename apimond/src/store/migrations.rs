@@ -144,7 +144,7 @@ const STEPS: &[&str] = &[
         returned_model TEXT,
         model_mismatch INTEGER NOT NULL,
         timestamp REAL NOT NULL,
-        history TEXT NOT NULL DEFAULT '',
+        history BLOB NOT NULL DEFAULT x'',
         PRIMARY KEY (target_id, model)
     );
     CREATE TABLE rollups (

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
-use shared::probe::{ModelStatus, ProbeResult};
+use shared::probe::{ErrorClass, ModelStatus, ProbeResult};
 
 use super::runs::RunRecord;
 use super::{Result, Store, now};
 use crate::sketch::Sketch;
 
 /// History points kept per model (the list shows up to this many).
-pub const HISTORY_KEEP: usize = 100;
+pub const HISTORY_KEEP: usize = 60;
 
 /// A model's latest result, as kept in `model_latest.result`.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,54 +36,59 @@ pub struct LatestResult {
 
 /// One history point: `(run_id, unix seconds, 0 fail | 1 ok | 2 slow, total ms,
 /// status code, error class)`.
-pub type HistoryPoint = (i64, i64, u8, i64, Option<u16>, Option<String>);
+pub type HistoryPoint = (i64, i64, u8, i64, Option<u16>, Option<ErrorClass>);
 
-/// History is stored as text, points separated by spaces, each
-/// `run_id,ts,code,ms,status,class` (empty for none): cheap to append to on every
-/// probe and to read the last few of for every model in the target list.
-fn format_point(p: &HistoryPoint) -> String {
-    format!(
-        "{},{},{},{},{},{}",
-        p.0,
-        p.1,
-        p.2,
-        p.3,
-        p.4.map(|c| c.to_string()).unwrap_or_default(),
-        p.5.as_deref().unwrap_or("")
+/// History is stored as a blob of fixed 16-byte points (run id, time, total ms as
+/// little-endian u32; status code u16; status u8; error class u8, 0 for none): cheap
+/// to append to on every probe and to read the last few of for every model in the
+/// target list.
+const POINT: usize = 16;
+
+fn encode_point(p: &HistoryPoint, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(p.0.clamp(0, u32::MAX as i64) as u32).to_le_bytes());
+    out.extend_from_slice(&(p.1.clamp(0, u32::MAX as i64) as u32).to_le_bytes());
+    out.extend_from_slice(&(p.3.clamp(0, u32::MAX as i64) as u32).to_le_bytes());
+    out.extend_from_slice(&p.4.unwrap_or(0).to_le_bytes());
+    out.push(p.2);
+    out.push(
+        p.5.and_then(|c| ErrorClass::ALL.iter().position(|x| *x == c))
+            .map(|i| i as u8 + 1)
+            .unwrap_or(0),
+    );
+}
+
+fn decode_point(b: &[u8]) -> HistoryPoint {
+    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let status = u16::from_le_bytes([b[12], b[13]]);
+    (
+        u32_at(0) as i64,
+        u32_at(4) as i64,
+        b[14],
+        u32_at(8) as i64,
+        (status != 0).then_some(status),
+        b[15]
+            .checked_sub(1)
+            .and_then(|i| ErrorClass::ALL.get(i as usize).copied()),
     )
 }
 
-fn parse_point(text: &str) -> Option<HistoryPoint> {
-    let mut f = text.split(',');
-    Some((
-        f.next()?.parse().ok()?,
-        f.next()?.parse().ok()?,
-        f.next()?.parse().ok()?,
-        f.next()?.parse().ok()?,
-        f.next()?.parse().ok(),
-        f.next().filter(|c| !c.is_empty()).map(str::to_string),
-    ))
-}
-
 /// The last `n` points, oldest first.
-pub fn parse_history(text: &str, n: usize) -> Vec<HistoryPoint> {
-    let mut points: Vec<HistoryPoint> = text.rsplit(' ').take(n).filter_map(parse_point).collect();
-    points.reverse();
-    points
+pub fn parse_history(blob: &[u8], n: usize) -> Vec<HistoryPoint> {
+    let count = blob.len() / POINT;
+    let start = count.saturating_sub(n);
+    (start..count)
+        .map(|i| decode_point(&blob[i * POINT..(i + 1) * POINT]))
+        .collect()
 }
 
 /// Appends a point, keeping at most [`HISTORY_KEEP`].
-fn push_history(text: &str, p: &HistoryPoint) -> String {
-    let point = format_point(p);
-    let kept = text.split(' ').filter(|s| !s.is_empty()).count();
-    let skip = (kept + 1).saturating_sub(HISTORY_KEEP);
-    let mut out: Vec<&str> = text
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .skip(skip)
-        .collect();
-    out.push(&point);
-    out.join(" ")
+fn push_history(blob: &[u8], p: &HistoryPoint) -> Vec<u8> {
+    let whole = &blob[..blob.len() - blob.len() % POINT];
+    let keep_from = (whole.len() / POINT + 1).saturating_sub(HISTORY_KEEP) * POINT;
+    let mut out = Vec::with_capacity(whole.len() - keep_from + POINT);
+    out.extend_from_slice(&whole[keep_from..]);
+    encode_point(p, &mut out);
+    out
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +191,109 @@ impl Store {
                 record_one(txn, run_id, target_id, r)?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    /// Folds probe rows not yet counted into the hourly and daily rollups, at most
+    /// `max_rows` of them, in one transaction. Rows are counted once each, late ones
+    /// too: a watermark on the row id says how far the rollups reach. Returns the rows
+    /// folded in.
+    pub async fn roll_up(&self, max_rows: i64) -> Result<usize> {
+        self.write(move |txn, _| {
+            let mark: i64 = txn
+                .query_row("SELECT value FROM meta WHERE key = 'rollup_watermark'", [], |r| r.get::<_, String>(0))
+                .optional()?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            type Key = (&'static str, i64, i64, String);
+            #[derive(Default)]
+            struct Agg {
+                count: i64,
+                success: i64,
+                slow: i64,
+                latency: Sketch,
+                ttft: Sketch,
+            }
+            let mut aggs: HashMap<Key, Agg> = HashMap::new();
+            let mut last = mark;
+            let mut rows = 0usize;
+            {
+                let mut stmt = txn.prepare_cached(
+                    "SELECT id, target_id, model, timestamp, success, status, total_ms, ttft_ms \
+                     FROM run_models WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )?;
+                let mut q = stmt.query(params![mark, max_rows])?;
+                while let Some(row) = q.next()? {
+                    let id: i64 = row.get(0)?;
+                    let target_id: i64 = row.get(1)?;
+                    let model: String = row.get(2)?;
+                    let ts: f64 = row.get(3)?;
+                    let success: bool = row.get(4)?;
+                    let status: Option<String> = row.get(5)?;
+                    let total: Option<f64> = row.get(6)?;
+                    let ttft: Option<f64> = row.get(7)?;
+                    last = id;
+                    rows += 1;
+                    for period in ["hour", "day"] {
+                        let a = aggs
+                            .entry((period, bucket_start(ts, period) as i64, target_id, model.clone()))
+                            .or_default();
+                        a.count += 1;
+                        a.success += success as i64;
+                        a.slow += (status.as_deref() == Some("slow")) as i64;
+                        if success {
+                            if let Some(t) = total {
+                                a.latency.add(t);
+                            }
+                            if let Some(t) = ttft {
+                                a.ttft.add(t);
+                            }
+                        }
+                    }
+                }
+            }
+            for ((period, bucket, target_id, model), a) in aggs {
+                let existing: Option<(String, String)> = txn
+                    .prepare_cached(
+                        "SELECT latency_sketch, ttft_sketch FROM rollups WHERE period = ?1 AND \
+                         target_id = ?2 AND model = ?3 AND bucket_start = ?4",
+                    )?
+                    .query_row(params![period, target_id, model, bucket as f64], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()?;
+                let (mut latency, mut ttft) = (a.latency, a.ttft);
+                if let Some((l, t)) = existing {
+                    latency.merge(&serde_json::from_str(&l).unwrap_or_default());
+                    ttft.merge(&serde_json::from_str(&t).unwrap_or_default());
+                }
+                txn.prepare_cached(
+                    "INSERT INTO rollups (period, bucket_start, target_id, model, count, success, slow, \
+                     latency_sketch, ttft_sketch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                     ON CONFLICT(period, target_id, model, bucket_start) DO UPDATE SET \
+                     count = count + excluded.count, success = success + excluded.success, \
+                     slow = slow + excluded.slow, latency_sketch = excluded.latency_sketch, \
+                     ttft_sketch = excluded.ttft_sketch",
+                )?
+                .execute(params![
+                    period,
+                    bucket as f64,
+                    target_id,
+                    model,
+                    a.count,
+                    a.success,
+                    a.slow,
+                    serde_json::to_string(&latency).expect("plain data"),
+                    serde_json::to_string(&ttft).expect("plain data"),
+                ])?;
+            }
+            if last > mark {
+                txn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('rollup_watermark', ?1) \
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [last.to_string()],
+                )?;
+            }
+            Ok(rows)
         })
         .await
     }
@@ -321,7 +429,7 @@ impl Store {
             let mut rows = stmt.query([target_id])?;
             while let Some(row) = rows.next()? {
                 let status: String = row.get(5)?;
-                let history: String = row.get(18)?;
+                let history: Vec<u8> = row.get(18)?;
                 let m = ModelLatest {
                     target_id: row.get(0)?,
                     model: row.get(1)?,
@@ -423,7 +531,12 @@ impl Store {
         let counts = self
             .write(move |txn, _| {
                 let rows =
-                    txn.execute("DELETE FROM run_models WHERE timestamp < ?1", [raw_before])?;
+                    // Only rows already folded into the rollups go.
+                    txn.execute(
+                        "DELETE FROM run_models WHERE timestamp < ?1 AND id <= COALESCE(\
+                         (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'rollup_watermark'), 0)",
+                        [raw_before],
+                    )?;
                 // Keep each target's latest run so its last result stays explainable.
                 let runs = txn.execute(
                     "DELETE FROM runs WHERE started_at < ?1 AND status != 'running' \
@@ -489,7 +602,7 @@ fn record_one(
         r.attempts,
     ])?;
 
-    let old: Option<String> = txn
+    let old: Option<Vec<u8>> = txn
         .prepare_cached("SELECT history FROM model_latest WHERE target_id = ?1 AND model = ?2")?
         .query_row(params![target_id, r.model], |row| row.get(0))
         .optional()?;
@@ -504,9 +617,9 @@ fn record_one(
         code,
         r.total_ms.round() as i64,
         r.status_code,
-        r.error_class.map(|c| c.as_str().to_string()),
+        r.error_class,
     );
-    let history = push_history(old.as_deref().unwrap_or(""), &point);
+    let history = push_history(old.as_deref().unwrap_or(&[]), &point);
     txn.prepare_cached(
             "INSERT INTO model_latest (target_id, model, protocol, run_id, success, status, stream, \
              route, endpoint, total_ms, ttft_ms, tokens_per_s, status_code, error_class, error, \
@@ -543,49 +656,6 @@ fn record_one(
             history,
         ])?;
 
-    for period in ["hour", "day"] {
-        let bucket = bucket_start(r.started_at, period);
-        let existing: Option<(String, String)> = txn
-            .prepare_cached(
-                "SELECT latency_sketch, ttft_sketch FROM rollups WHERE period = ?1 AND \
-                     target_id = ?2 AND model = ?3 AND bucket_start = ?4",
-            )?
-            .query_row(params![period, target_id, r.model, bucket], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()?;
-        let (mut lat, mut ttft): (Sketch, Sketch) = existing
-            .map(|(l, t)| {
-                (
-                    serde_json::from_str(&l).unwrap_or_default(),
-                    serde_json::from_str(&t).unwrap_or_default(),
-                )
-            })
-            .unwrap_or_default();
-        if r.success {
-            lat.add(r.total_ms);
-            if let Some(t) = r.ttft_ms {
-                ttft.add(t);
-            }
-        }
-        txn.prepare_cached(
-                "INSERT INTO rollups (period, bucket_start, target_id, model, count, success, slow, \
-                 latency_sketch, ttft_sketch) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8) \
-                 ON CONFLICT(period, target_id, model, bucket_start) DO UPDATE SET \
-                 count = count + 1, success = success + excluded.success, slow = slow + excluded.slow, \
-                 latency_sketch = excluded.latency_sketch, ttft_sketch = excluded.ttft_sketch",
-            )?
-            .execute(params![
-                    period,
-                    bucket,
-                    target_id,
-                    r.model,
-                    r.success as i64,
-                    (r.status == ModelStatus::Slow) as i64,
-                    serde_json::to_string(&lat).expect("plain data"),
-                    serde_json::to_string(&ttft).expect("plain data"),
-            ])?;
-    }
     Ok(())
 }
 
@@ -593,27 +663,103 @@ fn record_one(
 mod tests {
     use super::*;
 
+    fn probe(model: &str, started_at: f64, total_ms: f64) -> ProbeResult {
+        ProbeResult {
+            model: model.into(),
+            protocol: shared::probe::Protocol::Openai,
+            route: "default".into(),
+            endpoint: "/v1/chat/completions".into(),
+            stream: true,
+            success: true,
+            status: ModelStatus::Ok,
+            transport_success: true,
+            status_code: Some(200),
+            ttfb_ms: Some(10.0),
+            ttft_ms: Some(20.0),
+            total_ms,
+            output_tokens: Some(3),
+            tokens_estimated: false,
+            tokens_per_s: Some(30.0),
+            returned_model: Some(model.into()),
+            model_mismatch: false,
+            content: "mango".into(),
+            error_class: None,
+            error: None,
+            attempts: 1,
+            started_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_are_pruned_only_once_folded_into_rollups_and_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), crate::store::SecretBox::from_key([1; 32])).unwrap();
+        let mut t = crate::store::targets::tests_support::record("t");
+        t = store.create_target(t).await.unwrap();
+        let run = store.start_run(t.id, "manual").await.unwrap();
+        let old = now() - 10.0 * 86_400.0;
+        store
+            .record_probes_now(
+                run.id,
+                t.id,
+                vec![probe("m", old, 100.0), probe("m", old + 1.0, 300.0)],
+            )
+            .await
+            .unwrap();
+        let week = now() - 7.0 * 86_400.0;
+        let far = now() - 400.0 * 86_400.0;
+        assert_eq!(
+            store.prune(week, far, far).await.unwrap().0,
+            0,
+            "not folded in yet"
+        );
+        assert_eq!(store.roll_up(1).await.unwrap(), 1, "batches are bounded");
+        assert_eq!(store.roll_up(100).await.unwrap(), 1);
+        assert_eq!(store.roll_up(100).await.unwrap(), 0, "each row once");
+        assert_eq!(store.prune(week, far, far).await.unwrap().0, 2);
+        let hourly = store.rollups(t.id, "hour", far).await.unwrap();
+        assert_eq!(hourly.iter().map(|r| r.count).sum::<i64>(), 2);
+        let p50 = hourly[0].latency_p50_ms.unwrap();
+        assert!((90.0..=112.0).contains(&p50), "{p50}");
+    }
+
     #[test]
-    fn history_text_keeps_the_newest_points_in_order() {
-        let mut text = String::new();
+    fn history_keeps_the_newest_points_in_order() {
+        let mut blob = Vec::new();
         for i in 0..(HISTORY_KEEP as i64 + 5) {
-            let class = (i % 3 == 0).then(|| "timeout".to_string());
-            text = push_history(
-                &text,
+            let class = (i % 3 == 0).then_some(ErrorClass::Timeout);
+            blob = push_history(
+                &blob,
                 &(i, 1000 + i, (i % 3) as u8, 100 + i, Some(200), class),
             );
         }
-        let all = parse_history(&text, 1000);
+        assert_eq!(blob.len(), HISTORY_KEEP * POINT);
+        let all = parse_history(&blob, 1000);
         assert_eq!(all.len(), HISTORY_KEEP);
         assert_eq!(all.first().unwrap().0, 5);
         assert_eq!(all.last().unwrap().0, HISTORY_KEEP as i64 + 4);
-        let last3 = parse_history(&text, 3);
+        let last3 = parse_history(&blob, 3);
+        let n = HISTORY_KEEP as i64;
         assert_eq!(
             last3.iter().map(|p| p.0).collect::<Vec<_>>(),
-            [102, 103, 104]
+            [n + 2, n + 3, n + 4]
         );
-        assert_eq!(last3[0].5.as_deref(), Some("timeout"));
-        assert_eq!(last3[1].5, None);
-        assert_eq!(parse_history("", 30), vec![]);
+        assert_eq!(
+            last3[2],
+            (
+                n + 4,
+                1000 + n + 4,
+                ((n + 4) % 3) as u8,
+                100 + n + 4,
+                Some(200),
+                ((n + 4) % 3 == 0).then_some(ErrorClass::Timeout)
+            )
+        );
+        assert_eq!(parse_history(&[], 30), vec![]);
+        let failed = push_history(&[], &(7, 9, 0, 5000, None, Some(ErrorClass::Upstream5xx)));
+        assert_eq!(
+            parse_history(&failed, 1),
+            vec![(7, 9, 0, 5000, None, Some(ErrorClass::Upstream5xx))]
+        );
     }
 }

@@ -101,6 +101,7 @@ impl Store {
         target_id: i64,
         scope: LogScope,
         limit: i64,
+        offset: i64,
     ) -> Result<(Option<RunRecord>, Vec<RunModelRecord>)> {
         self.read(move |conn, _| {
             let run = match scope {
@@ -131,10 +132,10 @@ impl Store {
                  tool_calls_count, tool_calls, status, error_class, ttfb_ms, ttft_ms, total_ms, \
                  output_tokens, tokens_estimated, tokens_per_s, returned_model, model_mismatch, \
                  attempts FROM run_models WHERE {filter} \
-                 ORDER BY id DESC LIMIT ?2"
+                 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
             );
             let mut stmt = conn.prepare(&sql)?;
-            let rows = stmt.query_map(params![key, limit], |r| {
+            let rows = stmt.query_map(params![key, limit, offset], |r| {
                 let tool_calls: Option<String> = r.get(16)?;
                 Ok(RunModelRecord {
                     id: r.get(0)?,

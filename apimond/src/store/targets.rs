@@ -258,3 +258,46 @@ impl Store {
         .await
     }
 }
+
+#[cfg(test)]
+pub mod tests_support {
+    use super::*;
+
+    /// A minimal valid target for store tests.
+    pub fn record(name: &str) -> TargetRecord {
+        TargetRecord {
+            id: 0,
+            name: name.into(),
+            base_url: "http://127.0.0.1:9".into(),
+            api_key: Secret::new("sk-store-test"),
+            enabled: false,
+            interval_min: 30,
+            timeout_s: 30.0,
+            verify_ssl: true,
+            prompt: "hi".into(),
+            anthropic_version: "2023-06-01".into(),
+            max_models: 0,
+            created_at: 0.0,
+            updated_at: 0.0,
+            last_run_at: None,
+            last_status: None,
+            last_total: None,
+            last_success: None,
+            last_fail: None,
+            last_log_file: None,
+            last_error: None,
+            source_url: None,
+            sort_order: 0,
+            visitor_channel_actions_enabled: false,
+            selected_models: vec![],
+            exclude_models: vec![],
+            probe_mode: "stream".into(),
+            check_mode: "challenge".into(),
+            max_tokens: None,
+            slow_ms: 10_000,
+            extra_headers: BTreeMap::new(),
+            user_agent: None,
+            route_overrides: vec![],
+        }
+    }
+}
