@@ -157,6 +157,7 @@ def main():
             times.append(time.monotonic() - t0)
             sizes.append(len(body))
         listing = json.loads(body)
+        res = api(base, "GET", "/api/admin/resources")["item"]
         durations = []
         for i in ids[:20]:
             for row in api(base, "GET", f"/api/targets/{i}/logs")["items"]:
@@ -172,6 +173,7 @@ def main():
               f"p95 {durations[int(len(durations) * 0.95)]:.1f} ms (the relay answers after {DELAY_MS} ms)")
         print(f"daemon CPU per 1000 probes:  {med_cpu / probes * 1000:6.3f} s   (median round)   ratio {med_cpu / probes * 1000 / 0.2:.2f} to the 0.2 s goal")
         print(f"daemon peak RSS:             {rss:6.1f} MB  ratio {rss / 80:.2f} to the 80 MB goal")
+        print(f"database on disk (with WAL):  {res['db_bytes'] / 1e6:6.1f} MB after {args.rounds * probes} probes")
         print(f"GET /api/targets ({points} points per model): median {statistics.median(times) * 1000:.1f} ms, "
               f"{sizes[-1] / 1e6:.2f} MB   ratios {statistics.median(times) / 0.1:.2f} and {sizes[-1] / 3e6:.2f} to 100 ms / 3 MB")
     finally:

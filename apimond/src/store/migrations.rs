@@ -124,6 +124,10 @@ const STEPS: &[&str] = &[
     ALTER TABLE run_models ADD COLUMN model_mismatch INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE run_models ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
     CREATE INDEX run_models_by_time ON run_models(timestamp);
+    -- Per-model history lives in model_latest now; an index with a hot spot per model
+    -- made every probe insert touch a random page.
+    DROP INDEX run_models_by_target_model;
+    CREATE INDEX run_models_by_target ON run_models(target_id, id);
     CREATE INDEX runs_by_status ON runs(status);
     CREATE TABLE model_latest (
         target_id INTEGER NOT NULL REFERENCES targets(id) ON DELETE CASCADE,

@@ -126,6 +126,11 @@ impl Store {
             )));
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // The writer revisits the same pages (latest results, index tails) all the
+        // time: a larger cache saves re-reading them. Keep the WAL from staying large
+        // after a checkpoint.
+        conn.pragma_update(None, "cache_size", -16_000)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         migrations::migrate(&mut conn)?;
         check_fingerprint(&conn, &secrets)?;
 
