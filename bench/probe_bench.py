@@ -171,6 +171,7 @@ def main():
         print(f"wall time, best round:       {best_wall:6.2f} s   ratio {best_wall / ideal:.2f}")
         print(f"probe time seen by the daemon: median {statistics.median(durations):.1f} ms, "
               f"p95 {durations[int(len(durations) * 0.95)]:.1f} ms (the relay answers after {DELAY_MS} ms)")
+        print("daemon CPU-s per round:", " ".join(f"{c:.2f}" for _, c in rounds))
         print(f"daemon CPU per 1000 probes:  {med_cpu / probes * 1000:6.3f} s   (median round)   ratio {med_cpu / probes * 1000 / 0.2:.2f} to the 0.2 s goal")
         print(f"daemon peak RSS:             {rss:6.1f} MB  ratio {rss / 80:.2f} to the 80 MB goal")
         print(f"database on disk (with WAL):  {res['db_bytes'] / 1e6:6.1f} MB after {args.rounds * probes} probes")

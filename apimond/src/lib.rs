@@ -5,6 +5,7 @@
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod rpc;
 pub mod runlog;
 pub mod runner;
 pub mod scheduler;
@@ -38,6 +39,7 @@ pub struct Daemon {
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    socket: Option<rpc::ControlSocket>,
     _lock: File,
 }
 
@@ -131,6 +133,11 @@ impl Daemon {
         });
 
         let core = Core::new(config, store, settings);
+        let socket = rpc::bind(
+            core.clone(),
+            &core.config.socket_path,
+            core.config.socket_group.as_deref(),
+        )?;
         let scheduler = tokio::spawn(core.clone().scheduler_loop());
         let retention = tokio::spawn(retention_loop(core.clone()));
         let app = http::router(core.clone());
@@ -152,6 +159,7 @@ impl Daemon {
             stop,
             server,
             background: vec![scheduler, retention],
+            socket: Some(socket),
             _lock: lock,
         })
     }
@@ -164,10 +172,18 @@ impl Daemon {
         &self.core
     }
 
+    /// The control socket's path.
+    pub fn socket_path(&self) -> &std::path::Path {
+        &self.core.config.socket_path
+    }
+
     /// Stops scheduling, lets runs in flight end and requests finish within the grace
     /// period, closes event streams, marks runs cut short as interrupted, and
     /// checkpoints the store.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(socket) = self.socket.take() {
+            socket.close();
+        }
         if !self.core.stop_scheduler(SHUTDOWN_GRACE).await {
             tracing::warn!(
                 "runs still in flight after the grace period; they will be marked interrupted"

@@ -1,6 +1,8 @@
 //! What both `apimond` and `apimonctl` use: secrets, data types, and (with later
 //! issues) the RPC protocol, socket path resolution, clients and the probe engine.
 
+pub mod client;
+pub mod rpc;
 pub mod secret;
 
 pub use secret::Secret;

@@ -7,6 +7,7 @@ pub mod limiter;
 pub mod models;
 pub mod settings;
 pub mod targets;
+pub mod transfer;
 pub mod validate;
 
 use std::sync::{Arc, Mutex, RwLock, Weak};

@@ -344,6 +344,30 @@ impl Core {
         target_view(t, caller, &self.settings(), self.scheduler.is_running(t.id))
     }
 
+    /// A target named by the command line: all digits is an id, `name:…` forces a
+    /// name, anything else is a name.
+    pub async fn resolve_target(&self, ident: &str) -> ServiceResult<i64> {
+        let by_name = |name: &str| name.to_string();
+        let name = match ident.strip_prefix("name:") {
+            Some(n) => by_name(n),
+            None if !ident.is_empty() && ident.bytes().all(|b| b.is_ascii_digit()) => {
+                let id: i64 = ident
+                    .parse()
+                    .map_err(|_| ServiceError::NotFound(format!("no target with id {ident}")))?;
+                self.load_target(id).await?;
+                return Ok(id);
+            }
+            None => by_name(ident),
+        };
+        self.store
+            .list_targets()
+            .await?
+            .into_iter()
+            .find(|t| t.name == name)
+            .map(|t| t.id)
+            .ok_or_else(|| ServiceError::NotFound(format!("no target named `{name}`")))
+    }
+
     async fn load_target(&self, id: i64) -> ServiceResult<TargetRecord> {
         self.store
             .get_target(id)

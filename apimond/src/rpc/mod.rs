@@ -1,0 +1,231 @@
+//! The control socket: newline-delimited JSON-RPC 2.0 on a Unix socket file (never the
+//! abstract namespace), 0600 in a 0700 directory, or 0660 for `APIMON_SOCKET_GROUP`.
+//! Peers are checked by their credentials. Handlers are thin adapters over the same
+//! service layer as HTTP; a socket peer acts as admin.
+
+mod methods;
+
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use interprocess::local_socket::traits::StreamCommon as _;
+use interprocess::local_socket::traits::tokio::Listener as _;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use serde_json::Value;
+use shared::rpc::{MAX_LINE, Message, code};
+use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
+
+use crate::events::Received;
+use crate::service::{Caller, Core, Role};
+
+/// Who may talk to the socket: the daemon's own user, root, or, when a socket group
+/// is set, whoever the file permissions let in.
+pub fn peer_allowed(peer_uid: Option<u32>, own_uid: u32, group_mode: bool) -> bool {
+    match peer_uid {
+        Some(uid) => uid == own_uid || uid == 0 || group_mode,
+        None => false,
+    }
+}
+
+fn group_id(name: &str) -> anyhow::Result<u32> {
+    let c = std::ffi::CString::new(name).context("APIMON_SOCKET_GROUP has a NUL byte")?;
+    // SAFETY: getgrnam reads a C string and returns a pointer into static storage
+    // that we read at once.
+    let g = unsafe { libc::getgrnam(c.as_ptr()) };
+    if g.is_null() {
+        bail!("APIMON_SOCKET_GROUP={name}: no such group");
+    }
+    // SAFETY: non-null pointer from getgrnam.
+    Ok(unsafe { (*g).gr_gid })
+}
+
+/// The bound socket; dropping it removes the socket file.
+pub struct ControlSocket {
+    pub path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ControlSocket {
+    pub fn close(self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds the socket: creates its directory, replaces a stale socket file, refuses a
+/// live one, sets the permissions, and starts accepting.
+pub fn bind(core: Arc<Core>, path: &Path, group: Option<&str>) -> anyhow::Result<ControlSocket> {
+    let gid = group.map(group_id).transpose()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(if gid.is_some() { 0o750 } else { 0o700 })
+                .create(dir)
+                .with_context(|| format!("cannot create the socket directory {}", dir.display()))?;
+            if let Some(gid) = gid {
+                chown_group(dir, gid)?;
+            }
+        }
+    }
+    if path.exists() {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => bail!(
+                "another apimond is listening on the control socket {} (APIMON_SOCKET); stop it or choose another socket",
+                path.display()
+            ),
+            Err(_) => {
+                std::fs::remove_file(path).with_context(|| {
+                    format!("cannot remove the stale socket {}", path.display())
+                })?;
+                tracing::info!(path = %path.display(), "replaced a stale control socket");
+            }
+        }
+    }
+    let mode = if gid.is_some() { 0o660 } else { 0o600 };
+    let name = path
+        .to_fs_name::<GenericFilePath>()
+        .with_context(|| format!("{} is not a usable socket path", path.display()))?;
+    let listener = ListenerOptions::new()
+        .name(name)
+        .mode(mode)
+        .create_tokio()
+        .with_context(|| format!("cannot listen on the control socket {}", path.display()))?;
+    // The mode above is applied at bind; set it again in case the umask trimmed it.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set permissions on {}", path.display()))?;
+    if let Some(gid) = gid {
+        chown_group(path, gid)?;
+    }
+    let group_mode = gid.is_some();
+    // SAFETY: geteuid has no failure mode.
+    let own_uid = unsafe { libc::geteuid() };
+    let task = tokio::spawn(async move {
+        loop {
+            let stream = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let peer = stream.peer_creds().ok().and_then(|c| c.euid());
+            let core = core.clone();
+            tokio::spawn(async move {
+                if !peer_allowed(peer, own_uid, group_mode) {
+                    tracing::warn!(peer_uid = ?peer, "refused a control socket peer");
+                    let (_, w) = tokio::io::split(stream);
+                    let mut out = FramedWrite::new(w, LinesCodec::new());
+                    let refusal = Message::error(
+                        Value::Null,
+                        code::FORBIDDEN,
+                        "this user may not use the apimond control socket",
+                    );
+                    let _ = out.send(refusal.to_line().trim_end().to_string()).await;
+                    return;
+                }
+                serve(core, stream).await;
+            });
+        }
+    });
+    tracing::info!(path = %path.display(), mode = format!("{mode:o}"), "control socket listening");
+    Ok(ControlSocket {
+        path: path.to_path_buf(),
+        task,
+    })
+}
+
+fn chown_group(path: &Path, gid: u32) -> anyhow::Result<()> {
+    std::os::unix::fs::chown(path, None, Some(gid))
+        .with_context(|| format!("cannot give {} to the socket group", path.display()))
+}
+
+/// The caller every socket request runs as.
+fn socket_caller() -> Caller {
+    Caller {
+        role: Role::Admin,
+        via_cookie: false,
+        client: IpAddr::from([127, 0, 0, 1]),
+    }
+}
+
+async fn serve(core: Arc<Core>, stream: interprocess::local_socket::tokio::Stream) {
+    let (r, w) = tokio::io::split(stream);
+    let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(MAX_LINE));
+    let mut out = FramedWrite::new(w, LinesCodec::new_with_max_length(usize::MAX));
+    let mut subscription = None;
+    loop {
+        let line = match &mut subscription {
+            None => lines.next().await,
+            Some(sub) => {
+                tokio::select! {
+                    line = lines.next() => line,
+                    event = crate::events::Subscription::recv(sub) => {
+                        let note = match event {
+                            Received::Event(e) => Message::notification("event", e.to_json()),
+                            Received::Lagged(n) => Message::notification("lagged", serde_json::json!({"missed": n})),
+                            Received::Closed => return,
+                        };
+                        if out.send(note.to_line().trim_end().to_string()).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let reply = match line {
+            None => return,
+            Some(Err(LinesCodecError::MaxLineLengthExceeded)) => Message::error(
+                Value::Null,
+                code::INVALID_REQUEST,
+                format!("line longer than {MAX_LINE} bytes"),
+            ),
+            Some(Err(LinesCodecError::Io(_))) => return,
+            Some(Ok(text)) if text.trim().is_empty() => continue,
+            Some(Ok(text)) => {
+                let (reply, subscribe) = methods::handle(&core, &socket_caller(), &text).await;
+                if subscribe && subscription.is_none() {
+                    subscription = Some(core.bus.subscribe());
+                }
+                reply
+            }
+        };
+        if out
+            .send(reply.to_line().trim_end().to_string())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_daemon_user_root_or_the_socket_group_get_in() {
+        assert!(peer_allowed(Some(1000), 1000, false));
+        assert!(peer_allowed(Some(0), 1000, false));
+        assert!(
+            !peer_allowed(Some(1001), 1000, false),
+            "another uid is refused"
+        );
+        assert!(
+            !peer_allowed(None, 1000, false),
+            "unknown credentials are refused"
+        );
+        assert!(
+            peer_allowed(Some(1001), 1000, true),
+            "the file mode admitted the group"
+        );
+    }
+}

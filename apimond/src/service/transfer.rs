@@ -1,0 +1,92 @@
+//! Export and import of targets (for `apimonctl export|import`): every editable field,
+//! the key only when asked for, in chunks so each fits a control-socket line.
+
+use serde_json::{Value, json};
+
+use super::{Caller, Core, ServiceError, ServiceResult};
+use crate::store::targets::TargetRecord;
+
+/// The editable fields of a target, as `POST /api/targets` takes them.
+fn exported(t: &TargetRecord, with_secrets: bool) -> Value {
+    let mut v = json!({
+        "name": t.name,
+        "base_url": t.base_url,
+        "enabled": t.enabled,
+        "interval_min": t.interval_min,
+        "timeout_s": t.timeout_s,
+        "verify_ssl": t.verify_ssl,
+        "prompt": t.prompt,
+        "anthropic_version": t.anthropic_version,
+        "max_models": t.max_models,
+        "source_url": t.source_url,
+        "sort_order": t.sort_order,
+        "visitor_channel_actions_enabled": t.visitor_channel_actions_enabled,
+        "selected_models": t.selected_models,
+        "exclude_models": t.exclude_models,
+        "probe_mode": t.probe_mode,
+        "check_mode": t.check_mode,
+        "max_tokens": t.max_tokens,
+        "slow_ms": t.slow_ms,
+        "extra_headers": t.extra_headers,
+        "user_agent": t.user_agent,
+        "route_overrides": t.route_overrides,
+    });
+    if with_secrets {
+        v["api_key"] = json!(t.api_key.expose());
+    }
+    v
+}
+
+impl Core {
+    /// One chunk of the export: `limit` targets from `offset`, and where the next
+    /// chunk starts (null at the end).
+    pub async fn export_targets(
+        &self,
+        caller: &Caller,
+        with_secrets: bool,
+        offset: usize,
+        limit: usize,
+    ) -> ServiceResult<Value> {
+        caller.require_admin()?;
+        let all = self.store.list_targets().await?;
+        let items: Vec<Value> = all
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|t| exported(t, with_secrets))
+            .collect();
+        let next = (offset + items.len() < all.len()).then_some(offset + items.len());
+        if with_secrets && !items.is_empty() {
+            tracing::info!(targets = items.len(), "targets exported with their keys");
+        }
+        Ok(json!({ "items": items, "next_offset": next, "total": all.len() }))
+    }
+
+    /// Creates each target; one that cannot be created (a name taken, a field out of
+    /// bounds, no key) is reported and the rest go on.
+    pub async fn import_targets(&self, caller: &Caller, items: &[Value]) -> ServiceResult<Value> {
+        caller.require_admin()?;
+        let mut created = Vec::new();
+        let mut skipped = Vec::new();
+        for item in items {
+            let name = item
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string();
+            if item.get("api_key").is_none() {
+                skipped.push(json!({"name": name, "reason": "no api_key: export with --with-secrets to move keys"}));
+                continue;
+            }
+            let raw = serde_json::to_vec(item).expect("JSON values serialise");
+            match self.create_target(caller, &raw).await {
+                Ok(v) => created.push(v["item"]["id"].clone()),
+                Err(e @ (ServiceError::BadRequest(_) | ServiceError::Conflict(_))) => {
+                    skipped.push(json!({"name": name, "reason": e.to_string()}))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(json!({ "created": created.len(), "ids": created, "skipped": skipped }))
+    }
+}

@@ -1,0 +1,126 @@
+//! The control protocol: newline-delimited JSON-RPC 2.0 over a Unix socket. One
+//! request per line, one response per line; `events.subscribe` is answered, then
+//! followed by `event` notifications until the client leaves.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Bumped when a method changes incompatibly; `hello` compares it.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Longest line either side sends or accepts. Bulk transfers (export, import) are
+/// chunked to stay well within it.
+pub const MAX_LINE: usize = 1024 * 1024;
+/// Targets per export or import chunk.
+pub const CHUNK: usize = 100;
+
+/// JSON-RPC error codes.
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL: i64 = -32603;
+    /// The peer may not use the socket.
+    pub const FORBIDDEN: i64 = -32003;
+    pub const NOT_FOUND: i64 = -32004;
+    pub const CONFLICT: i64 = -32009;
+    pub const TOO_MANY: i64 = -32029;
+    /// apimonctl and apimond speak different protocol versions.
+    pub const VERSION_MISMATCH: i64 = -32010;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    pub jsonrpc: String,
+    pub id: Value,
+    pub method: String,
+    #[serde(default)]
+    pub params: Value,
+}
+
+impl Request {
+    pub fn new(id: u64, method: &str, params: Value) -> Request {
+        Request {
+            jsonrpc: "2.0".into(),
+            id: id.into(),
+            method: method.into(),
+            params,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+}
+
+impl std::fmt::Display for RpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+/// A response or a notification, as a client reads them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Message {
+    #[serde(default)]
+    pub jsonrpc: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RpcError>,
+    /// Set on notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+}
+
+impl Message {
+    pub fn result(id: Value, result: Value) -> Message {
+        Message {
+            jsonrpc: "2.0".into(),
+            id: Some(id),
+            result: Some(result),
+            error: None,
+            method: None,
+            params: None,
+        }
+    }
+
+    pub fn error(id: Value, code: i64, message: impl Into<String>) -> Message {
+        Message {
+            jsonrpc: "2.0".into(),
+            id: Some(id),
+            result: None,
+            error: Some(RpcError {
+                code,
+                message: message.into(),
+            }),
+            method: None,
+            params: None,
+        }
+    }
+
+    pub fn notification(method: &str, params: Value) -> Message {
+        Message {
+            jsonrpc: "2.0".into(),
+            id: None,
+            result: None,
+            error: None,
+            method: Some(method.into()),
+            params: Some(params),
+        }
+    }
+
+    pub fn to_line(&self) -> String {
+        let mut s = serde_json::to_string(self).expect("messages serialise");
+        s.push('\n');
+        s
+    }
+}
