@@ -1,0 +1,114 @@
+//! `apimonctl status|credentials|export|import`.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+use shared::rpc::CHUNK;
+
+use crate::error::CliError;
+use crate::output::{Out, cell};
+use crate::transport::Conn;
+
+fn uptime(secs: f64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(secs as u64)).to_string()
+}
+
+pub async fn status(conn: &mut Conn, out: &Out) -> Result<ExitCode, CliError> {
+    let s = conn.status().await?;
+    if out.json {
+        out.print_json(&s);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let t = &s["targets"];
+    let count = |v: &Value| v.as_array().map(Vec::len).unwrap_or(0);
+    println!("apimond {}, up {}", cell(&s["version"]), uptime(s["uptime_s"].as_f64().unwrap_or(0.0)));
+    println!(
+        "targets: {} ({} enabled); healthy {}, degraded {}, down or error {}, no models {}",
+        cell(&t["total_targets"]),
+        cell(&t["enabled_targets"]),
+        cell(&t["healthy"]),
+        cell(&t["degraded"]),
+        cell(&t["down_or_error"]),
+        cell(&t["no_models"]),
+    );
+    println!(
+        "runs: {} running, {} queued; scheduler lag {:.1} s",
+        count(&s["running_targets"]),
+        count(&s["queued_targets"]),
+        s["scheduler_lag_s"].as_f64().unwrap_or(0.0)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn credentials(conn: &mut Conn, out: &Out) -> Result<ExitCode, CliError> {
+    let c = conn.rpc("credentials")?.call("credentials", json!({})).await?;
+    if out.json {
+        out.print_json(&c);
+    } else {
+        println!("admin token:          {}  ({})", cell(&c["admin_token"]), cell(&c["admin_token_source"]));
+        println!("admin panel password: {}  ({})", cell(&c["admin_panel_password"]), cell(&c["admin_panel_password_source"]));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn export(conn: &mut Conn, with_secrets: bool, output: Option<PathBuf>, out: &Out) -> Result<ExitCode, CliError> {
+    let rpc = conn.rpc("export")?;
+    let mut targets = Vec::new();
+    let mut offset = 0u64;
+    loop {
+        let chunk = rpc.call("export", json!({"with_secrets": with_secrets, "offset": offset})).await?;
+        targets.extend(chunk["items"].as_array().cloned().unwrap_or_default());
+        match chunk["next_offset"].as_u64() {
+            Some(n) => offset = n,
+            None => break,
+        }
+    }
+    let doc = json!({"apimon_export": 1, "with_secrets": with_secrets, "targets": targets});
+    let text = serde_json::to_string_pretty(&doc).expect("JSON values serialise");
+    match output {
+        None => println!("{text}"),
+        Some(path) => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))?;
+            f.write_all(text.as_bytes())?;
+            f.write_all(b"\n")?;
+            if !out.json {
+                eprintln!("exported {} targets to {}", targets.len(), path.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn import(conn: &mut Conn, file: &Path, out: &Out) -> Result<ExitCode, CliError> {
+    let text = std::fs::read_to_string(file).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+    let doc: Value = serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("{} is not JSON: {e}", file.display())))?;
+    let targets = doc["targets"]
+        .as_array()
+        .ok_or_else(|| CliError::Usage(format!("{} has no `targets` list; is it an apimonctl export?", file.display())))?;
+    let rpc = conn.rpc("import")?;
+    let mut created = 0;
+    let mut skipped = Vec::new();
+    for chunk in targets.chunks(CHUNK) {
+        let r = rpc.call("import", json!({"items": chunk})).await?;
+        created += r["created"].as_u64().unwrap_or(0);
+        skipped.extend(r["skipped"].as_array().cloned().unwrap_or_default());
+    }
+    if out.json {
+        out.print_json(&json!({"created": created, "skipped": skipped}));
+    } else {
+        println!("imported {created} targets");
+        for s in &skipped {
+            println!("skipped {}: {}", cell(&s["name"]), cell(&s["reason"]));
+        }
+    }
+    Ok(if skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(5) })
+}

@@ -1,0 +1,334 @@
+//! `apimonctl run|runs|models|events|check`.
+
+use std::collections::HashSet;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use shared::probe::TargetStatus;
+
+use crate::Threshold;
+use crate::error::CliError;
+use crate::output::{Out, cell, ms, time};
+use crate::transport::Conn;
+
+const POLL: Duration = Duration::from_millis(400);
+
+/// A run being waited for: the target, and the lowest run id that counts as "this run".
+struct Waiting {
+    id: i64,
+    name: String,
+    min_run: i64,
+    probes: usize,
+}
+
+/// Starts a run of each target (or finds the one already going).
+async fn start(conn: &mut Conn, idents: &[String], out: &Out, quiet: bool) -> Result<Vec<Waiting>, CliError> {
+    let mut waiting = Vec::new();
+    for ident in idents {
+        let id = conn.resolve(ident).await?;
+        let before = conn.runs(id, 1).await?;
+        let latest = before.first().and_then(|r| r["id"].as_i64()).unwrap_or(0);
+        let latest_running = before.first().is_some_and(|r| r["status"] == "running");
+        let r = conn.trigger(id).await?;
+        let min_run = if r["conflict"] == true && latest_running { latest } else { latest + 1 };
+        let target = conn.target(id).await?;
+        let name = cell(&target["name"]);
+        if !quiet && !out.json {
+            let what = if r["conflict"] == true {
+                format!("already {}", if latest_running { "running" } else { "queued" })
+            } else if r["queued"] == true {
+                "queued".into()
+            } else {
+                "started".into()
+            };
+            println!("{name}: run {what}");
+        }
+        let probes = conn.probed_count(id).await.unwrap_or(0);
+        waiting.push(Waiting { id, name, min_run, probes });
+    }
+    Ok(waiting)
+}
+
+/// Waits for every run to finish; returns each target's finished run.
+async fn wait(conn: &mut Conn, waiting: &[Waiting], timeout: Duration, out: &Out) -> Result<Vec<Value>, CliError> {
+    let deadline = Instant::now() + timeout;
+    let total: usize = waiting.iter().map(|w| w.probes).sum();
+    let bar = (out.tty && !out.json).then(|| {
+        let b = indicatif::ProgressBar::new(total as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} probes {elapsed}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        b.enable_steady_tick(Duration::from_millis(120));
+        b
+    });
+    let mut done: Vec<Option<Value>> = vec![None; waiting.len()];
+    loop {
+        let mut progress = 0usize;
+        for (i, w) in waiting.iter().enumerate() {
+            if done[i].is_some() {
+                progress += w.probes;
+                continue;
+            }
+            let runs = conn.runs(w.id, 5).await?;
+            let mine = runs.iter().filter(|r| r["id"].as_i64().unwrap_or(0) >= w.min_run).last().cloned();
+            match mine {
+                Some(r) if r["status"] != "running" => {
+                    progress += w.probes;
+                    done[i] = Some(r);
+                }
+                Some(r) if bar.is_some() => {
+                    let logs = conn.logs(w.id, r["id"].as_i64()).await?;
+                    progress += logs["count"].as_u64().unwrap_or(0) as usize;
+                }
+                _ => {}
+            }
+        }
+        if let Some(b) = &bar {
+            let left = done.iter().filter(|d| d.is_none()).count();
+            b.set_message(format!("{left} run(s) going"));
+            b.set_position(progress.min(total) as u64);
+        }
+        if done.iter().all(Option::is_some) {
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            return Ok(done.into_iter().flatten().collect());
+        }
+        if Instant::now() > deadline {
+            if let Some(b) = bar {
+                b.abandon();
+            }
+            let left: Vec<&str> = waiting
+                .iter()
+                .zip(&done)
+                .filter(|(_, d)| d.is_none())
+                .map(|(w, _)| w.name.as_str())
+                .collect();
+            return Err(CliError::Other(format!("runs did not finish within {} s: {}", timeout.as_secs(), left.join(", "))));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+pub async fn run(conn: &mut Conn, targets: &[String], wait_for: bool, out: &Out) -> Result<ExitCode, CliError> {
+    let waiting = start(conn, targets, out, false).await?;
+    if !wait_for {
+        if out.json {
+            out.print_json(&json!(waiting.iter().map(|w| json!({"target_id": w.id, "name": w.name})).collect::<Vec<_>>()));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runs = wait(conn, &waiting, Duration::from_secs(3600), out).await?;
+    summary(conn, &waiting, &runs, out).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One row per finished run, with the target's status; returns each status.
+async fn summary(conn: &mut Conn, waiting: &[Waiting], runs: &[Value], out: &Out) -> Result<Vec<(String, TargetStatus)>, CliError> {
+    let mut rows = Vec::new();
+    let mut json_rows = Vec::new();
+    let mut statuses = Vec::new();
+    for (w, r) in waiting.iter().zip(runs) {
+        let status = r["result"].as_str().or(match r["status"].as_str() {
+            Some("error") => Some("error"),
+            _ => None,
+        });
+        let target = conn.target(w.id).await?;
+        let status = status
+            .map(str::to_string)
+            .or_else(|| target["last_status"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "error".into());
+        let parsed = TargetStatus::parse(&status).unwrap_or(TargetStatus::Error);
+        statuses.push((w.name.clone(), parsed));
+        rows.push(vec![
+            w.name.clone(),
+            out.status(&status),
+            format!("{}/{}", cell(&r["success"]), cell(&r["total"])),
+            cell(&r["id"]),
+            cell(&r["error"]),
+        ]);
+        json_rows.push(json!({
+            "target_id": w.id, "name": w.name, "status": status, "run_id": r["id"],
+            "run_status": r["status"], "total": r["total"], "success": r["success"], "fail": r["fail"], "error": r["error"],
+        }));
+    }
+    if out.json {
+        out.print_json(&json!(json_rows));
+    } else {
+        out.table(&["TARGET", "STATUS", "MODELS OK", "RUN", "ERROR"], rows);
+    }
+    Ok(statuses)
+}
+
+pub async fn check(conn: &mut Conn, targets: &[String], fail_on: Threshold, timeout: u64, out: &Out) -> Result<ExitCode, CliError> {
+    let idents: Vec<String> = if targets.is_empty() {
+        conn.targets()
+            .await?
+            .iter()
+            .filter(|t| t["enabled"] == true)
+            .map(|t| cell(&t["id"]))
+            .collect()
+    } else {
+        targets.to_vec()
+    };
+    if idents.is_empty() {
+        return Err(CliError::Usage("no targets to check: none is enabled; name them on the command line".into()));
+    }
+    let waiting = start(conn, &idents, out, true).await?;
+    let runs = wait(conn, &waiting, Duration::from_secs(timeout), out).await?;
+    let statuses = summary(conn, &waiting, &runs, out).await?;
+    let failing: Vec<&str> = statuses
+        .iter()
+        .filter(|(_, s)| s.severity() >= fail_on.severity())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if failing.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let threshold = match fail_on {
+            Threshold::Degraded => "degraded",
+            Threshold::Down => "down",
+        };
+        eprintln!("apimonctl: check failed: {} at or past `{threshold}`", failing.join(", "));
+        Ok(ExitCode::from(1))
+    }
+}
+
+pub async fn list(conn: &mut Conn, ident: &str, limit: u32, out: &Out) -> Result<ExitCode, CliError> {
+    let id = conn.resolve(ident).await?;
+    let runs = conn.runs(id, limit).await?;
+    if out.json {
+        out.print_json(&json!(runs));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows = runs
+        .iter()
+        .map(|r| {
+            vec![
+                cell(&r["id"]),
+                time(&r["started_at"]),
+                out.status(&cell(&r["status"])),
+                out.status(&cell(&r["result"])),
+                format!("{}/{}", cell(&r["success"]), cell(&r["total"])),
+                cell(&r["error"]),
+            ]
+        })
+        .collect();
+    out.table(&["RUN", "STARTED (UTC)", "STATUS", "RESULT", "MODELS OK", "ERROR"], rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The table of probe results shared by `models` and `probe`.
+pub fn results_table(out: &Out, rows: &[Value]) {
+    let rows = rows
+        .iter()
+        .map(|r| {
+            vec![
+                cell(&r["model"]),
+                out.status(&cell(&r["status"])),
+                cell(&r["protocol"]),
+                cell(&r["status_code"]),
+                ms(&r["ttft_ms"]),
+                ms(&r["total_ms"]),
+                r["tokens_per_s"].as_f64().map(|t| format!("{t:.1}")).unwrap_or_else(|| "-".into()),
+                cell(&r["error_class"]),
+                cell(&r["error"]),
+            ]
+        })
+        .collect();
+    out.table(&["MODEL", "STATUS", "ROUTE", "HTTP", "TTFT", "TOTAL", "TOK/S", "CLASS", "ERROR"], rows);
+}
+
+pub async fn models(conn: &mut Conn, ident: &str, run: Option<i64>, out: &Out) -> Result<ExitCode, CliError> {
+    let id = conn.resolve(ident).await?;
+    let logs = conn.logs(id, run).await?;
+    let mut rows = logs["items"].as_array().cloned().unwrap_or_default();
+    rows.sort_by(|a, b| cell(&a["model"]).cmp(&cell(&b["model"])).then(cell(&a["stream"]).cmp(&cell(&b["stream"]))));
+    if out.json {
+        out.print_json(&json!({"run": logs["run"], "items": rows}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if logs["run"].is_null() {
+        println!("no runs yet; start one with `apimonctl run {ident}`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    results_table(out, &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn event_line(e: &Value) -> String {
+    let t = e["type"].as_str().unwrap_or("?");
+    match t {
+        "run_started" => format!("run_started   {} run {} ({})", cell(&e["target_name"]), cell(&e["run_id"]), cell(&e["trigger"])),
+        "model_result" => format!(
+            "model_result  target {} run {} {} {}{}",
+            cell(&e["target_id"]),
+            cell(&e["run_id"]),
+            cell(&e["model"]),
+            cell(&e["status"]),
+            e["error_class"].as_str().map(|c| format!(" ({c})")).unwrap_or_default()
+        ),
+        "run_completed" => format!(
+            "run_completed {} run {}: {} {}/{}",
+            cell(&e["target_name"]),
+            cell(&e["run_id"]),
+            cell(&e["target_status"]),
+            cell(&e["success"]),
+            cell(&e["total"])
+        ),
+        "target_updated" => format!("target_updated {} ({})", cell(&e["target_name"]), cell(&e["last_status"])),
+        "target_deleted" => format!("target_deleted {}", cell(&e["target_id"])),
+        "models_changed" => format!(
+            "models_changed {}: +{} -{}",
+            cell(&e["target_name"]),
+            e["added"].as_array().map(Vec::len).unwrap_or(0),
+            e["removed"].as_array().map(Vec::len).unwrap_or(0)
+        ),
+        other => format!("{other} {e}"),
+    }
+}
+
+pub async fn events(conn: &mut Conn, follow: bool, out: &Out) -> Result<ExitCode, CliError> {
+    let status = conn.status().await?;
+    let rpc = conn.rpc("events")?;
+    let mut going: HashSet<i64> = ["running_targets", "queued_targets"]
+        .iter()
+        .flat_map(|k| status[*k].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_i64())
+        .collect();
+    if !follow && going.is_empty() {
+        eprintln!("no runs in flight; use --follow to wait for events");
+        return Ok(ExitCode::SUCCESS);
+    }
+    rpc.call("events.subscribe", json!({})).await?;
+    loop {
+        let msg = rpc.read().await?;
+        let params = msg.params.unwrap_or(Value::Null);
+        match msg.method.as_deref() {
+            Some("event") => {
+                if out.json {
+                    println!("{params}");
+                } else {
+                    println!("{}", event_line(&params));
+                }
+                match params["type"].as_str() {
+                    Some("run_started") => {
+                        going.insert(params["target_id"].as_i64().unwrap_or(0));
+                    }
+                    Some("run_completed") => {
+                        going.remove(&params["target_id"].as_i64().unwrap_or(0));
+                    }
+                    _ => {}
+                }
+                if !follow && going.is_empty() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            Some("lagged") => eprintln!("apimonctl: missed {} events (reading too slowly)", cell(&params["missed"])),
+            _ => {}
+        }
+    }
+}
