@@ -24,7 +24,11 @@ pub async fn status(conn: &mut Conn, out: &Out) -> Result<ExitCode, CliError> {
     }
     let t = &s["targets"];
     let count = |v: &Value| v.as_array().map(Vec::len).unwrap_or(0);
-    println!("apimond {}, up {}", cell(&s["version"]), uptime(s["uptime_s"].as_f64().unwrap_or(0.0)));
+    println!(
+        "apimond {}, up {}",
+        cell(&s["version"]),
+        uptime(s["uptime_s"].as_f64().unwrap_or(0.0))
+    );
     println!(
         "targets: {} ({} enabled); healthy {}, degraded {}, down or error {}, no models {}",
         cell(&t["total_targets"]),
@@ -44,22 +48,43 @@ pub async fn status(conn: &mut Conn, out: &Out) -> Result<ExitCode, CliError> {
 }
 
 pub async fn credentials(conn: &mut Conn, out: &Out) -> Result<ExitCode, CliError> {
-    let c = conn.rpc("credentials")?.call("credentials", json!({})).await?;
+    let c = conn
+        .rpc("credentials")?
+        .call("credentials", json!({}))
+        .await?;
     if out.json {
         out.print_json(&c);
     } else {
-        println!("admin token:          {}  ({})", cell(&c["admin_token"]), cell(&c["admin_token_source"]));
-        println!("admin panel password: {}  ({})", cell(&c["admin_panel_password"]), cell(&c["admin_panel_password_source"]));
+        println!(
+            "admin token:          {}  ({})",
+            cell(&c["admin_token"]),
+            cell(&c["admin_token_source"])
+        );
+        println!(
+            "admin panel password: {}  ({})",
+            cell(&c["admin_panel_password"]),
+            cell(&c["admin_panel_password_source"])
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn export(conn: &mut Conn, with_secrets: bool, output: Option<PathBuf>, out: &Out) -> Result<ExitCode, CliError> {
+pub async fn export(
+    conn: &mut Conn,
+    with_secrets: bool,
+    output: Option<PathBuf>,
+    out: &Out,
+) -> Result<ExitCode, CliError> {
     let rpc = conn.rpc("export")?;
     let mut targets = Vec::new();
     let mut offset = 0u64;
     loop {
-        let chunk = rpc.call("export", json!({"with_secrets": with_secrets, "offset": offset})).await?;
+        let chunk = rpc
+            .call(
+                "export",
+                json!({"with_secrets": with_secrets, "offset": offset}),
+            )
+            .await?;
         targets.extend(chunk["items"].as_array().cloned().unwrap_or_default());
         match chunk["next_offset"].as_u64() {
             Some(n) => offset = n,
@@ -89,11 +114,16 @@ pub async fn export(conn: &mut Conn, with_secrets: bool, output: Option<PathBuf>
 }
 
 pub async fn import(conn: &mut Conn, file: &Path, out: &Out) -> Result<ExitCode, CliError> {
-    let text = std::fs::read_to_string(file).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
-    let doc: Value = serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("{} is not JSON: {e}", file.display())))?;
-    let targets = doc["targets"]
-        .as_array()
-        .ok_or_else(|| CliError::Usage(format!("{} has no `targets` list; is it an apimonctl export?", file.display())))?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+    let doc: Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::Usage(format!("{} is not JSON: {e}", file.display())))?;
+    let targets = doc["targets"].as_array().ok_or_else(|| {
+        CliError::Usage(format!(
+            "{} has no `targets` list; is it an apimonctl export?",
+            file.display()
+        ))
+    })?;
     let rpc = conn.rpc("import")?;
     let mut created = 0;
     let mut skipped = Vec::new();
@@ -110,5 +140,9 @@ pub async fn import(conn: &mut Conn, file: &Path, out: &Out) -> Result<ExitCode,
             println!("skipped {}: {}", cell(&s["name"]), cell(&s["reason"]));
         }
     }
-    Ok(if skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(5) })
+    Ok(if skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(5)
+    })
 }

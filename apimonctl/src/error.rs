@@ -29,7 +29,10 @@ impl CliError {
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CliError::Usage(m) | CliError::Unreachable(m) | CliError::NotFound(m) | CliError::Other(m) => f.write_str(m),
+            CliError::Usage(m)
+            | CliError::Unreachable(m)
+            | CliError::NotFound(m)
+            | CliError::Other(m) => f.write_str(m),
         }
     }
 }
@@ -41,14 +44,25 @@ impl From<ClientError> for CliError {
                 "{e}\nis apimond running? start it, or point --socket (APIMON_SOCKET) at its socket"
             )),
             ClientError::HttpUnreachable { .. } => CliError::Unreachable(e.to_string()),
-            ClientError::Rpc(r) if r.code == code::NOT_FOUND => CliError::NotFound(r.message.clone()),
-            ClientError::Rpc(r) if r.code == code::INVALID_PARAMS => CliError::Usage(r.message.clone()),
-            ClientError::Rpc(r) => CliError::Other(r.message.clone()),
-            ClientError::Http { status: 404, detail } => CliError::NotFound(detail.clone()),
-            ClientError::Http { status: 400, detail } => CliError::Usage(detail.clone()),
-            ClientError::Http { status: 401, detail } => {
-                CliError::Other(format!("{detail}; pass the token with --token-env VAR"))
+            ClientError::Rpc(r) if r.code == code::NOT_FOUND => {
+                CliError::NotFound(r.message.clone())
             }
+            ClientError::Rpc(r) if r.code == code::INVALID_PARAMS => {
+                CliError::Usage(r.message.clone())
+            }
+            ClientError::Rpc(r) => CliError::Other(r.message.clone()),
+            ClientError::Http {
+                status: 404,
+                detail,
+            } => CliError::NotFound(detail.clone()),
+            ClientError::Http {
+                status: 400,
+                detail,
+            } => CliError::Usage(detail.clone()),
+            ClientError::Http {
+                status: 401,
+                detail,
+            } => CliError::Other(format!("{detail}; pass the token with --token-env VAR")),
             _ => CliError::Other(e.to_string()),
         }
     }

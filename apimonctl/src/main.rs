@@ -193,22 +193,43 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let out = Out::new(cli.json);
     match cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "apimonctl", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "apimonctl",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe(args) => probe::run(args, &out).await,
         command => {
-            let mut conn = transport::Conn::open(cli.socket.as_deref(), cli.url.as_deref(), cli.token_env.as_deref()).await?;
+            let mut conn = transport::Conn::open(
+                cli.socket.as_deref(),
+                cli.url.as_deref(),
+                cli.token_env.as_deref(),
+            )
+            .await?;
             match command {
                 Command::Status => admin::status(&mut conn, &out).await,
                 Command::Target(t) => target::run(t, &mut conn, &out).await,
                 Command::Run { targets, wait } => runs::run(&mut conn, &targets, wait, &out).await,
-                Command::Runs { target, limit } => runs::list(&mut conn, &target, limit, &out).await,
-                Command::Models { target, run } => runs::models(&mut conn, &target, run, &out).await,
+                Command::Runs { target, limit } => {
+                    runs::list(&mut conn, &target, limit, &out).await
+                }
+                Command::Models { target, run } => {
+                    runs::models(&mut conn, &target, run, &out).await
+                }
                 Command::Events { follow } => runs::events(&mut conn, follow, &out).await,
-                Command::Check { targets, fail_on, timeout } => runs::check(&mut conn, &targets, fail_on, timeout, &out).await,
+                Command::Check {
+                    targets,
+                    fail_on,
+                    timeout,
+                } => runs::check(&mut conn, &targets, fail_on, timeout, &out).await,
                 Command::Credentials => admin::credentials(&mut conn, &out).await,
-                Command::Export { with_secrets, output } => admin::export(&mut conn, with_secrets, output, &out).await,
+                Command::Export {
+                    with_secrets,
+                    output,
+                } => admin::export(&mut conn, with_secrets, output, &out).await,
                 Command::Import { file } => admin::import(&mut conn, &file, &out).await,
                 Command::Completions { .. } | Command::Probe(_) => unreachable!("handled above"),
             }
@@ -218,7 +239,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("apimonctl: cannot start: {e}");

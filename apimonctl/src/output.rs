@@ -30,7 +30,10 @@ impl Out {
     }
 
     pub fn print_json(&self, v: &Value) {
-        println!("{}", serde_json::to_string_pretty(v).expect("JSON values serialise"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(v).expect("JSON values serialise")
+        );
     }
 
     /// A table with a header row, fitted to the terminal.
@@ -75,14 +78,21 @@ pub fn cell(v: &Value) -> String {
 
 /// Milliseconds, rounded.
 pub fn ms(v: &Value) -> String {
-    v.as_f64().map(|m| format!("{m:.0} ms")).unwrap_or_else(|| "-".into())
+    v.as_f64()
+        .map(|m| format!("{m:.0} ms"))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// A Unix time as a UTC date and time.
 pub fn time(v: &Value) -> String {
-    let Some(t) = v.as_f64().filter(|t| *t >= 0.0) else { return "-".into() };
+    let Some(t) = v.as_f64().filter(|t| *t >= 0.0) else {
+        return "-".into();
+    };
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t as u64);
-    humantime::format_rfc3339_seconds(at).to_string().replace('T', " ").replace('Z', "")
+    humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', "")
 }
 
 #[cfg(test)]
@@ -92,7 +102,10 @@ mod tests {
     #[test]
     fn unix_times_print_as_utc() {
         assert_eq!(time(&serde_json::json!(0.0)), "1970-01-01 00:00:00");
-        assert_eq!(time(&serde_json::json!(1795671839.29)), "2026-11-26 05:43:59");
+        assert_eq!(
+            time(&serde_json::json!(1795671839.29)),
+            "2026-11-26 05:43:59"
+        );
         assert_eq!(time(&Value::Null), "-");
     }
 }

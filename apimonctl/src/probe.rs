@@ -33,7 +33,10 @@ pub struct ProbeArgs {
     /// `challenge` or `prompt`.
     #[arg(long, default_value = "challenge")]
     check_mode: String,
-    #[arg(long, default_value = "Reply with one short sentence: what is the capital of France?")]
+    #[arg(
+        long,
+        default_value = "Reply with one short sentence: what is the capital of France?"
+    )]
     prompt: String,
     /// Whole-probe timeout in seconds.
     #[arg(long, default_value_t = 30.0)]
@@ -57,16 +60,28 @@ pub struct ProbeArgs {
 }
 
 pub async fn run(a: ProbeArgs, out: &Out) -> Result<ExitCode, CliError> {
-    let key = std::env::var(&a.api_key_env)
-        .map_err(|_| CliError::Usage(format!("--api-key-env {}: the variable is not set", a.api_key_env)))?;
+    let key = std::env::var(&a.api_key_env).map_err(|_| {
+        CliError::Usage(format!(
+            "--api-key-env {}: the variable is not set",
+            a.api_key_env
+        ))
+    })?;
     let modes: &[bool] = match a.mode.as_str() {
         "stream" => &[true],
         "plain" => &[false],
         "both" => &[true, false],
-        other => return Err(CliError::Usage(format!("--mode {other}: expected stream, plain or both"))),
+        other => {
+            return Err(CliError::Usage(format!(
+                "--mode {other}: expected stream, plain or both"
+            )));
+        }
     };
-    let check_mode = CheckMode::parse(&a.check_mode)
-        .ok_or_else(|| CliError::Usage(format!("--check-mode {}: expected challenge or prompt", a.check_mode)))?;
+    let check_mode = CheckMode::parse(&a.check_mode).ok_or_else(|| {
+        CliError::Usage(format!(
+            "--check-mode {}: expected challenge or prompt",
+            a.check_mode
+        ))
+    })?;
     if !(1.0..=600.0).contains(&a.timeout_s) {
         return Err(CliError::Usage("--timeout-s: expected 1 to 600".into()));
     }
@@ -100,7 +115,10 @@ pub async fn run(a: ProbeArgs, out: &Out) -> Result<ExitCode, CliError> {
     } else {
         a.models.clone()
     };
-    let jobs: Vec<(String, bool)> = models.iter().flat_map(|m| modes.iter().map(move |s| (m.clone(), *s))).collect();
+    let jobs: Vec<(String, bool)> = models
+        .iter()
+        .flat_map(|m| modes.iter().map(move |s| (m.clone(), *s)))
+        .collect();
     let settings = &settings;
     let prober = &prober;
     let mut results: Vec<_> = futures_util::stream::iter(jobs)
@@ -111,7 +129,10 @@ pub async fn run(a: ProbeArgs, out: &Out) -> Result<ExitCode, CliError> {
     results.sort_by(|x, y| x.model.cmp(&y.model).then(y.stream.cmp(&x.stream)));
     let statuses: Vec<ModelStatus> = results.iter().map(|r| r.status).collect();
     let status = TargetStatus::of_run(false, &statuses);
-    let rows: Vec<serde_json::Value> = results.iter().map(|r| serde_json::to_value(r).expect("plain data")).collect();
+    let rows: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| serde_json::to_value(r).expect("plain data"))
+        .collect();
     if out.json {
         out.print_json(&json!({"target_status": status, "results": rows}));
     } else {
@@ -122,5 +143,9 @@ pub async fn run(a: ProbeArgs, out: &Out) -> Result<ExitCode, CliError> {
 }
 
 fn threshold_exit(status: TargetStatus, fail_on: Threshold) -> ExitCode {
-    if status.severity() >= fail_on.severity() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    if status.severity() >= fail_on.severity() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

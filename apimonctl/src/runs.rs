@@ -1,6 +1,7 @@
 //! `apimonctl run|runs|models|events|check`.
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,12 @@ struct Waiting {
 }
 
 /// Starts a run of each target (or finds the one already going).
-async fn start(conn: &mut Conn, idents: &[String], out: &Out, quiet: bool) -> Result<Vec<Waiting>, CliError> {
+async fn start(
+    conn: &mut Conn,
+    idents: &[String],
+    out: &Out,
+    quiet: bool,
+) -> Result<Vec<Waiting>, CliError> {
     let mut waiting = Vec::new();
     for ident in idents {
         let id = conn.resolve(ident).await?;
@@ -31,12 +37,19 @@ async fn start(conn: &mut Conn, idents: &[String], out: &Out, quiet: bool) -> Re
         let latest = before.first().and_then(|r| r["id"].as_i64()).unwrap_or(0);
         let latest_running = before.first().is_some_and(|r| r["status"] == "running");
         let r = conn.trigger(id).await?;
-        let min_run = if r["conflict"] == true && latest_running { latest } else { latest + 1 };
+        let min_run = if r["conflict"] == true && latest_running {
+            latest
+        } else {
+            latest + 1
+        };
         let target = conn.target(id).await?;
         let name = cell(&target["name"]);
         if !quiet && !out.json {
             let what = if r["conflict"] == true {
-                format!("already {}", if latest_running { "running" } else { "queued" })
+                format!(
+                    "already {}",
+                    if latest_running { "running" } else { "queued" }
+                )
             } else if r["queued"] == true {
                 "queued".into()
             } else {
@@ -45,21 +58,33 @@ async fn start(conn: &mut Conn, idents: &[String], out: &Out, quiet: bool) -> Re
             println!("{name}: run {what}");
         }
         let probes = conn.probed_count(id).await.unwrap_or(0);
-        waiting.push(Waiting { id, name, min_run, probes });
+        waiting.push(Waiting {
+            id,
+            name,
+            min_run,
+            probes,
+        });
     }
     Ok(waiting)
 }
 
 /// Waits for every run to finish; returns each target's finished run.
-async fn wait(conn: &mut Conn, waiting: &[Waiting], timeout: Duration, out: &Out) -> Result<Vec<Value>, CliError> {
+async fn wait(
+    conn: &mut Conn,
+    waiting: &[Waiting],
+    timeout: Duration,
+    out: &Out,
+) -> Result<Vec<Value>, CliError> {
     let deadline = Instant::now() + timeout;
     let total: usize = waiting.iter().map(|w| w.probes).sum();
     let bar = (out.tty && !out.json).then(|| {
         let b = indicatif::ProgressBar::new(total as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} probes {elapsed}")
-                .expect("a valid template")
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {pos}/{len} probes {elapsed}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
         );
         b.enable_steady_tick(Duration::from_millis(120));
         b
@@ -73,7 +98,11 @@ async fn wait(conn: &mut Conn, waiting: &[Waiting], timeout: Duration, out: &Out
                 continue;
             }
             let runs = conn.runs(w.id, 5).await?;
-            let mine = runs.iter().filter(|r| r["id"].as_i64().unwrap_or(0) >= w.min_run).last().cloned();
+            // Newest first: the oldest run from `min_run` on is the one started for us.
+            let mine = runs
+                .iter()
+                .rfind(|r| r["id"].as_i64().unwrap_or(0) >= w.min_run)
+                .cloned();
             match mine {
                 Some(r) if r["status"] != "running" => {
                     progress += w.probes;
@@ -107,17 +136,31 @@ async fn wait(conn: &mut Conn, waiting: &[Waiting], timeout: Duration, out: &Out
                 .filter(|(_, d)| d.is_none())
                 .map(|(w, _)| w.name.as_str())
                 .collect();
-            return Err(CliError::Other(format!("runs did not finish within {} s: {}", timeout.as_secs(), left.join(", "))));
+            return Err(CliError::Other(format!(
+                "runs did not finish within {} s: {}",
+                timeout.as_secs(),
+                left.join(", ")
+            )));
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
-pub async fn run(conn: &mut Conn, targets: &[String], wait_for: bool, out: &Out) -> Result<ExitCode, CliError> {
+pub async fn run(
+    conn: &mut Conn,
+    targets: &[String],
+    wait_for: bool,
+    out: &Out,
+) -> Result<ExitCode, CliError> {
     let waiting = start(conn, targets, out, false).await?;
     if !wait_for {
         if out.json {
-            out.print_json(&json!(waiting.iter().map(|w| json!({"target_id": w.id, "name": w.name})).collect::<Vec<_>>()));
+            out.print_json(&json!(
+                waiting
+                    .iter()
+                    .map(|w| json!({"target_id": w.id, "name": w.name}))
+                    .collect::<Vec<_>>()
+            ));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -127,7 +170,12 @@ pub async fn run(conn: &mut Conn, targets: &[String], wait_for: bool, out: &Out)
 }
 
 /// One row per finished run, with the target's status; returns each status.
-async fn summary(conn: &mut Conn, waiting: &[Waiting], runs: &[Value], out: &Out) -> Result<Vec<(String, TargetStatus)>, CliError> {
+async fn summary(
+    conn: &mut Conn,
+    waiting: &[Waiting],
+    runs: &[Value],
+    out: &Out,
+) -> Result<Vec<(String, TargetStatus)>, CliError> {
     let mut rows = Vec::new();
     let mut json_rows = Vec::new();
     let mut statuses = Vec::new();
@@ -163,7 +211,13 @@ async fn summary(conn: &mut Conn, waiting: &[Waiting], runs: &[Value], out: &Out
     Ok(statuses)
 }
 
-pub async fn check(conn: &mut Conn, targets: &[String], fail_on: Threshold, timeout: u64, out: &Out) -> Result<ExitCode, CliError> {
+pub async fn check(
+    conn: &mut Conn,
+    targets: &[String],
+    fail_on: Threshold,
+    timeout: u64,
+    out: &Out,
+) -> Result<ExitCode, CliError> {
     let idents: Vec<String> = if targets.is_empty() {
         conn.targets()
             .await?
@@ -175,7 +229,9 @@ pub async fn check(conn: &mut Conn, targets: &[String], fail_on: Threshold, time
         targets.to_vec()
     };
     if idents.is_empty() {
-        return Err(CliError::Usage("no targets to check: none is enabled; name them on the command line".into()));
+        return Err(CliError::Usage(
+            "no targets to check: none is enabled; name them on the command line".into(),
+        ));
     }
     let waiting = start(conn, &idents, out, true).await?;
     let runs = wait(conn, &waiting, Duration::from_secs(timeout), out).await?;
@@ -192,12 +248,20 @@ pub async fn check(conn: &mut Conn, targets: &[String], fail_on: Threshold, time
             Threshold::Degraded => "degraded",
             Threshold::Down => "down",
         };
-        eprintln!("apimonctl: check failed: {} at or past `{threshold}`", failing.join(", "));
+        eprintln!(
+            "apimonctl: check failed: {} at or past `{threshold}`",
+            failing.join(", ")
+        );
         Ok(ExitCode::from(1))
     }
 }
 
-pub async fn list(conn: &mut Conn, ident: &str, limit: u32, out: &Out) -> Result<ExitCode, CliError> {
+pub async fn list(
+    conn: &mut Conn,
+    ident: &str,
+    limit: u32,
+    out: &Out,
+) -> Result<ExitCode, CliError> {
     let id = conn.resolve(ident).await?;
     let runs = conn.runs(id, limit).await?;
     if out.json {
@@ -217,7 +281,17 @@ pub async fn list(conn: &mut Conn, ident: &str, limit: u32, out: &Out) -> Result
             ]
         })
         .collect();
-    out.table(&["RUN", "STARTED (UTC)", "STATUS", "RESULT", "MODELS OK", "ERROR"], rows);
+    out.table(
+        &[
+            "RUN",
+            "STARTED (UTC)",
+            "STATUS",
+            "RESULT",
+            "MODELS OK",
+            "ERROR",
+        ],
+        rows,
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -233,20 +307,37 @@ pub fn results_table(out: &Out, rows: &[Value]) {
                 cell(&r["status_code"]),
                 ms(&r["ttft_ms"]),
                 ms(&r["total_ms"]),
-                r["tokens_per_s"].as_f64().map(|t| format!("{t:.1}")).unwrap_or_else(|| "-".into()),
+                r["tokens_per_s"]
+                    .as_f64()
+                    .map(|t| format!("{t:.1}"))
+                    .unwrap_or_else(|| "-".into()),
                 cell(&r["error_class"]),
                 cell(&r["error"]),
             ]
         })
         .collect();
-    out.table(&["MODEL", "STATUS", "ROUTE", "HTTP", "TTFT", "TOTAL", "TOK/S", "CLASS", "ERROR"], rows);
+    out.table(
+        &[
+            "MODEL", "STATUS", "ROUTE", "HTTP", "TTFT", "TOTAL", "TOK/S", "CLASS", "ERROR",
+        ],
+        rows,
+    );
 }
 
-pub async fn models(conn: &mut Conn, ident: &str, run: Option<i64>, out: &Out) -> Result<ExitCode, CliError> {
+pub async fn models(
+    conn: &mut Conn,
+    ident: &str,
+    run: Option<i64>,
+    out: &Out,
+) -> Result<ExitCode, CliError> {
     let id = conn.resolve(ident).await?;
     let logs = conn.logs(id, run).await?;
     let mut rows = logs["items"].as_array().cloned().unwrap_or_default();
-    rows.sort_by(|a, b| cell(&a["model"]).cmp(&cell(&b["model"])).then(cell(&a["stream"]).cmp(&cell(&b["stream"]))));
+    rows.sort_by(|a, b| {
+        cell(&a["model"])
+            .cmp(&cell(&b["model"]))
+            .then(cell(&a["stream"]).cmp(&cell(&b["stream"])))
+    });
     if out.json {
         out.print_json(&json!({"run": logs["run"], "items": rows}));
         return Ok(ExitCode::SUCCESS);
@@ -262,14 +353,22 @@ pub async fn models(conn: &mut Conn, ident: &str, run: Option<i64>, out: &Out) -
 fn event_line(e: &Value) -> String {
     let t = e["type"].as_str().unwrap_or("?");
     match t {
-        "run_started" => format!("run_started   {} run {} ({})", cell(&e["target_name"]), cell(&e["run_id"]), cell(&e["trigger"])),
+        "run_started" => format!(
+            "run_started   {} run {} ({})",
+            cell(&e["target_name"]),
+            cell(&e["run_id"]),
+            cell(&e["trigger"])
+        ),
         "model_result" => format!(
             "model_result  target {} run {} {} {}{}",
             cell(&e["target_id"]),
             cell(&e["run_id"]),
             cell(&e["model"]),
             cell(&e["status"]),
-            e["error_class"].as_str().map(|c| format!(" ({c})")).unwrap_or_default()
+            e["error_class"]
+                .as_str()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default()
         ),
         "run_completed" => format!(
             "run_completed {} run {}: {} {}/{}",
@@ -279,7 +378,11 @@ fn event_line(e: &Value) -> String {
             cell(&e["success"]),
             cell(&e["total"])
         ),
-        "target_updated" => format!("target_updated {} ({})", cell(&e["target_name"]), cell(&e["last_status"])),
+        "target_updated" => format!(
+            "target_updated {} ({})",
+            cell(&e["target_name"]),
+            cell(&e["last_status"])
+        ),
         "target_deleted" => format!("target_deleted {}", cell(&e["target_id"])),
         "models_changed" => format!(
             "models_changed {}: +{} -{}",
@@ -309,10 +412,14 @@ pub async fn events(conn: &mut Conn, follow: bool, out: &Out) -> Result<ExitCode
         let params = msg.params.unwrap_or(Value::Null);
         match msg.method.as_deref() {
             Some("event") => {
-                if out.json {
-                    println!("{params}");
+                let line = if out.json {
+                    params.to_string()
                 } else {
-                    println!("{}", event_line(&params));
+                    event_line(&params)
+                };
+                // A reader that went away (`| head`) ends the command quietly.
+                if writeln!(std::io::stdout(), "{line}").is_err() {
+                    return Ok(ExitCode::SUCCESS);
                 }
                 match params["type"].as_str() {
                     Some("run_started") => {
@@ -327,7 +434,10 @@ pub async fn events(conn: &mut Conn, follow: bool, out: &Out) -> Result<ExitCode
                     return Ok(ExitCode::SUCCESS);
                 }
             }
-            Some("lagged") => eprintln!("apimonctl: missed {} events (reading too slowly)", cell(&params["missed"])),
+            Some("lagged") => eprintln!(
+                "apimonctl: missed {} events (reading too slowly)",
+                cell(&params["missed"])
+            ),
             _ => {}
         }
     }

@@ -49,7 +49,9 @@ pub struct EditArgs {
 /// other users and shell history would see it.
 fn read_key(env: Option<&str>) -> Result<String, CliError> {
     let key = match env {
-        Some(var) => std::env::var(var).map_err(|_| CliError::Usage(format!("--api-key-env {var}: the variable is not set")))?,
+        Some(var) => std::env::var(var).map_err(|_| {
+            CliError::Usage(format!("--api-key-env {var}: the variable is not set"))
+        })?,
         None => {
             if std::io::stdin().is_terminal() {
                 eprint!("API key (input is read from standard input): ");
@@ -80,10 +82,16 @@ fn fields_json(f: &TargetFields) -> Result<Map<String, Value>, CliError> {
         put("timeout_s", json!(v));
     }
     if let Some(v) = &f.models {
-        put("selected_models", json!(v.iter().filter(|s| !s.is_empty()).collect::<Vec<_>>()));
+        put(
+            "selected_models",
+            json!(v.iter().filter(|s| !s.is_empty()).collect::<Vec<_>>()),
+        );
     }
     if let Some(v) = &f.exclude {
-        put("exclude_models", json!(v.iter().filter(|s| !s.is_empty()).collect::<Vec<_>>()));
+        put(
+            "exclude_models",
+            json!(v.iter().filter(|s| !s.is_empty()).collect::<Vec<_>>()),
+        );
     }
     if let Some(v) = f.max_models {
         put("max_models", json!(v));
@@ -121,9 +129,9 @@ fn fields_json(f: &TargetFields) -> Result<Map<String, Value>, CliError> {
     if !f.headers.is_empty() {
         let mut h = Map::new();
         for raw in &f.headers {
-            let (name, value) = raw
-                .split_once(':')
-                .ok_or_else(|| CliError::Usage(format!("--header `{raw}`: expected `Name: value`")))?;
+            let (name, value) = raw.split_once(':').ok_or_else(|| {
+                CliError::Usage(format!("--header `{raw}`: expected `Name: value`"))
+            })?;
             h.insert(name.trim().into(), json!(value.trim()));
         }
         put("extra_headers", Value::Object(h));
@@ -143,7 +151,10 @@ pub async fn run(cmd: TargetCommand, conn: &mut Conn, out: &Out) -> Result<ExitC
                 fields.insert("enabled".into(), json!(false));
             }
             fields.insert("api_key".into(), json!(read_key(a.api_key_env.as_deref())?));
-            let v = conn.rpc("target add")?.call("targets.add", json!({"fields": fields})).await?;
+            let v = conn
+                .rpc("target add")?
+                .call("targets.add", json!({"fields": fields}))
+                .await?;
             report(out, &v, "added")
         }
         TargetCommand::Edit(e) => {
@@ -158,16 +169,24 @@ pub async fn run(cmd: TargetCommand, conn: &mut Conn, out: &Out) -> Result<ExitC
                 fields.insert("api_key".into(), json!(read_key(e.api_key_env.as_deref())?));
             }
             if fields.is_empty() {
-                return Err(CliError::Usage("nothing to change: give at least one field (see --help)".into()));
+                return Err(CliError::Usage(
+                    "nothing to change: give at least one field (see --help)".into(),
+                ));
             }
             let v = conn
                 .rpc("target edit")?
-                .call("targets.edit", json!({"target": e.target, "fields": fields}))
+                .call(
+                    "targets.edit",
+                    json!({"target": e.target, "fields": fields}),
+                )
                 .await?;
             report(out, &v, "updated")
         }
         TargetCommand::Rm { target } => {
-            let v = conn.rpc("target rm")?.call("targets.remove", json!({"target": target})).await?;
+            let v = conn
+                .rpc("target rm")?
+                .call("targets.remove", json!({"target": target}))
+                .await?;
             if out.json {
                 out.print_json(&v);
             } else {
@@ -180,10 +199,22 @@ pub async fn run(cmd: TargetCommand, conn: &mut Conn, out: &Out) -> Result<ExitC
     }
 }
 
-async fn toggle(conn: &mut Conn, target: &str, enabled: bool, out: &Out) -> Result<ExitCode, CliError> {
+async fn toggle(
+    conn: &mut Conn,
+    target: &str,
+    enabled: bool,
+    out: &Out,
+) -> Result<ExitCode, CliError> {
     let v = conn
-        .rpc(if enabled { "target enable" } else { "target disable" })?
-        .call("targets.edit", json!({"target": target, "fields": {"enabled": enabled}}))
+        .rpc(if enabled {
+            "target enable"
+        } else {
+            "target disable"
+        })?
+        .call(
+            "targets.edit",
+            json!({"target": target, "fields": {"enabled": enabled}}),
+        )
         .await?;
     report(out, &v, if enabled { "enabled" } else { "disabled" })
 }
@@ -192,14 +223,21 @@ fn report(out: &Out, v: &Value, what: &str) -> Result<ExitCode, CliError> {
     if out.json {
         out.print_json(&v["item"]);
     } else {
-        println!("{what} target {} ({})", v["item"]["id"], cell(&v["item"]["name"]));
+        println!(
+            "{what} target {} ({})",
+            v["item"]["id"],
+            cell(&v["item"]["name"])
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `ok/total` of a target's latest models.
 fn models_ok(t: &Value) -> String {
-    let models = t["latest_models"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let models = t["latest_models"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     if models.is_empty() {
         return "-".into();
     }
@@ -227,7 +265,18 @@ async fn ls(conn: &mut Conn, out: &Out) -> Result<ExitCode, CliError> {
             ]
         })
         .collect();
-    out.table(&["ID", "NAME", "ENABLED", "STATUS", "MODELS OK", "INTERVAL", "LAST RUN (UTC)"], rows);
+    out.table(
+        &[
+            "ID",
+            "NAME",
+            "ENABLED",
+            "STATUS",
+            "MODELS OK",
+            "INTERVAL",
+            "LAST RUN (UTC)",
+        ],
+        rows,
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -239,9 +288,23 @@ async fn show(conn: &mut Conn, ident: &str, out: &Out) -> Result<ExitCode, CliEr
         return Ok(ExitCode::SUCCESS);
     }
     let fields = [
-        "id", "name", "base_url", "api_key", "enabled", "interval_min", "timeout_s", "probe_mode", "check_mode",
-        "selected_models", "exclude_models", "max_models", "max_tokens", "slow_ms", "verify_ssl",
-        "last_status", "last_error",
+        "id",
+        "name",
+        "base_url",
+        "api_key",
+        "enabled",
+        "interval_min",
+        "timeout_s",
+        "probe_mode",
+        "check_mode",
+        "selected_models",
+        "exclude_models",
+        "max_models",
+        "max_tokens",
+        "slow_ms",
+        "verify_ssl",
+        "last_status",
+        "last_error",
     ];
     let mut rows: Vec<Vec<String>> = fields
         .iter()

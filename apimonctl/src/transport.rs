@@ -17,7 +17,11 @@ pub enum Conn {
 }
 
 impl Conn {
-    pub async fn open(socket: Option<&Path>, url: Option<&str>, token_env: Option<&str>) -> Result<Conn, CliError> {
+    pub async fn open(
+        socket: Option<&Path>,
+        url: Option<&str>,
+        token_env: Option<&str>,
+    ) -> Result<Conn, CliError> {
         if let Some(url) = url.filter(|u| !u.is_empty()) {
             let token = match token_env {
                 Some(var) => Some(Secret::new(std::env::var(var).map_err(|_| {
@@ -30,7 +34,9 @@ impl Conn {
         if token_env.is_some() {
             return Err(CliError::Usage("--token-env goes with --url".into()));
         }
-        Ok(Conn::Rpc(RpcClient::connect(&socket_candidates(socket)).await?))
+        Ok(Conn::Rpc(
+            RpcClient::connect(&socket_candidates(socket)).await?,
+        ))
     }
 
     /// The socket connection, for commands that only exist there.
@@ -70,7 +76,10 @@ impl Conn {
     pub async fn targets(&mut self) -> Result<Vec<Value>, CliError> {
         let v = match self {
             Conn::Rpc(c) => c.call("targets.list", json!({})).await?,
-            Conn::Http(h) => h.request(Method::GET, "/api/targets?history=0", None).await?,
+            Conn::Http(h) => {
+                h.request(Method::GET, "/api/targets?history=0", None)
+                    .await?
+            }
         };
         Ok(v["items"].as_array().cloned().unwrap_or_default())
     }
@@ -83,7 +92,11 @@ impl Conn {
                 Ok(v["item"]["id"].as_i64().unwrap_or_default())
             }
             Conn::Http(_) => {
-                if let Some(id) = ident.parse::<i64>().ok().filter(|_| ident.bytes().all(|b| b.is_ascii_digit())) {
+                if let Some(id) = ident
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|_| ident.bytes().all(|b| b.is_ascii_digit()))
+                {
                     return Ok(id);
                 }
                 let name = ident.strip_prefix("name:").unwrap_or(ident);
@@ -99,8 +112,14 @@ impl Conn {
 
     pub async fn target(&mut self, id: i64) -> Result<Value, CliError> {
         let v = match self {
-            Conn::Rpc(c) => c.call("targets.get", json!({"target": id.to_string()})).await?,
-            Conn::Http(h) => h.request(Method::GET, &format!("/api/targets/{id}"), None).await?,
+            Conn::Rpc(c) => {
+                c.call("targets.get", json!({"target": id.to_string()}))
+                    .await?
+            }
+            Conn::Http(h) => {
+                h.request(Method::GET, &format!("/api/targets/{id}"), None)
+                    .await?
+            }
         };
         Ok(v["item"].clone())
     }
@@ -109,23 +128,45 @@ impl Conn {
     /// `{"ok": false, "conflict": true}`, so callers can wait for that run instead.
     pub async fn trigger(&mut self, id: i64) -> Result<Value, CliError> {
         let r = match self {
-            Conn::Rpc(c) => c.call("runs.trigger", json!({"target": id.to_string()})).await,
-            Conn::Http(h) => h.request(Method::POST, &format!("/api/targets/{id}/run"), None).await,
+            Conn::Rpc(c) => {
+                c.call("runs.trigger", json!({"target": id.to_string()}))
+                    .await
+            }
+            Conn::Http(h) => {
+                h.request(Method::POST, &format!("/api/targets/{id}/run"), None)
+                    .await
+            }
         };
         match r {
             Ok(v) => Ok(v),
             Err(ClientError::Rpc(e)) if e.code == shared::rpc::code::CONFLICT => {
                 Ok(json!({"ok": false, "conflict": true, "message": e.message}))
             }
-            Err(ClientError::Http { status: 409, detail }) => Ok(json!({"ok": false, "conflict": true, "message": detail})),
+            Err(ClientError::Http {
+                status: 409,
+                detail,
+            }) => Ok(json!({"ok": false, "conflict": true, "message": detail})),
             Err(e) => Err(e.into()),
         }
     }
 
     pub async fn runs(&mut self, id: i64, limit: u32) -> Result<Vec<Value>, CliError> {
         let v = match self {
-            Conn::Rpc(c) => c.call("runs.list", json!({"target": id.to_string(), "limit": limit})).await?,
-            Conn::Http(h) => h.request(Method::GET, &format!("/api/targets/{id}/runs?limit={limit}"), None).await?,
+            Conn::Rpc(c) => {
+                c.call(
+                    "runs.list",
+                    json!({"target": id.to_string(), "limit": limit}),
+                )
+                .await?
+            }
+            Conn::Http(h) => {
+                h.request(
+                    Method::GET,
+                    &format!("/api/targets/{id}/runs?limit={limit}"),
+                    None,
+                )
+                .await?
+            }
         };
         Ok(v["items"].as_array().cloned().unwrap_or_default())
     }
@@ -133,10 +174,17 @@ impl Conn {
     /// The probe rows of a run (the latest by default) and the run.
     pub async fn logs(&mut self, id: i64, run: Option<i64>) -> Result<Value, CliError> {
         Ok(match self {
-            Conn::Rpc(c) => c.call("runs.logs", json!({"target": id.to_string(), "run_id": run})).await?,
+            Conn::Rpc(c) => {
+                c.call(
+                    "runs.logs",
+                    json!({"target": id.to_string(), "run_id": run}),
+                )
+                .await?
+            }
             Conn::Http(h) => {
                 let q = run.map(|r| format!("?run_id={r}")).unwrap_or_default();
-                h.request(Method::GET, &format!("/api/targets/{id}/logs{q}"), None).await?
+                h.request(Method::GET, &format!("/api/targets/{id}/logs{q}"), None)
+                    .await?
             }
         })
     }
@@ -144,8 +192,14 @@ impl Conn {
     /// How many probes a run of the target makes (for the progress bar).
     pub async fn probed_count(&mut self, id: i64) -> Result<usize, CliError> {
         let v = match self {
-            Conn::Rpc(c) => c.call("targets.models", json!({"target": id.to_string()})).await?,
-            Conn::Http(h) => h.request(Method::GET, &format!("/api/targets/{id}/models"), None).await?,
+            Conn::Rpc(c) => {
+                c.call("targets.models", json!({"target": id.to_string()}))
+                    .await?
+            }
+            Conn::Http(h) => {
+                h.request(Method::GET, &format!("/api/targets/{id}/models"), None)
+                    .await?
+            }
         };
         Ok(v["item"]["probed"].as_array().map(Vec::len).unwrap_or(0))
     }

@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use interprocess::local_socket::traits::StreamCommon as _;
 use interprocess::local_socket::traits::tokio::Listener as _;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
 use serde_json::Value;
 use shared::rpc::{MAX_LINE, Message, code};
-use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
+use tokio_util::codec::{FramedWrite, LinesCodec};
 
 use crate::events::Received;
 use crate::service::{Caller, Core, Role};
@@ -61,18 +61,19 @@ impl ControlSocket {
 /// live one, sets the permissions, and starts accepting.
 pub fn bind(core: Arc<Core>, path: &Path, group: Option<&str>) -> anyhow::Result<ControlSocket> {
     let gid = group.map(group_id).transpose()?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(if gid.is_some() { 0o750 } else { 0o700 })
-                .create(dir)
-                .with_context(|| format!("cannot create the socket directory {}", dir.display()))?;
-            if let Some(gid) = gid {
-                chown_group(dir, gid)?;
-            }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(if gid.is_some() { 0o750 } else { 0o700 })
+            .create(dir)
+            .with_context(|| format!("cannot create the socket directory {}", dir.display()))?;
+        if let Some(gid) = gid {
+            chown_group(dir, gid)?;
         }
     }
+
     if path.exists() {
         match std::os::unix::net::UnixStream::connect(path) {
             Ok(_) => bail!(
@@ -155,17 +156,65 @@ fn socket_caller() -> Caller {
     }
 }
 
+/// One line read from a peer.
+enum Line {
+    Text(String),
+    /// Longer than [`MAX_LINE`]; its bytes were skipped up to the newline.
+    TooLong,
+}
+
+/// Reads a line of at most [`MAX_LINE`] bytes. A longer one is skipped (not
+/// buffered), so the connection stays usable after it. `None` at the end.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option<Line>> {
+    use tokio::io::AsyncBufReadExt;
+    let mut buf = Vec::new();
+    let mut too_long = false;
+    loop {
+        let chunk = r.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok((!buf.is_empty() || too_long).then(|| {
+                if too_long {
+                    Line::TooLong
+                } else {
+                    Line::Text(String::from_utf8_lossy(&buf).into_owned())
+                }
+            }));
+        }
+        let (part, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i + 1)),
+            None => (chunk, None),
+        };
+        if !too_long {
+            if buf.len() + part.len() > MAX_LINE {
+                too_long = true;
+                buf = Vec::new();
+            } else {
+                buf.extend_from_slice(part);
+            }
+        }
+        let used = done.unwrap_or(chunk.len());
+        r.consume(used);
+        if done.is_some() {
+            return Ok(Some(if too_long {
+                Line::TooLong
+            } else {
+                Line::Text(String::from_utf8_lossy(&buf).into_owned())
+            }));
+        }
+    }
+}
+
 async fn serve(core: Arc<Core>, stream: interprocess::local_socket::tokio::Stream) {
     let (r, w) = tokio::io::split(stream);
-    let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(MAX_LINE));
+    let mut reader = tokio::io::BufReader::new(r);
     let mut out = FramedWrite::new(w, LinesCodec::new_with_max_length(usize::MAX));
     let mut subscription = None;
     loop {
         let line = match &mut subscription {
-            None => lines.next().await,
+            None => read_line(&mut reader).await,
             Some(sub) => {
                 tokio::select! {
-                    line = lines.next() => line,
+                    line = read_line(&mut reader) => line,
                     event = crate::events::Subscription::recv(sub) => {
                         let note = match event {
                             Received::Event(e) => Message::notification("event", e.to_json()),
@@ -181,15 +230,14 @@ async fn serve(core: Arc<Core>, stream: interprocess::local_socket::tokio::Strea
             }
         };
         let reply = match line {
-            None => return,
-            Some(Err(LinesCodecError::MaxLineLengthExceeded)) => Message::error(
+            Ok(None) | Err(_) => return,
+            Ok(Some(Line::TooLong)) => Message::error(
                 Value::Null,
                 code::INVALID_REQUEST,
                 format!("line longer than {MAX_LINE} bytes"),
             ),
-            Some(Err(LinesCodecError::Io(_))) => return,
-            Some(Ok(text)) if text.trim().is_empty() => continue,
-            Some(Ok(text)) => {
+            Ok(Some(Line::Text(text))) if text.trim().is_empty() => continue,
+            Ok(Some(Line::Text(text))) => {
                 let (reply, subscribe) = methods::handle(&core, &socket_caller(), &text).await;
                 if subscribe && subscription.is_none() {
                     subscription = Some(core.bus.subscribe());

@@ -156,6 +156,8 @@ impl Store {
                 fail: 0,
                 log_file: None,
                 error: None,
+                trigger: trigger.to_string(),
+                result: None,
             })
         })
         .await

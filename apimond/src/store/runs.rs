@@ -18,6 +18,10 @@ pub struct RunRecord {
     pub fail: i64,
     pub log_file: Option<String>,
     pub error: Option<String>,
+    /// `schedule` or `manual`.
+    pub trigger: String,
+    /// The target status the run found (`healthy`, `degraded`, …); null while running.
+    pub result: Option<String>,
 }
 
 fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
@@ -32,11 +36,12 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         fail: r.get(7)?,
         log_file: r.get(8)?,
         error: r.get(9)?,
+        trigger: r.get(10)?,
+        result: r.get(11)?,
     })
 }
 
-const RUN_COLUMNS: &str =
-    "id, target_id, started_at, finished_at, status, total, success, fail, log_file, error";
+const RUN_COLUMNS: &str = "id, target_id, started_at, finished_at, status, total, success, fail, log_file, error, trigger, result";
 
 /// One probe row, with the seed's field names.
 #[derive(Debug, Clone, Serialize, PartialEq)]
