@@ -187,6 +187,13 @@ pub struct TargetFields {
     /// Let visitors start runs of this target (true/false).
     #[arg(long)]
     visitor_actions: Option<bool>,
+    /// Position in the dashboard (1-1000000).
+    #[arg(long)]
+    sort_order: Option<i64>,
+    /// Route rule `glob=protocol` tried before the global table (repeatable;
+    /// protocol: openai, responses, anthropic, gemini). `--route ''` clears them.
+    #[arg(long = "route", value_name = "GLOB=PROTOCOL")]
+    routes: Vec<String>,
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, CliError> {

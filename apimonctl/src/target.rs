@@ -126,6 +126,21 @@ fn fields_json(f: &TargetFields) -> Result<Map<String, Value>, CliError> {
     if let Some(v) = f.visitor_actions {
         put("visitor_channel_actions_enabled", json!(v));
     }
+    if let Some(v) = f.sort_order {
+        put("sort_order", json!(v));
+    }
+    if !f.routes.is_empty() {
+        let mut rules = Vec::new();
+        for raw in f.routes.iter().filter(|r| !r.is_empty()) {
+            let (pattern, protocol) = raw.split_once('=').ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--route `{raw}`: expected GLOB=PROTOCOL, e.g. *deepseek*=anthropic"
+                ))
+            })?;
+            rules.push(json!({"pattern": pattern.trim(), "protocol": protocol.trim()}));
+        }
+        put("route_overrides", json!(rules));
+    }
     if !f.headers.is_empty() {
         let mut h = Map::new();
         for raw in &f.headers {
