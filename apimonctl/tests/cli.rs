@@ -544,7 +544,16 @@ async fn events_follow_prints_a_runs_events_in_order() {
         }
         types
     });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Start the run once the child is subscribed.
+    let bus = &e.daemon.as_ref().unwrap().core().bus;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while bus.subscribers() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events --follow never subscribed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let out = e.ctl(&["run", &id.to_string()]).await;
     assert_eq!(code(&out), 0);
     let types = tokio::task::spawn_blocking(move || reader.join().unwrap())

@@ -134,6 +134,11 @@ impl Bus {
         let _ = self.tx.send(event);
     }
 
+    /// How many subscribers are listening now.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     pub fn subscribe(&self) -> Subscription {
         Subscription {
             rx: self.tx.subscribe(),
