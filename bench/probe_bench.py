@@ -70,11 +70,16 @@ def wait_idle(base):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=30)
-    ap.add_argument("--perf", metavar="FILE", help="record a perf profile of the daemon during round 2")
+    ap.add_argument("--perf", metavar="FILE", help="record a perf profile of the daemon during one round")
+    ap.add_argument("--perf-round", type=int, default=2, help="the round --perf records (1-based)")
+    ap.add_argument("--bin-dir", help="use the binaries in this folder instead of building them")
     args = ap.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "apimond", "-p", "testkit"], cwd=ROOT, check=True)
-    target_dir = os.path.join(ROOT, "target", "release")
+    if args.bin_dir:
+        target_dir = args.bin_dir
+    else:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "apimond", "-p", "testkit"], cwd=ROOT, check=True)
+        target_dir = os.path.join(ROOT, "target", "release")
     tmp = tempfile.mkdtemp(prefix="apimon-bench-")
     procs = []
     try:
@@ -121,7 +126,7 @@ def main():
         fake_cpu = []
         for r in range(args.rounds):
             perf = None
-            if args.perf and r == 1:
+            if args.perf and r == args.perf_round - 1:
                 perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(daemon.pid), "-o", args.perf],
                                         stderr=subprocess.DEVNULL)
                 time.sleep(0.5)

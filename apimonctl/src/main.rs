@@ -41,6 +41,8 @@ pub struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the biggest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Daemon version, uptime, target counts, running and queued runs, scheduler lag.
