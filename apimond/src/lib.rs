@@ -255,7 +255,7 @@ async fn retention_loop(core: Arc<Core>) {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "pruning old probe data failed"),
         }
-        runner::prune_logs(&core).await;
+        runner::prune_logs(&core, true).await;
         tokio::time::sleep(ROLLUP_EVERY).await;
     }
 }

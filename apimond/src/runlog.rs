@@ -12,21 +12,52 @@ use tokio::io::AsyncWriteExt;
 
 pub const LOG_DIR: &str = "logs";
 
-/// Files being written now; pruning skips them.
-#[derive(Default)]
-pub struct ActiveLogs(Mutex<HashSet<PathBuf>>);
+/// The run logs being written now (pruning skips them) and an estimate of the
+/// folder's size, so that a full scan of the folder happens only when the cap may
+/// have been passed, not after every run.
+pub struct ActiveLogs {
+    open: Mutex<HashSet<PathBuf>>,
+    /// Bytes in the folder as of the last scan plus what runs wrote since; `None`
+    /// until the first scan.
+    estimate: Mutex<Option<u64>>,
+}
+
+impl Default for ActiveLogs {
+    fn default() -> Self {
+        ActiveLogs {
+            open: Mutex::new(HashSet::new()),
+            estimate: Mutex::new(None),
+        }
+    }
+}
 
 impl ActiveLogs {
     fn add(&self, p: &Path) {
-        self.0.lock().expect("poisoned").insert(p.to_path_buf());
+        self.open.lock().expect("poisoned").insert(p.to_path_buf());
     }
 
-    fn remove(&self, p: &Path) {
-        self.0.lock().expect("poisoned").remove(p);
+    fn remove(&self, p: &Path, written: u64) {
+        self.open.lock().expect("poisoned").remove(p);
+        if let Some(e) = self.estimate.lock().expect("poisoned").as_mut() {
+            *e += written;
+        }
     }
 
     pub fn snapshot(&self) -> HashSet<PathBuf> {
-        self.0.lock().expect("poisoned").clone()
+        self.open.lock().expect("poisoned").clone()
+    }
+
+    /// Whether the folder may be over `max_bytes` (or its size is unknown).
+    pub fn may_exceed(&self, max_bytes: u64) -> bool {
+        self.estimate
+            .lock()
+            .expect("poisoned")
+            .is_none_or(|e| e > max_bytes)
+    }
+
+    /// Records the size a scan found; `None` forces the next check to scan.
+    pub fn set_estimate(&self, bytes: Option<u64>) {
+        *self.estimate.lock().expect("poisoned") = bytes;
     }
 }
 
@@ -38,6 +69,7 @@ pub struct RunLog<'a> {
     active: &'a ActiveLogs,
     target_id: i64,
     run_id: i64,
+    written: u64,
 }
 
 impl<'a> RunLog<'a> {
@@ -79,6 +111,7 @@ impl<'a> RunLog<'a> {
             active,
             target_id,
             run_id,
+            written: 0,
         }
     }
 
@@ -97,6 +130,7 @@ impl<'a> RunLog<'a> {
         }
         let mut line = serde_json::to_vec(&obj).expect("plain data");
         line.push(b'\n');
+        self.written += line.len() as u64;
         if let Err(e) = file.write_all(&line).await {
             tracing::error!(path = %self.path.display(), error = %e, "cannot write the run log");
             self.file = None;
@@ -107,15 +141,15 @@ impl<'a> RunLog<'a> {
         if let Some(mut f) = self.file.take() {
             let _ = f.flush().await;
         }
-        self.active.remove(&self.path);
+        self.active.remove(&self.path, self.written);
     }
 }
 
 /// Deletes the oldest `.jsonl` files until the folder is at most `max_bytes`,
-/// skipping `active`. Returns how many files were deleted.
-pub fn prune(dir: &Path, max_bytes: u64, active: &HashSet<PathBuf>) -> usize {
+/// skipping `active`. Returns how many files were deleted and the bytes left.
+pub fn prune(dir: &Path, max_bytes: u64, active: &HashSet<PathBuf>) -> (usize, u64) {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
+        return (0, 0);
     };
     let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
         .flatten()
@@ -140,7 +174,7 @@ pub fn prune(dir: &Path, max_bytes: u64, active: &HashSet<PathBuf>) -> usize {
             deleted += 1;
         }
     }
-    deleted
+    (deleted, total)
 }
 
 #[cfg(test)]
@@ -167,7 +201,7 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), vec![b'x'; 5000]).unwrap();
         // The oldest file is still being written.
         let active: HashSet<PathBuf> = [paths[0].clone()].into();
-        assert_eq!(prune(dir.path(), 2500, &active), 3);
+        assert_eq!(prune(dir.path(), 2500, &active), (3, 2000));
         assert!(paths[0].exists(), "the active file stays");
         assert!(!paths[1].exists() && !paths[2].exists() && !paths[3].exists());
         assert!(paths[4].exists());

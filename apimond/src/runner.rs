@@ -178,7 +178,7 @@ async fn run(core: &Arc<Core>, target_id: i64, trigger: Trigger) -> anyhow::Resu
         enabled: target.enabled,
         ts: now(),
     });
-    prune_logs(core).await;
+    prune_logs(core, false).await;
     Ok(())
 }
 
@@ -292,18 +292,27 @@ async fn publish(core: &Core, target_id: i64, run_id: i64, r: &ProbeResult, log:
     });
 }
 
-/// Keeps the log folder under `LOG_MAX_SIZE_MB` when cleanup is on.
-pub async fn prune_logs(core: &Core) {
+/// Keeps the log folder under `LOG_MAX_SIZE_MB` when cleanup is on. The folder is
+/// only scanned when the running estimate of its size says it may be over the cap
+/// (or after `forget_size`, which the hourly retention pass uses to correct drift).
+pub async fn prune_logs(core: &Core, forget_size: bool) {
+    if forget_size {
+        core.active_logs.set_estimate(None);
+    }
     let settings = core.settings();
     if !settings.log_cleanup_enabled {
         return;
     }
-    let dir = core.config.data_dir.join(runlog::LOG_DIR);
     let max = settings.log_max_size_mb * 1024 * 1024;
+    if !core.active_logs.may_exceed(max) {
+        return;
+    }
+    let dir = core.config.data_dir.join(runlog::LOG_DIR);
     let active = core.active_logs.snapshot();
-    let deleted = tokio::task::spawn_blocking(move || runlog::prune(&dir, max, &active))
+    let (deleted, left) = tokio::task::spawn_blocking(move || runlog::prune(&dir, max, &active))
         .await
-        .unwrap_or(0);
+        .unwrap_or((0, 0));
+    core.active_logs.set_estimate(Some(left));
     if deleted > 0 {
         tracing::info!(files = deleted, "pruned old run logs");
     }

@@ -771,3 +771,37 @@ async fn global_route_rules_and_target_overrides_pick_the_protocol() {
             .starts_with("route_overrides[0].protocol: must be one of")
     );
 }
+
+#[tokio::test]
+async fn run_logs_are_pruned_beyond_the_cap_unless_cleanup_is_off() {
+    let up = fake_upstream(&["gpt-4o"], 0).await;
+    let mut env = STANDARD.to_vec();
+    env.push(("LOG_MAX_SIZE_MB", "0"));
+    let d = TestDaemon::start_with(&env).await;
+    let id = d
+        .create_on("logged", &up.base_url(), json!({"enabled": false}))
+        .await;
+    let jsonl = |d: &TestDaemon| -> usize {
+        std::fs::read_dir(d.dir.join("logs"))
+            .map(|r| {
+                r.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    d.trigger(id).await;
+    d.wait_run(id).await;
+    assert_eq!(jsonl(&d), 0, "a cap of 0 MB keeps no finished log");
+    let (s, _) = d
+        .admin(
+            Method::PATCH,
+            "/api/admin/settings",
+            Some(&json!({"log_cleanup_enabled": false})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    d.trigger(id).await;
+    d.wait_run(id).await;
+    assert_eq!(jsonl(&d), 1, "with cleanup off the log stays");
+}

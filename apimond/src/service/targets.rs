@@ -18,10 +18,6 @@ use super::{Caller, Core, ServiceError, ServiceResult, Settings};
 use crate::store::runs::LogScope;
 use crate::store::targets::TargetRecord;
 
-pub const DEFAULT_TIMEOUT_S: f64 = 30.0;
-pub const DEFAULT_PROMPT: &str = "Reply with one short sentence: what is the capital of France?";
-pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
-pub const DEFAULT_SLOW_MS: i64 = 10_000;
 pub const PROBE_MODES: &[&str] = &["stream", "plain", "both"];
 pub const CHECK_MODES: &[&str] = &["challenge", "prompt"];
 
@@ -507,40 +503,7 @@ impl Core {
             }
         }
         let patch = TargetPatch::from_body(body)?;
-        let mut t = TargetRecord {
-            id: 0,
-            name: String::new(),
-            base_url: String::new(),
-            api_key: Secret::default(),
-            enabled: true,
-            interval_min: self.settings().default_interval_min.into(),
-            timeout_s: DEFAULT_TIMEOUT_S,
-            verify_ssl: true,
-            prompt: DEFAULT_PROMPT.into(),
-            anthropic_version: DEFAULT_ANTHROPIC_VERSION.into(),
-            max_models: 0,
-            created_at: 0.0,
-            updated_at: 0.0,
-            last_run_at: None,
-            last_status: None,
-            last_total: None,
-            last_success: None,
-            last_fail: None,
-            last_log_file: None,
-            last_error: None,
-            source_url: None,
-            sort_order: 0,
-            visitor_channel_actions_enabled: false,
-            selected_models: Vec::new(),
-            exclude_models: Vec::new(),
-            probe_mode: "stream".into(),
-            check_mode: "challenge".into(),
-            max_tokens: None,
-            slow_ms: DEFAULT_SLOW_MS,
-            extra_headers: BTreeMap::new(),
-            user_agent: None,
-            route_overrides: Vec::new(),
-        };
+        let mut t = TargetRecord::new_with_defaults(self.settings().default_interval_min.into());
         patch.apply(&mut t);
         let t = self.store.create_target(t).await?;
         tracing::info!(target_id = t.id, name = %t.name, "target created");

@@ -46,6 +46,51 @@ pub struct TargetRecord {
     pub route_overrides: Vec<shared::probe::RouteRule>,
 }
 
+pub const DEFAULT_TIMEOUT_S: f64 = 30.0;
+pub const DEFAULT_PROMPT: &str = "Reply with one short sentence: what is the capital of France?";
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+pub const DEFAULT_SLOW_MS: i64 = 10_000;
+
+impl TargetRecord {
+    /// A new target with every default, before its fields are set.
+    pub fn new_with_defaults(interval_min: i64) -> TargetRecord {
+        TargetRecord {
+            id: 0,
+            name: String::new(),
+            base_url: String::new(),
+            api_key: Secret::default(),
+            enabled: true,
+            interval_min,
+            timeout_s: DEFAULT_TIMEOUT_S,
+            verify_ssl: true,
+            prompt: DEFAULT_PROMPT.into(),
+            anthropic_version: DEFAULT_ANTHROPIC_VERSION.into(),
+            max_models: 0,
+            created_at: 0.0,
+            updated_at: 0.0,
+            last_run_at: None,
+            last_status: None,
+            last_total: None,
+            last_success: None,
+            last_fail: None,
+            last_log_file: None,
+            last_error: None,
+            source_url: None,
+            sort_order: 0,
+            visitor_channel_actions_enabled: false,
+            selected_models: Vec::new(),
+            exclude_models: Vec::new(),
+            probe_mode: "stream".into(),
+            check_mode: "challenge".into(),
+            max_tokens: None,
+            slow_ms: DEFAULT_SLOW_MS,
+            extra_headers: BTreeMap::new(),
+            user_agent: None,
+            route_overrides: Vec::new(),
+        }
+    }
+}
+
 const COLUMNS: &str = "id, name, base_url, api_key_sealed, enabled, interval_min, timeout_s, \
     verify_ssl, prompt, anthropic_version, max_models, created_at, updated_at, last_run_at, \
     last_status, last_total, last_success, last_fail, last_log_file, last_error, source_url, \
@@ -266,38 +311,11 @@ pub mod tests_support {
     /// A minimal valid target for store tests.
     pub fn record(name: &str) -> TargetRecord {
         TargetRecord {
-            id: 0,
             name: name.into(),
             base_url: "http://127.0.0.1:9".into(),
             api_key: Secret::new("sk-store-test"),
             enabled: false,
-            interval_min: 30,
-            timeout_s: 30.0,
-            verify_ssl: true,
-            prompt: "hi".into(),
-            anthropic_version: "2023-06-01".into(),
-            max_models: 0,
-            created_at: 0.0,
-            updated_at: 0.0,
-            last_run_at: None,
-            last_status: None,
-            last_total: None,
-            last_success: None,
-            last_fail: None,
-            last_log_file: None,
-            last_error: None,
-            source_url: None,
-            sort_order: 0,
-            visitor_channel_actions_enabled: false,
-            selected_models: vec![],
-            exclude_models: vec![],
-            probe_mode: "stream".into(),
-            check_mode: "challenge".into(),
-            max_tokens: None,
-            slow_ms: 10_000,
-            extra_headers: BTreeMap::new(),
-            user_agent: None,
-            route_overrides: vec![],
+            ..TargetRecord::new_with_defaults(30)
         }
     }
 }
