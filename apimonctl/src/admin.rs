@@ -1,12 +1,12 @@
 //! `apimonctl status|credentials|export|import`.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
-use shared::rpc::CHUNK;
+use shared::rpc::{CHUNK, CHUNK_BYTES};
 
 use crate::error::CliError;
 use crate::output::{Out, cell};
@@ -103,6 +103,8 @@ pub async fn export(
                 .mode(0o600)
                 .open(&path)
                 .map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))?;
+            // An existing file keeps its mode on open: make it private before writing.
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             f.write_all(text.as_bytes())?;
             f.write_all(b"\n")?;
             if !out.json {
@@ -127,7 +129,23 @@ pub async fn import(conn: &mut Conn, file: &Path, out: &Out) -> Result<ExitCode,
     let rpc = conn.rpc("import")?;
     let mut created = 0;
     let mut skipped = Vec::new();
-    for chunk in targets.chunks(CHUNK) {
+    // Chunks of at most CHUNK targets and about CHUNK_BYTES (at least one target).
+    let mut chunks: Vec<Vec<Value>> = Vec::new();
+    let mut bytes = 0usize;
+    for t in targets {
+        let size = t.to_string().len();
+        match chunks.last_mut() {
+            Some(c) if c.len() < CHUNK && bytes + size <= CHUNK_BYTES => {
+                c.push(t.clone());
+                bytes += size;
+            }
+            _ => {
+                chunks.push(vec![t.clone()]);
+                bytes = size;
+            }
+        }
+    }
+    for chunk in chunks {
         let r = rpc.call("import", json!({"items": chunk})).await?;
         created += r["created"].as_u64().unwrap_or(0);
         skipped.extend(r["skipped"].as_array().cloned().unwrap_or_default());

@@ -82,6 +82,14 @@ pub async fn run(a: ProbeArgs, out: &Out) -> Result<ExitCode, CliError> {
             a.check_mode
         ))
     })?;
+    let url_ok = reqwest::Url::parse(&a.base_url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+    if !url_ok {
+        return Err(CliError::Usage(format!(
+            "--base-url {}: expected an http:// or https:// URL",
+            a.base_url
+        )));
+    }
     if !(1.0..=600.0).contains(&a.timeout_s) {
         return Err(CliError::Usage("--timeout-s: expected 1 to 600".into()));
     }

@@ -165,13 +165,12 @@ pub async fn run(
         return Ok(ExitCode::SUCCESS);
     }
     let runs = wait(conn, &waiting, Duration::from_secs(3600), out).await?;
-    summary(conn, &waiting, &runs, out).await?;
+    summary(&waiting, &runs, out)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// One row per finished run, with the target's status; returns each status.
-async fn summary(
-    conn: &mut Conn,
+fn summary(
     waiting: &[Waiting],
     runs: &[Value],
     out: &Out,
@@ -180,15 +179,14 @@ async fn summary(
     let mut json_rows = Vec::new();
     let mut statuses = Vec::new();
     for (w, r) in waiting.iter().zip(runs) {
-        let status = r["result"].as_str().or(match r["status"].as_str() {
-            Some("error") => Some("error"),
-            _ => None,
-        });
-        let target = conn.target(w.id).await?;
-        let status = status
-            .map(str::to_string)
-            .or_else(|| target["last_status"].as_str().map(str::to_string))
-            .unwrap_or_else(|| "error".into());
+        // Only a completed run (or a run ended by a discovery error) says how the
+        // target is; an interrupted one proves nothing and fails the check.
+        let status = match (r["status"].as_str(), r["result"].as_str()) {
+            (Some("completed"), Some(result)) => result.to_string(),
+            (Some("error"), _) => "error".to_string(),
+            (Some(other), _) => other.to_string(),
+            (None, _) => "error".to_string(),
+        };
         let parsed = TargetStatus::parse(&status).unwrap_or(TargetStatus::Error);
         statuses.push((w.name.clone(), parsed));
         rows.push(vec![
@@ -235,7 +233,7 @@ pub async fn check(
     }
     let waiting = start(conn, &idents, out, true).await?;
     let runs = wait(conn, &waiting, Duration::from_secs(timeout), out).await?;
-    let statuses = summary(conn, &waiting, &runs, out).await?;
+    let statuses = summary(&waiting, &runs, out)?;
     let failing: Vec<&str> = statuses
         .iter()
         .filter(|(_, s)| s.severity() >= fail_on.severity())

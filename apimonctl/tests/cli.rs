@@ -659,9 +659,21 @@ async fn credentials_export_import_and_completions() {
     .await;
     assert_eq!(code(&out), 5);
     assert!(text(&out.stdout).contains("skipped one: a target named `one` already exists"));
-    // Without --with-secrets there are no keys in the file.
+    // Without --with-secrets there are no keys in the file, nor URL credentials or
+    // header values.
+    e.add(
+        "creds",
+        "http://user:hunter2@127.0.0.1:9",
+        &["--disabled", "--header", "Cookie: session-secret-value"],
+    )
+    .await;
     let out = e.ctl(&["export"]).await;
-    assert!(!text(&out.stdout).contains(KEY));
+    let exported = text(&out.stdout);
+    assert!(!exported.contains(KEY));
+    assert!(
+        !exported.contains("hunter2") && !exported.contains("session-secret-value"),
+        "{exported}"
+    );
     d.shutdown().await.unwrap();
 
     let out = ctl(&["completions", "bash"], &[], None).await;

@@ -70,6 +70,16 @@ pub struct RunLog<'a> {
     target_id: i64,
     run_id: i64,
     written: u64,
+    closed: bool,
+}
+
+impl Drop for RunLog<'_> {
+    /// A run that ended early (an error) still releases its file for pruning.
+    fn drop(&mut self) {
+        if !self.closed {
+            self.active.remove(&self.path, self.written);
+        }
+    }
 }
 
 impl<'a> RunLog<'a> {
@@ -112,6 +122,7 @@ impl<'a> RunLog<'a> {
             target_id,
             run_id,
             written: 0,
+            closed: false,
         }
     }
 
@@ -142,6 +153,7 @@ impl<'a> RunLog<'a> {
             let _ = f.flush().await;
         }
         self.active.remove(&self.path, self.written);
+        self.closed = true;
     }
 }
 

@@ -56,6 +56,15 @@ fn modes(probe_mode: &str) -> &'static [bool] {
     }
 }
 
+/// Marks the target as no longer running when dropped, however the run ended.
+struct Finished<'a>(&'a Core, i64);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.scheduler.finished(self.1);
+    }
+}
+
 /// Runs the target; `permit` is its slot among the parallel runs.
 pub async fn run_target(
     core: Arc<Core>,
@@ -63,11 +72,32 @@ pub async fn run_target(
     trigger: Trigger,
     permit: OwnedSemaphorePermit,
 ) {
+    let _finished = Finished(&core, target_id);
     if let Err(e) = run(&core, target_id, trigger).await {
         tracing::error!(target_id, error = %e, "run failed");
+        // Never leave a run `running`: close it as an error, best effort.
+        let message = format!("the run failed inside apimond: {e}");
+        match core.store.fail_running_runs(target_id, &message).await {
+            Ok(ids) => {
+                for run_id in ids {
+                    core.bus.publish(Event::RunCompleted {
+                        target_id,
+                        target_name: String::new(),
+                        run_id,
+                        status: "error",
+                        target_status: TargetStatus::Error.as_str(),
+                        total: 0,
+                        success: 0,
+                        fail: 0,
+                        error: Some(message.clone()),
+                        ts: now(),
+                    });
+                }
+            }
+            Err(e) => tracing::error!(target_id, error = %e, "cannot close the failed run"),
+        }
     }
     drop(permit);
-    core.scheduler.finished(target_id);
 }
 
 async fn run(core: &Arc<Core>, target_id: i64, trigger: Trigger) -> anyhow::Result<()> {

@@ -47,6 +47,7 @@ struct Waiting {
 
 /// Shared scheduling state: what runs, what waits, the limits.
 pub struct SchedulerState {
+    /// Always locked before `queue` when both are needed.
     running: Mutex<HashSet<i64>>,
     queue: Mutex<VecDeque<Waiting>>,
     wake: Notify,
@@ -231,12 +232,16 @@ impl Core {
     async fn start_waiting_runs(self: &Core) -> Vec<i64> {
         let mut started = Vec::new();
         loop {
+            if self.scheduler.stopping() {
+                break;
+            }
             let Ok(permit) = self.scheduler.run_permits.clone().try_acquire_owned() else {
                 break;
             };
             let next = {
-                let mut queue = self.scheduler.queue.lock().expect("poisoned");
+                // Lock order everywhere: `running`, then `queue`.
                 let mut running = self.scheduler.running.lock().expect("poisoned");
+                let mut queue = self.scheduler.queue.lock().expect("poisoned");
                 let w = queue.pop_front();
                 if let Some(w) = &w {
                     running.insert(w.target_id);
@@ -270,6 +275,9 @@ impl Core {
     /// One scheduling pass: queue every due target, most overdue first, then start
     /// what the limits allow.
     pub async fn schedule_due(&self) -> ServiceResult<()> {
+        if self.scheduler.stopping() {
+            return Ok(());
+        }
         let t = now();
         let schedule = self.store.schedule().await?;
         let mut due: Vec<(f64, i64)> = Vec::new();

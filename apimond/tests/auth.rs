@@ -541,6 +541,21 @@ async fn behind_a_trusted_proxy_the_client_is_read_from_the_right_of_forwarded_f
         StatusCode::OK,
         "the forged address is not locked"
     );
+    // A proxy that adds its hop as a second header line: the last line is read first.
+    let status = proxy
+        .post(&url)
+        .header("x-forwarded-for", "203.0.113.77")
+        .header("x-forwarded-for", "198.51.100.9")
+        .json(&json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "keyed by the proxy's line, not the forged one"
+    );
     assert_eq!(
         attempt("198.51.100.10", PASSWORD).await,
         StatusCode::OK,

@@ -805,3 +805,75 @@ async fn run_logs_are_pruned_beyond_the_cap_unless_cleanup_is_off() {
     d.wait_run(id).await;
     assert_eq!(jsonl(&d), 1, "with cleanup off the log stays");
 }
+
+#[tokio::test]
+async fn a_new_interval_or_enabling_again_places_the_next_run_afresh() {
+    let d = TestDaemon::start().await;
+    let id = d.create_target("sched", "sk-sched-000000000000000").await;
+    let store = &d.core().store;
+    store
+        .set_next_due(id, apimond::store::now() + 86_400.0)
+        .await
+        .unwrap();
+    let due = |s: &Vec<(i64, bool, i64, Option<f64>)>| s.iter().find(|r| r.0 == id).unwrap().3;
+    let (s, _) = d
+        .admin(
+            Method::PATCH,
+            &format!("/api/targets/{id}"),
+            Some(&json!({"prompt": "hi"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        due(&store.schedule().await.unwrap()).is_some(),
+        "other changes keep the slot"
+    );
+    d.admin(
+        Method::PATCH,
+        &format!("/api/targets/{id}"),
+        Some(&json!({"interval_min": 5})),
+    )
+    .await;
+    let next = due(&store.schedule().await.unwrap());
+    // Cleared, or already re-placed by the scheduler within its first-run window.
+    assert!(
+        next.is_none_or(|t| t < apimond::store::now() + 301.0),
+        "{next:?}"
+    );
+}
+
+#[tokio::test]
+async fn event_streams_end_when_settings_change_so_revoked_visitors_are_cut_off() {
+    // The visitor token is set in the panel (one from the environment could not be revoked).
+    let d = TestDaemon::start_with(&[("API_MONITOR_TOKEN", ADMIN_TOKEN)]).await;
+    let (s, _) = d
+        .admin(
+            Method::PATCH,
+            "/api/admin/settings",
+            Some(&json!({"api_monitor_token_visitor": VISITOR_TOKEN})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut sse = d.events(Some(VISITOR_TOKEN)).await;
+    assert_eq!(sse.next(5).await.unwrap().0, "connected");
+    let (s, _) = d
+        .admin(
+            Method::PATCH,
+            "/api/admin/settings",
+            Some(&json!({"api_monitor_token_visitor": ""})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(sse.next(5).await.is_none(), "the stream ended");
+    let resp = d
+        .http
+        .get(d.url(&format!("/api/events?token={VISITOR_TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "the revoked token cannot reconnect"
+    );
+}

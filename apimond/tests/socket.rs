@@ -93,6 +93,23 @@ async fn a_stale_socket_is_replaced_and_a_live_one_is_not_stolen() {
     let mut c = connect(&sock).await;
     assert!(c.call("status", json!({})).await.is_ok());
 
+    // A path that is not a socket is never deleted.
+    let not_a_socket = tmp.path().join("precious.db");
+    std::fs::write(&not_a_socket, b"data").unwrap();
+    let p = not_a_socket.display().to_string();
+    let mut bad = STANDARD.to_vec();
+    bad.push(("APIMON_SOCKET", p.as_str()));
+    let other = tempfile::tempdir().unwrap();
+    let err = start_raw(&other.path().join("data"), &bad)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{err:#}").contains("exists and is not a socket"),
+        "{err:#}"
+    );
+    assert_eq!(std::fs::read(&not_a_socket).unwrap(), b"data");
+
     // A second daemon (its own data dir) on the same socket refuses to start.
     let other = tempfile::tempdir().unwrap();
     let err = start_raw(&other.path().join("data"), &env)

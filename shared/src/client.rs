@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::Secret;
-use crate::rpc::{MAX_LINE, Message, PROTOCOL_VERSION, Request, RpcError};
+use crate::rpc::{MAX_LINE, MAX_REPLY, Message, PROTOCOL_VERSION, Request, RpcError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -140,8 +140,8 @@ impl RpcClient {
                 "apimond closed the connection",
             )));
         }
-        if buf.len() > MAX_LINE {
-            return Err(ClientError::Protocol("a line over the size limit".into()));
+        if buf.len() > MAX_REPLY {
+            return Err(ClientError::Protocol("a reply over the size limit".into()));
         }
         serde_json::from_slice(&buf).map_err(|e| ClientError::Protocol(e.to_string()))
     }

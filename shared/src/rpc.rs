@@ -7,11 +7,16 @@ use serde_json::Value;
 
 /// Bumped when a method changes incompatibly; `hello` compares it.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// Longest line either side sends or accepts. Bulk transfers (export, import) are
-/// chunked to stay well within it.
-pub const MAX_LINE: usize = 1024 * 1024;
-/// Targets per export or import chunk.
+/// Longest request line apimond accepts: room for one target at the API's 2 MiB body
+/// limit. Bulk transfers (export, import) are chunked to stay within it.
+pub const MAX_LINE: usize = 4 * 1024 * 1024;
+/// Longest reply line a client reads (the target list of a large install is a few MB).
+pub const MAX_REPLY: usize = 64 * 1024 * 1024;
+/// Most targets per export or import chunk.
 pub const CHUNK: usize = 100;
+/// Most bytes of targets per export or import chunk, so a chunk and its framing fit
+/// in [`MAX_LINE`].
+pub const CHUNK_BYTES: usize = MAX_LINE / 2;
 
 /// JSON-RPC error codes.
 pub mod code {

@@ -404,5 +404,10 @@ async fn connection_failures_are_network_errors() {
     let r = p.probe(&s, "gpt-4o", true).await;
     assert_eq!(r.error_class, Some(ErrorClass::Network), "{r:?}");
     assert!(!r.transport_success);
+    let error = r.error.clone().unwrap();
+    assert!(
+        !error.contains(&port.to_string()),
+        "the relay URL stays out of the message: {error}"
+    );
     assert_eq!(r.attempts, 2, "network failures retry once");
 }

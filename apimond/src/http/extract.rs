@@ -37,14 +37,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn query_token(parts: &Parts) -> Option<&str> {
-    parts
-        .uri
-        .query()?
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == "token")
-        .map(|(_, v)| v)
+fn query_token(parts: &Parts) -> Option<String> {
+    url::form_urlencoded::parse(parts.uri.query()?.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
 }
 
 /// The client address of a request, honouring trusted proxies.
@@ -54,11 +50,16 @@ pub fn request_client(parts: &Parts, core: &Core) -> std::net::IpAddr {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-    let xff = parts
+    // Proxies may add their hop as another header line rather than appending to the
+    // first one: read them all, in order.
+    let xff: Vec<&str> = parts
         .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    client_ip(peer, xff, &core.config.trusted_proxies)
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let joined = (!xff.is_empty()).then(|| xff.join(","));
+    client_ip(peer, joined.as_deref(), &core.config.trusted_proxies)
 }
 
 /// Whether the request reached us over HTTPS (told by a trusted proxy).
@@ -106,12 +107,11 @@ impl FromRequestParts<AppState> for Caller {
         core: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let client = request_client(parts, core);
-        let token = bearer(&parts.headers).or_else(|| {
-            // EventSource cannot send headers, so the SSE route also takes ?token=.
-            (parts.uri.path() == "/api/events")
-                .then(|| query_token(parts))
-                .flatten()
-        });
+        // EventSource cannot send headers, so the SSE route also takes ?token=.
+        let from_query = (parts.uri.path() == "/api/events")
+            .then(|| query_token(parts))
+            .flatten();
+        let token = bearer(&parts.headers).or(from_query.as_deref());
         let creds = Credentials {
             token,
             session: cookie(&parts.headers, SESSION_COOKIE),

@@ -40,10 +40,14 @@ pub async fn events(
         Some((Ok(event), sub))
     });
     let mut stop = core.scheduler.stop_signal();
+    let mut settings = core.settings_changed.subscribe();
     let stream = futures_util::StreamExt::take_until(
         futures_util::StreamExt::chain(first, rest),
         async move {
-            let _ = stop.wait_for(|s| *s).await;
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => {}
+                _ = settings.changed() => {}
+            }
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")))

@@ -74,7 +74,14 @@ pub fn bind(core: Arc<Core>, path: &Path, group: Option<&str>) -> anyhow::Result
         }
     }
 
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            bail!(
+                "{} exists and is not a socket; refusing to replace it (check APIMON_SOCKET)",
+                path.display()
+            );
+        }
         match std::os::unix::net::UnixStream::connect(path) {
             Ok(_) => bail!(
                 "another apimond is listening on the control socket {} (APIMON_SOCKET); stop it or choose another socket",
@@ -163,58 +170,77 @@ enum Line {
     TooLong,
 }
 
-/// Reads a line of at most [`MAX_LINE`] bytes. A longer one is skipped (not
-/// buffered), so the connection stays usable after it. `None` at the end.
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option<Line>> {
-    use tokio::io::AsyncBufReadExt;
-    let mut buf = Vec::new();
-    let mut too_long = false;
-    loop {
-        let chunk = r.fill_buf().await?;
-        if chunk.is_empty() {
-            return Ok((!buf.is_empty() || too_long).then(|| {
-                if too_long {
-                    Line::TooLong
-                } else {
-                    Line::Text(String::from_utf8_lossy(&buf).into_owned())
-                }
-            }));
+/// Reads lines of at most [`MAX_LINE`] bytes. A longer one is skipped (not
+/// buffered), so the connection stays usable after it. The partial line lives here,
+/// not in the future, so a read cancelled by `select!` (an event to send) loses
+/// nothing.
+struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    too_long: bool,
+}
+
+impl<R: tokio::io::AsyncBufRead + Unpin> LineReader<R> {
+    fn new(inner: R) -> Self {
+        LineReader {
+            inner,
+            buf: Vec::new(),
+            too_long: false,
         }
-        let (part, done) = match chunk.iter().position(|b| *b == b'\n') {
-            Some(i) => (&chunk[..i], Some(i + 1)),
-            None => (chunk, None),
+    }
+
+    fn take(&mut self) -> Line {
+        let line = if self.too_long {
+            Line::TooLong
+        } else {
+            Line::Text(String::from_utf8_lossy(&self.buf).into_owned())
         };
-        if !too_long {
-            if buf.len() + part.len() > MAX_LINE {
-                too_long = true;
-                buf = Vec::new();
-            } else {
-                buf.extend_from_slice(part);
+        self.buf.clear();
+        self.too_long = false;
+        line
+    }
+
+    /// The next line; `None` at the end.
+    async fn next(&mut self) -> std::io::Result<Option<Line>> {
+        use tokio::io::AsyncBufReadExt;
+        loop {
+            let chunk = self.inner.fill_buf().await?;
+            if chunk.is_empty() {
+                let pending = !self.buf.is_empty() || self.too_long;
+                return Ok(pending.then(|| self.take()));
             }
-        }
-        let used = done.unwrap_or(chunk.len());
-        r.consume(used);
-        if done.is_some() {
-            return Ok(Some(if too_long {
-                Line::TooLong
-            } else {
-                Line::Text(String::from_utf8_lossy(&buf).into_owned())
-            }));
+            let (part, used) = match chunk.iter().position(|b| *b == b'\n') {
+                Some(i) => (&chunk[..i], Some(i + 1)),
+                None => (chunk, None),
+            };
+            if !self.too_long {
+                if self.buf.len() + part.len() > MAX_LINE {
+                    self.too_long = true;
+                    self.buf = Vec::new();
+                } else {
+                    self.buf.extend_from_slice(part);
+                }
+            }
+            let n = used.unwrap_or(chunk.len());
+            self.inner.consume(n);
+            if used.is_some() {
+                return Ok(Some(self.take()));
+            }
         }
     }
 }
 
 async fn serve(core: Arc<Core>, stream: interprocess::local_socket::tokio::Stream) {
     let (r, w) = tokio::io::split(stream);
-    let mut reader = tokio::io::BufReader::new(r);
+    let mut reader = LineReader::new(tokio::io::BufReader::new(r));
     let mut out = FramedWrite::new(w, LinesCodec::new_with_max_length(usize::MAX));
     let mut subscription = None;
     loop {
         let line = match &mut subscription {
-            None => read_line(&mut reader).await,
+            None => reader.next().await,
             Some(sub) => {
                 tokio::select! {
-                    line = read_line(&mut reader) => line,
+                    line = reader.next() => line,
                     event = crate::events::Subscription::recv(sub) => {
                         let note = match event {
                             Received::Event(e) => Message::notification("event", e.to_json()),

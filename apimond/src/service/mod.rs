@@ -70,6 +70,10 @@ pub struct Core {
     pub login_backoff: Mutex<limiter::Backoff>,
     /// Serialises settings changes so two panels cannot interleave.
     pub settings_write: tokio::sync::Mutex<()>,
+    /// Bumped on every settings change; open event streams end then, so a revoked
+    /// token or a visitor mode turned off stops them (clients reconnect and are
+    /// checked again).
+    pub settings_changed: tokio::sync::watch::Sender<u64>,
     pub scheduler: crate::scheduler::SchedulerState,
     pub bus: crate::events::Bus,
     pub prober: shared::probe::Prober,
@@ -112,6 +116,7 @@ impl Core {
             )),
             login_backoff: Mutex::new(limiter::Backoff::default()),
             settings_write: tokio::sync::Mutex::new(()),
+            settings_changed: tokio::sync::watch::channel(0).0,
             started: Instant::now(),
             started_at: crate::store::now(),
         })

@@ -370,6 +370,7 @@ impl Core {
         if !changes.is_empty() {
             self.store.save_settings(changes).await?;
             *self.settings.write().expect("settings lock poisoned") = Arc::new(next.clone());
+            self.settings_changed.send_modify(|v| *v += 1);
         }
         if password_changed {
             self.sessions.end_all();

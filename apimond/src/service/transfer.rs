@@ -33,6 +33,15 @@ fn exported(t: &TargetRecord, with_secrets: bool) -> Value {
     });
     if with_secrets {
         v["api_key"] = json!(t.api_key.expose());
+    } else {
+        // Credentials in the URL and header values are secrets too.
+        v["base_url"] = json!(super::targets::mask_url_credentials(&t.base_url));
+        let headers: serde_json::Map<String, Value> = t
+            .extra_headers
+            .iter()
+            .map(|(k, val)| (k.clone(), json!(shared::secret::mask(val))))
+            .collect();
+        v["extra_headers"] = Value::Object(headers);
     }
     v
 }

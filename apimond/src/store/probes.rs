@@ -319,6 +319,22 @@ impl Store {
         .await
     }
 
+    /// Closes the target's runs still marked running as errors; returns their ids.
+    pub async fn fail_running_runs(&self, target_id: i64, error: &str) -> Result<Vec<i64>> {
+        let error = error.to_string();
+        self.write(move |txn, _| {
+            let mut stmt = txn.prepare(
+                "UPDATE runs SET status = 'error', result = 'error', finished_at = ?2, error = ?3 \
+                 WHERE target_id = ?1 AND status = 'running' RETURNING id",
+            )?;
+            let ids = stmt
+                .query_map(params![target_id, now(), error], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            Ok(ids)
+        })
+        .await
+    }
+
     /// Closes a run that apimond stopped in the middle of; the target's last result
     /// stays the previous complete one.
     pub async fn interrupt_run(

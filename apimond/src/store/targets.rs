@@ -263,11 +263,17 @@ impl Store {
     {
         self.write(move |txn, secrets| {
             let mut t = load(txn, secrets, id)?.ok_or(StoreError::NotFound)?;
+            let schedule = (t.interval_min, t.enabled);
             if let Err(e) = edit(&mut t) {
                 return Ok(Err(e));
             }
             t.updated_at = now();
             write_editable(txn, secrets, &t)?;
+            if schedule != (t.interval_min, t.enabled) {
+                // A new interval, or a target enabled again: the scheduler places its
+                // next run afresh rather than keeping a slot from the old schedule.
+                txn.execute("UPDATE targets SET next_due_at = NULL WHERE id = ?1", [id])?;
+            }
             Ok(Ok(t))
         })
         .await

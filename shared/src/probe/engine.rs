@@ -216,6 +216,14 @@ fn transport_failure(e: &reqwest::Error) -> Failure {
         chain.push_str(": ");
         source = s.source();
     }
+    // The relay's URL stays out of the message: it is shown where the URL itself may
+    // not be (visitors without `visitor_show_base_url`).
+    if let Some(url) = e.url() {
+        let url = url.as_str().to_lowercase();
+        chain = chain
+            .replace(&format!(" for url ({url})"), "")
+            .replace(&url, "[url]");
+    }
     let class = if ["certificate", "tls", "ssl", "handshake", "unknownissuer"]
         .iter()
         .any(|w| chain.contains(w))
@@ -391,7 +399,8 @@ impl Prober {
                     .answered(status),
                 )
             })?;
-        let text = String::from_utf8_lossy(&body);
+        // Relays echo keys: scrub before anything is cut to a snippet.
+        let text = scrub(&String::from_utf8_lossy(&body), &s.api_key);
         if status != 200 {
             let detail = serde_json::from_str::<Value>(&text)
                 .ok()
@@ -515,7 +524,12 @@ impl Prober {
                 &mut timing,
             )
             .await
-            .and_then(|reply| judge(reply, challenge.as_ref()));
+            .and_then(|mut reply| {
+                // A reply that quotes the key (a key split across stream events
+                // included) must not carry it into the judged text.
+                reply.text = scrub(&reply.text, &s.api_key);
+                judge(reply, challenge.as_ref())
+            });
         let total = start.elapsed();
 
         let mut result = ProbeResult {
@@ -548,12 +562,12 @@ impl Prober {
                 result.success = true;
                 result.transport_success = true;
                 result.status = ModelStatus::of(true, result.total_ms, s.slow_ms);
-                fill_reply(&mut result, &reply, &timing, total);
+                fill_reply(&mut result, &reply, &timing, total, &s.api_key);
             }
             Err((failure, reply)) => {
                 result.transport_success = failure.answered;
                 if let Some(reply) = &reply {
-                    fill_reply(&mut result, reply, &timing, total);
+                    fill_reply(&mut result, reply, &timing, total, &s.api_key);
                 }
                 if result.status_code.is_none() {
                     result.status_code = failure.status;
@@ -618,7 +632,7 @@ impl Prober {
                 .await
                 .map_err(|f| (f, None))?;
             let text = body
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .map(|b| scrub(&String::from_utf8_lossy(&b), &s.api_key))
                 .unwrap_or_default();
             let detail = serde_json::from_str::<Value>(&text)
                 .ok()
@@ -631,7 +645,7 @@ impl Prober {
         }
 
         if stream && content_type.contains("text/event-stream") {
-            return read_stream(resp, protocol, start, deadline, timing).await;
+            return read_stream(resp, protocol, start, deadline, timing, &s.api_key).await;
         }
         let body = match read_capped(resp, deadline, BODY_CAP)
             .await
@@ -653,7 +667,7 @@ impl Prober {
             }
         };
         timing.first_token = Some(start.elapsed());
-        let text = String::from_utf8_lossy(&body);
+        let text = scrub(&String::from_utf8_lossy(&body), &s.api_key);
         let v: Value = serde_json::from_str(&text).map_err(|_| {
             (
                 Failure::new(
@@ -714,6 +728,7 @@ async fn read_stream(
     start: Instant,
     deadline: tokio::time::Instant,
     timing: &mut Timing,
+    key: &Secret,
 ) -> Result<Reply, (Failure, Option<Reply>)> {
     let status = resp.status().as_u16();
     let mut body = resp.bytes_stream();
@@ -764,6 +779,10 @@ async fn read_stream(
             None => (parser.finish().into_iter().collect(), true),
         };
         for event in &events {
+            let event = &super::sse::SseEvent {
+                event: event.event.clone(),
+                data: scrub(&event.data, key),
+            };
             let deltas = protocol::parse_event(protocol, event)
                 .map_err(|m| (answered(ErrorClass::BadResponse, m), Some(reply.clone())))?;
             for d in deltas {
@@ -869,8 +888,15 @@ fn judge(reply: Reply, challenge: Option<&Challenge>) -> Result<Reply, (Failure,
     Ok(reply)
 }
 
-fn fill_reply(result: &mut ProbeResult, reply: &Reply, timing: &Timing, total: Duration) {
-    result.content = reply.text.chars().take(CONTENT_KEEP).collect();
+fn fill_reply(
+    result: &mut ProbeResult,
+    reply: &Reply,
+    timing: &Timing,
+    total: Duration,
+    key: &Secret,
+) {
+    // Scrub the whole text before cutting it, so no part of a key survives the cut.
+    result.content = scrub(&reply.text, key).chars().take(CONTENT_KEEP).collect();
     result.returned_model = reply.model.clone();
     result.model_mismatch = reply
         .model
