@@ -116,7 +116,9 @@ pub fn parse_body(protocol: Protocol, body: &Value) -> Result<Reply, String> {
 /// Reads one stream event; `Err` when its data is not what the protocol sends.
 pub fn parse_event(protocol: Protocol, event: &SseEvent) -> Result<Vec<Delta>, String> {
     if event.data.trim() == "[DONE]" {
-        return Ok(vec![Delta::Done]);
+        // Chat Completions' terminator. Relays sometimes append it to other protocols'
+        // streams too; there it proves nothing, as each has its own terminator.
+        return Ok(if protocol == Protocol::Openai { vec![Delta::Done] } else { vec![] });
     }
     let value: Value = serde_json::from_str(&event.data)
         .map_err(|_| format!("stream event is not JSON: {}", snippet(&event.data)))?;
@@ -234,6 +236,18 @@ pub fn text_of(v: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn done_ends_only_chat_completions_streams() {
+        let done = SseEvent {
+            event: None,
+            data: "[DONE]".into(),
+        };
+        assert_eq!(parse_event(Protocol::Openai, &done).unwrap(), vec![Delta::Done]);
+        for p in [Protocol::Responses, Protocol::Anthropic, Protocol::Gemini] {
+            assert_eq!(parse_event(p, &done).unwrap(), vec![], "{p:?}");
+        }
+    }
 
     #[test]
     fn errors_hidden_in_success_are_found() {
