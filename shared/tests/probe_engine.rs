@@ -411,3 +411,26 @@ async fn connection_failures_are_network_errors() {
     );
     assert_eq!(r.attempts, 2, "network failures retry once");
 }
+
+#[tokio::test]
+async fn a_self_signed_relay_fails_as_tls_unless_verify_ssl_is_off() {
+    let up = FakeUpstream::start_tls(FakeConfig {
+        api_key: KEY.into(),
+        ..FakeConfig::default()
+    })
+    .await;
+    assert!(up.base_url().starts_with("https://"));
+    let p = Prober::new(default_rules());
+    let mut s = settings(&up.base_url());
+    let r = p.probe(&s, "gpt-4o", true).await;
+    assert_eq!(r.error_class, Some(ErrorClass::Tls), "{r:?}");
+    assert_eq!(r.attempts, 1, "a certificate problem is not retried");
+    assert!(!r.transport_success);
+    let e = p.discover(&s).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Tls, "{}", e.message);
+
+    s.verify_ssl = false;
+    let r = p.probe(&s, "claude-3-haiku", true).await;
+    assert!(r.success, "{:?}", r.error);
+    assert!(p.discover(&s).await.is_ok());
+}

@@ -79,6 +79,7 @@ mod body;
 mod request;
 mod server;
 mod state;
+mod tls;
 mod wire;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -142,6 +143,7 @@ pub struct FakeUpstream {
     shared: Arc<Shared>,
     addr: SocketAddr,
     server: JoinHandle<()>,
+    tls: bool,
 }
 
 impl FakeUpstream {
@@ -173,12 +175,38 @@ impl FakeUpstream {
             shared,
             addr,
             server,
+            tls: false,
         })
     }
 
-    /// `http://127.0.0.1:PORT`, no trailing slash.
+    /// Starts on `127.0.0.1` over HTTPS with a fresh self-signed certificate.
+    ///
+    /// # Panics
+    /// If no port can be bound or the certificate cannot be made.
+    pub async fn start_tls(config: FakeConfig) -> FakeUpstream {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .expect("bind the fake upstream");
+        let addr = listener.local_addr().expect("a bound address");
+        let listener = tls::TlsListener::new(listener).expect("a self-signed certificate");
+        let shared = Arc::new(Shared::new(config));
+        let app = server::router(shared.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeUpstream {
+            shared,
+            addr,
+            server,
+            tls: true,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (`https://` for [`FakeUpstream::start_tls`]), no
+    /// trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn addr(&self) -> SocketAddr {

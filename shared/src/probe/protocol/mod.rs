@@ -118,7 +118,11 @@ pub fn parse_event(protocol: Protocol, event: &SseEvent) -> Result<Vec<Delta>, S
     if event.data.trim() == "[DONE]" {
         // Chat Completions' terminator. Relays sometimes append it to other protocols'
         // streams too; there it proves nothing, as each has its own terminator.
-        return Ok(if protocol == Protocol::Openai { vec![Delta::Done] } else { vec![] });
+        return Ok(if protocol == Protocol::Openai {
+            vec![Delta::Done]
+        } else {
+            vec![]
+        });
     }
     let value: Value = serde_json::from_str(&event.data)
         .map_err(|_| format!("stream event is not JSON: {}", snippet(&event.data)))?;
@@ -243,7 +247,10 @@ mod tests {
             event: None,
             data: "[DONE]".into(),
         };
-        assert_eq!(parse_event(Protocol::Openai, &done).unwrap(), vec![Delta::Done]);
+        assert_eq!(
+            parse_event(Protocol::Openai, &done).unwrap(),
+            vec![Delta::Done]
+        );
         for p in [Protocol::Responses, Protocol::Anthropic, Protocol::Gemini] {
             assert_eq!(parse_event(p, &done).unwrap(), vec![], "{p:?}");
         }
