@@ -271,24 +271,15 @@ impl Core {
                 )));
             }
         }
-        self.store
-            .update_target(id, move |t| {
-                if let Some(s) = selected {
-                    t.selected_models = s;
-                }
-                if let Some(e) = exclude {
-                    t.exclude_models = e;
-                }
-                Ok::<(), ServiceError>(())
-            })
-            .await
-            .map_err(|e| match e {
-                crate::store::StoreError::NotFound => {
-                    ServiceError::NotFound(format!("no target with id {id}"))
-                }
-                other => other.into(),
-            })??;
-        self.target_changed(id).await;
+        self.edit_target(id, move |t| {
+            if let Some(s) = selected {
+                t.selected_models = s;
+            }
+            if let Some(e) = exclude {
+                t.exclude_models = e;
+            }
+        })
+        .await?;
         self.target_models(caller, id).await
     }
 }

@@ -481,6 +481,28 @@ impl Core {
         Ok(json!({ "item": v }))
     }
 
+    /// Changes a stored target in one transaction and tells subscribers.
+    pub(crate) async fn edit_target<F>(&self, id: i64, edit: F) -> ServiceResult<TargetRecord>
+    where
+        F: FnOnce(&mut TargetRecord) + Send + 'static,
+    {
+        let t = self
+            .store
+            .update_target(id, move |t| {
+                edit(t);
+                Ok::<(), ServiceError>(())
+            })
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::NotFound => {
+                    ServiceError::NotFound(format!("no target with id {id}"))
+                }
+                other => other.into(),
+            })??;
+        self.target_changed(id).await;
+        Ok(t)
+    }
+
     /// Tells subscribers a target changed.
     pub async fn target_changed(&self, id: i64) {
         if let Ok(Some(t)) = self.store.get_target(id).await {
@@ -531,21 +553,8 @@ impl Core {
             return Err(bad("nothing to change: send at least one field"));
         }
         let patch = TargetPatch::from_body(body)?;
-        let t = self
-            .store
-            .update_target(id, move |t| {
-                patch.apply(t);
-                Ok::<(), ServiceError>(())
-            })
-            .await
-            .map_err(|e| match e {
-                crate::store::StoreError::NotFound => {
-                    ServiceError::NotFound(format!("no target with id {id}"))
-                }
-                other => other.into(),
-            })??;
+        let t = self.edit_target(id, move |t| patch.apply(t)).await?;
         tracing::info!(target_id = id, "target updated");
-        self.target_changed(id).await;
         Ok(json!({ "item": self.view(&t, caller) }))
     }
 
