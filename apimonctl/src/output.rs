@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 
 use serde_json::Value;
 use tabled::builder::Builder;
+use tabled::settings::peaker::Priority;
 use tabled::settings::{Style, Width};
 
 pub struct Out {
@@ -46,7 +47,8 @@ impl Out {
         let mut t = b.build();
         t.with(Style::sharp());
         if let Some(w) = self.width {
-            t.with(Width::truncate(w).suffix("…"));
+            // Shrink the widest columns first (errors, names), not every column.
+            t.with(Width::truncate(w).suffix("…").priority(Priority::max(true)));
         }
         println!("{t}");
     }

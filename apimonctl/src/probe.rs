@@ -135,7 +135,15 @@ pub async fn run(a: ProbeArgs, out: &Out) -> Result<ExitCode, CliError> {
         .collect()
         .await;
     results.sort_by(|x, y| x.model.cmp(&y.model).then(y.stream.cmp(&x.stream)));
-    let statuses: Vec<ModelStatus> = results.iter().map(|r| r.status).collect();
+    // A model probed both ways counts once, with its worse outcome, as in the daemon.
+    let mut by_model: BTreeMap<&str, ModelStatus> = BTreeMap::new();
+    for r in &results {
+        let worst = by_model.entry(&r.model).or_insert(r.status);
+        if rank(r.status) > rank(*worst) {
+            *worst = r.status;
+        }
+    }
+    let statuses: Vec<ModelStatus> = by_model.into_values().collect();
     let status = TargetStatus::of_run(false, &statuses);
     let rows: Vec<serde_json::Value> = results
         .iter()
@@ -148,6 +156,14 @@ pub async fn run(a: ProbeArgs, out: &Out) -> Result<ExitCode, CliError> {
         println!("status: {}", out.status(status.as_str()));
     }
     Ok(threshold_exit(status, a.fail_on))
+}
+
+fn rank(s: ModelStatus) -> u8 {
+    match s {
+        ModelStatus::Ok => 0,
+        ModelStatus::Slow => 1,
+        ModelStatus::Fail => 2,
+    }
 }
 
 fn threshold_exit(status: TargetStatus, fail_on: Threshold) -> ExitCode {

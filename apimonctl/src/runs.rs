@@ -393,8 +393,13 @@ fn event_line(e: &Value) -> String {
 }
 
 pub async fn events(conn: &mut Conn, follow: bool, out: &Out) -> Result<ExitCode, CliError> {
-    let status = conn.status().await?;
     let rpc = conn.rpc("events")?;
+    // Subscribe first, then ask what is in flight on a second connection: a run that
+    // ends in between is then both seen as running and heard finishing.
+    rpc.call("events.subscribe", json!({})).await?;
+    let mut second = shared::client::RpcClient::connect(std::slice::from_ref(&rpc.path)).await?;
+    let status = second.call("status", json!({})).await?;
+    drop(second);
     let mut going: HashSet<i64> = ["running_targets", "queued_targets"]
         .iter()
         .flat_map(|k| status[*k].as_array().cloned().unwrap_or_default())
@@ -404,7 +409,6 @@ pub async fn events(conn: &mut Conn, follow: bool, out: &Out) -> Result<ExitCode
         eprintln!("no runs in flight; use --follow to wait for events");
         return Ok(ExitCode::SUCCESS);
     }
-    rpc.call("events.subscribe", json!({})).await?;
     loop {
         let msg = rpc.read().await?;
         let params = msg.params.unwrap_or(Value::Null);
@@ -423,7 +427,7 @@ pub async fn events(conn: &mut Conn, follow: bool, out: &Out) -> Result<ExitCode
                     Some("run_started") => {
                         going.insert(params["target_id"].as_i64().unwrap_or(0));
                     }
-                    Some("run_completed") => {
+                    Some("run_completed" | "target_deleted") => {
                         going.remove(&params["target_id"].as_i64().unwrap_or(0));
                     }
                     _ => {}

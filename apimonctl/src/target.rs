@@ -327,6 +327,7 @@ async fn show(conn: &mut Conn, ident: &str, out: &Out) -> Result<ExitCode, CliEr
         .map(|f| {
             let v = &t[*f];
             let shown = match v {
+                Value::Array(a) if a.is_empty() && *f == "exclude_models" => "none".to_string(),
                 Value::Array(a) if a.is_empty() => "all".to_string(),
                 Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(", "),
                 _ if *f == "last_status" => out.status(&cell(v)),

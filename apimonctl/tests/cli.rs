@@ -510,6 +510,29 @@ async fn probe_runs_the_engine_with_no_daemon() {
         table.contains("│ claude-3-haiku │ ok     │ anthropic │ 200  │"),
         "{table}"
     );
+    // A model probed both ways counts once, with its worse outcome: `garbage` breaks
+    // only streams, so the one model fails and the relay is down.
+    let out = ctl(
+        &[
+            "probe",
+            "--base-url",
+            &base,
+            "--api-key-env",
+            "K",
+            "--model",
+            "gpt-4o-garbage",
+            "--mode",
+            "both",
+            "--json",
+        ],
+        &[("K", KEY)],
+        None,
+    )
+    .await;
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["target_status"], "down");
+    assert_eq!(v["results"].as_array().unwrap().len(), 2);
     let out = ctl(
         &["probe", "--base-url", &base, "--api-key-env", "UNSET"],
         &[],
@@ -679,4 +702,40 @@ async fn credentials_export_import_and_completions() {
     let out = ctl(&["completions", "bash"], &[], None).await;
     assert_eq!(code(&out), 0);
     assert!(text(&out.stdout).contains("_apimonctl"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_larger_than_a_request_line_still_arrive() {
+    let e = start(&[]).await;
+    // Four targets with 5000 long model names each: about 5 MB of target list.
+    let models: Vec<String> = (0..5000)
+        .map(|i| format!("{i:05}-{}", "m".repeat(240)))
+        .collect();
+    let http = reqwest::Client::new();
+    for n in 0..4 {
+        let resp = http
+            .post(format!("{}/api/targets", e.url))
+            .bearer_auth(TOKEN)
+            .json(&json!({"name": format!("big-{n}"), "base_url": "http://127.0.0.1:9", "api_key": KEY, "enabled": false, "selected_models": models}))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+    }
+    let list = e.json(&["target", "ls"]).await;
+    assert_eq!(list.as_array().unwrap().len(), 4);
+    let file = e.dir.parent().unwrap().join("big.json");
+    let out = e
+        .ctl(&["export", "--with-secrets", "-o", file.to_str().unwrap()])
+        .await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(doc["targets"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        doc["targets"][3]["selected_models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5000
+    );
 }

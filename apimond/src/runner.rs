@@ -56,12 +56,26 @@ fn modes(probe_mode: &str) -> &'static [bool] {
     }
 }
 
-/// Marks the target as no longer running when dropped, however the run ended.
-struct Finished<'a>(&'a Core, i64);
+/// Marks the target as no longer running, once: when the run is stored, or when
+/// dropped if the run ended some other way (an error, a panic).
+struct Finished<'a> {
+    core: &'a Core,
+    target_id: i64,
+    done: bool,
+}
+
+impl Finished<'_> {
+    fn done(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.core.scheduler.finished(self.target_id);
+        }
+    }
+}
 
 impl Drop for Finished<'_> {
     fn drop(&mut self) {
-        self.0.scheduler.finished(self.1);
+        self.done();
     }
 }
 
@@ -72,8 +86,12 @@ pub async fn run_target(
     trigger: Trigger,
     permit: OwnedSemaphorePermit,
 ) {
-    let _finished = Finished(&core, target_id);
-    if let Err(e) = run(&core, target_id, trigger).await {
+    let mut finished = Finished {
+        core: &core,
+        target_id,
+        done: false,
+    };
+    if let Err(e) = run(&core, target_id, trigger, &mut finished).await {
         tracing::error!(target_id, error = %e, "run failed");
         // Never leave a run `running`: close it as an error, best effort.
         let message = format!("the run failed inside apimond: {e}");
@@ -98,9 +116,15 @@ pub async fn run_target(
         }
     }
     drop(permit);
+    finished.done();
 }
 
-async fn run(core: &Arc<Core>, target_id: i64, trigger: Trigger) -> anyhow::Result<()> {
+async fn run(
+    core: &Arc<Core>,
+    target_id: i64,
+    trigger: Trigger,
+    finished: &mut Finished<'_>,
+) -> anyhow::Result<()> {
     let Some(target) = core.store.get_target(target_id).await? else {
         return Ok(());
     };
@@ -174,7 +198,13 @@ async fn run(core: &Arc<Core>, target_id: i64, trigger: Trigger) -> anyhow::Resu
         }
     };
     let interrupted = finish.status == "interrupted";
-    core.bus.publish(Event::RunCompleted {
+    log.write(
+        "run_completed",
+        json!({"status": finish.status, "target_status": finish.result, "total": finish.total, "success": finish.success, "fail": finish.fail, "error": finish.error}),
+    )
+    .await;
+    log.close().await;
+    let completed = Event::RunCompleted {
         target_id,
         target_name: target.name.clone(),
         run_id: run.id,
@@ -185,14 +215,9 @@ async fn run(core: &Arc<Core>, target_id: i64, trigger: Trigger) -> anyhow::Resu
         fail: finish.fail,
         error: finish.error.clone(),
         ts: now(),
-    });
-    log.write(
-        "run_completed",
-        json!({"status": finish.status, "target_status": finish.result, "total": finish.total, "success": finish.success, "fail": finish.fail, "error": finish.error}),
-    )
-    .await;
-    log.close().await;
+    };
     let result = finish.result;
+    // Store first, then announce: whoever reacts to the event reads the stored run.
     if interrupted {
         core.store
             .interrupt_run(run.id, finish.total, finish.success, finish.fail)
@@ -200,11 +225,18 @@ async fn run(core: &Arc<Core>, target_id: i64, trigger: Trigger) -> anyhow::Resu
     } else {
         core.store.finish_run(run.id, target_id, finish).await?;
     }
+    finished.done();
     tracing::info!(target_id, run_id = run.id, status = result, "run finished");
+    core.bus.publish(completed);
     core.bus.publish(Event::TargetUpdated {
         target_id,
         target_name: target.name.clone(),
-        last_status: Some(result.to_string()),
+        // An interrupted run leaves the stored status as it was.
+        last_status: if interrupted {
+            target.last_status.clone()
+        } else {
+            Some(result.to_string())
+        },
         enabled: target.enabled,
         ts: now(),
     });

@@ -280,7 +280,7 @@ impl Core {
         }
         let t = now();
         let schedule = self.store.schedule().await?;
-        let mut due: Vec<(f64, i64)> = Vec::new();
+        let mut due: Vec<(f64, i64, f64)> = Vec::new();
         for (id, enabled, interval_min, next) in schedule {
             if !enabled {
                 continue;
@@ -295,37 +295,28 @@ impl Core {
                 }
             };
             if at <= t {
-                due.push((at, id));
+                due.push((at, id, interval));
             }
         }
         due.sort_by(|a, b| a.0.total_cmp(&b.0));
-        for (at, id) in due {
-            let enqueued = {
+        for (at, id, interval) in due {
+            {
                 let running = self.scheduler.running.lock().expect("poisoned");
                 let mut queue = self.scheduler.queue.lock().expect("poisoned");
-                if running.contains(&id) || queue.iter().any(|w| w.target_id == id) {
-                    false
-                } else {
+                // A target already running or waiting (a manual trigger) skips this
+                // slot rather than running again right after.
+                if !running.contains(&id) && !queue.iter().any(|w| w.target_id == id) {
                     queue.push_back(Waiting {
                         target_id: id,
                         trigger: Trigger::Schedule,
                         since: at,
                     });
-                    true
                 }
-            };
-            if enqueued {
-                // The next slot is fixed now, whenever this run gets to start.
-                let interval = self
-                    .store
-                    .get_target(id)
-                    .await?
-                    .map(|tg| tg.interval_min as f64 * 60.0)
-                    .unwrap_or(1800.0);
-                self.store
-                    .set_next_due(id, next_due(at, interval, t))
-                    .await?;
             }
+            // The next slot is fixed now, whenever this run gets to start.
+            self.store
+                .set_next_due(id, next_due(at, interval, t))
+                .await?;
         }
         // Manual triggers first in the order asked, then the most overdue.
         {

@@ -104,6 +104,24 @@ async fn a_restart_keeps_targets_generated_credentials_and_settings() {
         "the generated password still works"
     );
 
+    // Any password character survives the credentials file (it is real TOML).
+    let odd = r#"pa"ss\word'#=1"#;
+    let (s, _, _) = d
+        .send(
+            Method::PATCH,
+            "/api/admin/settings",
+            Some(&token),
+            Some(&json!({"admin_panel_password": odd})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        credentials(&d.dir)["admin_panel_password"]
+            .as_str()
+            .unwrap(),
+        odd
+    );
+
     // Changing the admin token in the panel takes effect at once and updates the file.
     let (s, _, _) = d
         .send(

@@ -131,7 +131,7 @@ impl RpcClient {
     pub async fn read(&mut self) -> Result<Message, ClientError> {
         let mut buf = Vec::new();
         let n = (&mut self.conn)
-            .take(MAX_LINE as u64 + 1)
+            .take(MAX_REPLY as u64 + 1)
             .read_until(b'\n', &mut buf)
             .await?;
         if n == 0 {

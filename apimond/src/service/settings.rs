@@ -214,10 +214,7 @@ pub fn write_credentials_file(
     settings: &Settings,
 ) -> std::io::Result<Option<PathBuf>> {
     let path = config.data_dir.join(CREDENTIALS_FILE);
-    let mut body = String::from(
-        "# apimon credentials generated or changed in the admin panel; keep private\n",
-    );
-    let mut any = false;
+    let mut values = toml::Table::new();
     for (name, variable) in [
         ("api_monitor_token_admin", "API_MONITOR_TOKEN"),
         ("admin_panel_password", "ADMIN_PANEL_PASSWORD"),
@@ -228,10 +225,15 @@ pub fn write_credentials_file(
             } else {
                 name
             };
-            body.push_str(&format!("{key} = \"{}\"\n", settings.get(name)));
-            any = true;
+            values.insert(key.into(), toml::Value::String(settings.get(name)));
         }
     }
+    let any = !values.is_empty();
+    // TOML escaping keeps any password character readable back.
+    let body = format!(
+        "# apimon credentials generated or changed in the admin panel; keep private\n{}",
+        toml::to_string(&values).map_err(std::io::Error::other)?
+    );
     if !any {
         match std::fs::remove_file(&path) {
             Ok(()) => {}

@@ -58,12 +58,19 @@ impl Core {
     ) -> ServiceResult<Value> {
         caller.require_admin()?;
         let all = self.store.list_targets().await?;
-        let items: Vec<Value> = all
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|t| exported(t, with_secrets))
-            .collect();
+        // At most `limit` targets and about CHUNK_BYTES of them (at least one), so
+        // the reply line stays within the control socket's limits.
+        let mut items: Vec<Value> = Vec::new();
+        let mut bytes = 0usize;
+        for t in all.iter().skip(offset).take(limit) {
+            let v = exported(t, with_secrets);
+            let size = v.to_string().len();
+            if !items.is_empty() && bytes + size > shared::rpc::CHUNK_BYTES {
+                break;
+            }
+            bytes += size;
+            items.push(v);
+        }
         let next = (offset + items.len() < all.len()).then_some(offset + items.len());
         if with_secrets && !items.is_empty() {
             tracing::info!(targets = items.len(), "targets exported with their keys");
