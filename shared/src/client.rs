@@ -173,10 +173,6 @@ impl HttpClient {
         }
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     pub async fn request(
         &self,
         method: reqwest::Method,
