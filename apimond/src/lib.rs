@@ -1,10 +1,19 @@
 //! apimond: the apimon daemon. [`Daemon::start`] brings up the store, the service
 //! layer and the HTTP server from a [`Config`]; [`run`] does that and waits for
 //! SIGTERM or SIGINT. Tests start real daemons in-process through [`Daemon::start`].
+//!
+//! This file wires the parts together, and is the only place that knows them all.
+//! Lower layers never call up: the store depends on nothing; the scheduler on the
+//! store; the runner on the store, the event bus, upkeep and the scheduler's slot
+//! types; the service layer on those; HTTP and the control socket on the service.
+//! The scheduler decides when a run starts and hands its slot to the launcher built
+//! here, which starts the runner.
 
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod lifecycle;
+pub mod maintenance;
 pub mod rpc;
 pub mod runlog;
 pub mod runner;
@@ -22,10 +31,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::sync::watch;
 
 pub use config::Config;
-use service::{Core, Settings};
+use lifecycle::Lifecycle;
+use maintenance::{RetentionDays, Upkeep};
+use runner::RunContext;
+use scheduler::{HostLimits, Scheduler};
+use service::{Core, CoreParts, Settings};
 use store::{SecretBox, Store};
 
 pub const LOCK_FILE: &str = "apimond.lock";
@@ -36,9 +48,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Daemon {
     http_addr: SocketAddr,
     core: Arc<Core>,
-    stop: watch::Sender<bool>,
+    life: Lifecycle,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    background: Vec<tokio::task::JoinHandle<()>>,
     socket: Option<rpc::ControlSocket>,
     _lock: File,
 }
@@ -132,33 +143,85 @@ impl Daemon {
             let _ = tcp.set_nodelay(true);
         });
 
-        let core = Core::new(config, store, settings);
+        let life = Lifecycle::default();
+        let bus = events::Bus::default();
+        let prober = shared::probe::Prober::new(
+            config
+                .route_rules
+                .iter()
+                .cloned()
+                .chain(shared::probe::route::default_rules())
+                .collect(),
+        );
+        let upkeep = Arc::new(Upkeep::new(
+            store.clone(),
+            config.data_dir.clone(),
+            RetentionDays {
+                raw: config.retention_raw_days,
+                hourly: config.retention_hourly_days,
+                daily: config.retention_daily_days,
+            },
+            service::log_policy(&settings),
+        ));
+        let runs = Arc::new(RunContext {
+            store: store.clone(),
+            bus: bus.clone(),
+            prober: prober.clone(),
+            hosts: Arc::new(HostLimits::new(config.host_concurrency)),
+            upkeep: upkeep.clone(),
+            data_dir: config.data_dir.clone(),
+            detect_concurrency: config.detect_concurrency,
+            stop_probing: life.scheduling.clone(),
+            cut: life.runs.clone(),
+        });
+        let launcher = {
+            let life = life.clone();
+            Box::new(move |slot| {
+                life.spawn(runner::run_target(runs.clone(), slot));
+            })
+        };
+        let scheduler = Scheduler::new(
+            store.clone(),
+            config.max_parallel_targets,
+            launcher,
+            life.scheduling.clone(),
+        );
+        let core = Core::new(
+            config,
+            store,
+            settings,
+            CoreParts {
+                scheduler: scheduler.clone(),
+                bus,
+                prober,
+                upkeep: upkeep.clone(),
+                streams_closed: life.streams.clone(),
+            },
+        );
         let socket = rpc::bind(
             core.clone(),
             &core.config.socket_path,
             core.config.socket_group.as_deref(),
+            &life,
         )?;
-        let scheduler = tokio::spawn(core.clone().scheduler_loop());
-        let retention = tokio::spawn(retention_loop(core.clone()));
+        life.spawn(scheduler.run());
+        life.spawn(upkeep.run(life.upkeep.clone()));
         let app = http::router(core.clone());
-        let (stop, mut stopped) = watch::channel(false);
-        let server = tokio::spawn(async move {
+        let stopped = life.http.clone();
+        let server = life.spawn(async move {
             axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),
             )
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
+            .with_graceful_shutdown(stopped.cancelled_owned())
             .await
         });
         tracing::info!(address = %http_addr, data_dir = %core.config.data_dir.display(), version = shared::VERSION, "apimond listening");
         Ok(Daemon {
             http_addr,
             core,
-            stop,
+            life,
             server,
-            background: vec![scheduler, retention],
             socket: Some(socket),
             _lock: lock,
         })
@@ -177,25 +240,35 @@ impl Daemon {
         &self.core.config.socket_path
     }
 
-    /// Stops scheduling, lets runs in flight end and requests finish within the grace
-    /// period, closes event streams, marks runs cut short as interrupted, and
-    /// checkpoints the store.
+    /// Ends event streams and control-socket connections, stops scheduling, lets runs
+    /// in flight end within the grace period (then cuts them short, recorded as
+    /// interrupted), lets open requests finish, stops upkeep, waits for every task the
+    /// daemon started, and checkpoints the store.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let life = self.life.clone();
+        life.streams.cancel();
         if let Some(socket) = self.socket.take() {
             socket.close();
         }
-        if !self.core.stop_scheduler(SHUTDOWN_GRACE).await {
-            tracing::warn!(
-                "runs still in flight after the grace period; they will be marked interrupted"
-            );
+        if !self.core.scheduler.drain(SHUTDOWN_GRACE).await {
+            tracing::warn!("runs still in flight after the grace period; cutting them short");
+            life.runs.cancel();
         }
-        for task in &self.background {
-            task.abort();
-        }
-        let _ = self.stop.send(true);
-        match tokio::time::timeout(SHUTDOWN_GRACE, self.server).await {
+        life.http.cancel();
+        life.upkeep.cancel();
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.server).await {
             Ok(joined) => joined??,
             Err(_) => tracing::warn!("requests still open after the grace period; closing them"),
+        }
+        life.cancel_all();
+        if tokio::time::timeout(SHUTDOWN_GRACE, life.wait_for_tasks())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = life.tasks(),
+                "tasks still running after the grace period"
+            );
         }
         let cut = self.core.store.recover_interrupted_runs().await?;
         if cut > 0 {
@@ -207,56 +280,14 @@ impl Daemon {
     }
 }
 
-/// How often new probe rows are folded into the rollups.
-const ROLLUP_EVERY: Duration = Duration::from_secs(60);
-/// How often old probe rows, rollups and run logs are pruned.
-const RETENTION_EVERY: Duration = Duration::from_secs(3600);
-/// Rows folded into the rollups per transaction.
-const ROLLUP_BATCH: i64 = 20_000;
-
-/// Folds every new probe row into the rollups.
-pub async fn roll_up_all(core: &Core) {
-    loop {
-        match core.store.roll_up(ROLLUP_BATCH).await {
-            Ok(n) if n as i64 == ROLLUP_BATCH => continue,
-            Ok(_) => break,
-            Err(e) => {
-                tracing::error!(error = %e, "rolling up probe rows failed");
-                break;
-            }
+impl Drop for Daemon {
+    /// A daemon dropped without [`Daemon::shutdown`] (a test that ends early) still
+    /// stops every task it started.
+    fn drop(&mut self) {
+        self.life.cancel_all();
+        if let Some(socket) = self.socket.take() {
+            socket.close();
         }
-    }
-}
-
-async fn retention_loop(core: Arc<Core>) {
-    let mut last_prune: Option<std::time::Instant> = None;
-    loop {
-        roll_up_all(&core).await;
-        if last_prune.is_some_and(|t| t.elapsed() < RETENTION_EVERY) {
-            tokio::time::sleep(ROLLUP_EVERY).await;
-            continue;
-        }
-        last_prune = Some(std::time::Instant::now());
-        let t = store::now();
-        let day = 86_400.0;
-        let c = &core.config;
-        match core
-            .store
-            .prune(
-                t - c.retention_raw_days as f64 * day,
-                t - c.retention_hourly_days as f64 * day,
-                t - c.retention_daily_days as f64 * day,
-            )
-            .await
-        {
-            Ok((rows, runs, rollups)) if rows + runs + rollups > 0 => {
-                tracing::info!(rows, runs, rollups, "pruned old probe data");
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "pruning old probe data failed"),
-        }
-        runner::prune_logs(&core, true).await;
-        tokio::time::sleep(ROLLUP_EVERY).await;
     }
 }
 

@@ -1,22 +1,25 @@
 //! One run of one target: discover, filter, probe every model with at most
 //! `MONITOR_DETECT_CONCURRENCY` probes in flight (and the per-host cap), store each
 //! result as it comes, write the JSONL log, publish events, decide the target status.
+//! The runner sees only its [`RunContext`], never the service layer: the scheduler
+//! hands it a [`RunSlot`] through the launcher the daemon wires in.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::json;
 use shared::probe::{self, CheckMode, ModelStatus, ProbeResult, ProbeSettings, TargetStatus};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
 
-use crate::events::Event;
-use crate::runlog::{self, RunLog};
-use crate::scheduler::Trigger;
-use crate::service::Core;
-use crate::store::now;
+use crate::events::{Bus, Event};
+use crate::maintenance::Upkeep;
+use crate::runlog::RunLog;
+use crate::scheduler::{HostLimits, RunSlot};
 use crate::store::probes::RunFinish;
+use crate::store::{Store, now};
 use crate::store::targets::TargetRecord;
 
 /// The probe settings of a target.
@@ -56,49 +59,35 @@ fn modes(probe_mode: &str) -> &'static [bool] {
     }
 }
 
-/// Marks the target as no longer running, once: when the run is stored, or when
-/// dropped if the run ended some other way (an error, a panic).
-struct Finished<'a> {
-    core: &'a Core,
-    target_id: i64,
-    done: bool,
+/// What a run needs, and nothing more.
+pub struct RunContext {
+    pub store: Store,
+    pub bus: Bus,
+    pub prober: probe::Prober,
+    pub hosts: Arc<HostLimits>,
+    pub upkeep: Arc<Upkeep>,
+    pub data_dir: PathBuf,
+    /// `MONITOR_DETECT_CONCURRENCY`: probes in flight within one run.
+    pub detect_concurrency: usize,
+    /// Cancelled when apimond stops scheduling: a run takes no new probes.
+    pub stop_probing: CancellationToken,
+    /// Cancelled when the grace period is over: a run abandons its probes in flight
+    /// and is recorded as interrupted.
+    pub cut: CancellationToken,
 }
 
-impl Finished<'_> {
-    fn done(&mut self) {
-        if !self.done {
-            self.done = true;
-            self.core.scheduler.finished(self.target_id);
-        }
-    }
-}
-
-impl Drop for Finished<'_> {
-    fn drop(&mut self) {
-        self.done();
-    }
-}
-
-/// Runs the target; `permit` is its slot among the parallel runs.
-pub async fn run_target(
-    core: Arc<Core>,
-    target_id: i64,
-    trigger: Trigger,
-    permit: OwnedSemaphorePermit,
-) {
-    let mut finished = Finished {
-        core: &core,
-        target_id,
-        done: false,
-    };
-    if let Err(e) = run(&core, target_id, trigger, &mut finished).await {
+/// Runs the slot's target. The slot is the run's place among the parallel runs; the
+/// target is marked finished once the run is stored.
+pub async fn run_target(ctx: Arc<RunContext>, mut slot: RunSlot) {
+    let target_id = slot.target_id;
+    if let Err(e) = run(&ctx, &mut slot).await {
         tracing::error!(target_id, error = %e, "run failed");
         // Never leave a run `running`: close it as an error, best effort.
         let message = format!("the run failed inside apimond: {e}");
-        match core.store.fail_running_runs(target_id, &message).await {
+        match ctx.store.fail_running_runs(target_id, &message).await {
             Ok(ids) => {
                 for run_id in ids {
-                    core.bus.publish(Event::RunCompleted {
+                    ctx.bus.publish(Event::RunCompleted {
                         target_id,
                         target_name: String::new(),
                         run_id,
@@ -115,43 +104,57 @@ pub async fn run_target(
             Err(e) => tracing::error!(target_id, error = %e, "cannot close the failed run"),
         }
     }
-    drop(permit);
-    finished.done();
+    slot.finished();
 }
 
-async fn run(
-    core: &Arc<Core>,
-    target_id: i64,
-    trigger: Trigger,
-    finished: &mut Finished<'_>,
-) -> anyhow::Result<()> {
-    let Some(target) = core.store.get_target(target_id).await? else {
+/// How a run that apimond's stop cut short ends.
+fn cut_short(statuses: &[ModelStatus], log_file: &str) -> RunFinish {
+    let total = statuses.len() as i64;
+    let success = statuses.iter().filter(|s| **s != ModelStatus::Fail).count() as i64;
+    RunFinish {
+        status: "interrupted",
+        result: TargetStatus::of_run(false, statuses).as_str(),
+        total,
+        success,
+        fail: total - success,
+        error: Some("apimond stopped before the run finished".into()),
+        log_file: Some(log_file.to_string()),
+    }
+}
+
+async fn run(ctx: &RunContext, slot: &mut RunSlot) -> anyhow::Result<()> {
+    let (target_id, trigger) = (slot.target_id, slot.trigger);
+    let Some(target) = ctx.store.get_target(target_id).await? else {
         return Ok(());
     };
-    let run = core.store.start_run(target_id, trigger.as_str()).await?;
+    let run = ctx.store.start_run(target_id, trigger.as_str()).await?;
     tracing::info!(
         target_id,
         run_id = run.id,
         trigger = trigger.as_str(),
         "run started"
     );
-    core.bus.publish(Event::RunStarted {
+    ctx.bus.publish(Event::RunStarted {
         target_id,
         target_name: target.name.clone(),
         run_id: run.id,
         trigger: trigger.as_str(),
         ts: now(),
     });
-    let mut log = RunLog::create(&core.config.data_dir, &core.active_logs, target_id, run.id).await;
+    let mut log = RunLog::create(&ctx.data_dir, &ctx.upkeep.active_logs, target_id, run.id).await;
     let settings = probe_settings(&target);
     let host = host_of(&target.base_url);
 
-    let discovered = {
-        let _host = core.scheduler.host_permit(&host).await;
-        core.prober.discover(&settings).await
+    let discovered = tokio::select! {
+        d = async {
+            let _host = ctx.hosts.permit(&host).await;
+            ctx.prober.discover(&settings).await
+        } => Some(d),
+        _ = ctx.cut.cancelled() => None,
     };
     let finish = match discovered {
-        Err(e) => {
+        None => cut_short(&[], &log.name),
+        Some(Err(e)) => {
             log.write("discovery", json!({"success": false, "error_class": e.class, "error": e.message, "status_code": e.status_code}))
                 .await;
             RunFinish {
@@ -164,9 +167,9 @@ async fn run(
                 log_file: Some(log.name.clone()),
             }
         }
-        Ok(models) => {
+        Some(Ok(models)) => {
             let count = models.len();
-            let (added, removed) = core
+            let (added, removed) = ctx
                 .store
                 .set_discovered_models(target_id, models.clone())
                 .await?;
@@ -176,7 +179,7 @@ async fn run(
             )
             .await;
             if !added.is_empty() || !removed.is_empty() {
-                core.bus.publish(Event::ModelsChanged {
+                ctx.bus.publish(Event::ModelsChanged {
                     target_id,
                     target_name: target.name.clone(),
                     added,
@@ -191,10 +194,8 @@ async fn run(
                 &target.exclude_models,
                 target.max_models.max(0) as usize,
             );
-            core.store
-                .forget_models(target_id, selected.clone())
-                .await?;
-            probe_all(core, &target, &settings, &host, run.id, &selected, &mut log).await?
+            ctx.store.forget_models(target_id, selected.clone()).await?;
+            probe_all(ctx, &target, &settings, &host, run.id, &selected, &mut log).await?
         }
     };
     let interrupted = finish.status == "interrupted";
@@ -219,16 +220,16 @@ async fn run(
     let result = finish.result;
     // Store first, then announce: whoever reacts to the event reads the stored run.
     if interrupted {
-        core.store
+        ctx.store
             .interrupt_run(run.id, finish.total, finish.success, finish.fail)
             .await?;
     } else {
-        core.store.finish_run(run.id, target_id, finish).await?;
+        ctx.store.finish_run(run.id, target_id, finish).await?;
     }
-    finished.done();
+    slot.finished();
     tracing::info!(target_id, run_id = run.id, status = result, "run finished");
-    core.bus.publish(completed);
-    core.bus.publish(Event::TargetUpdated {
+    ctx.bus.publish(completed);
+    ctx.bus.publish(Event::TargetUpdated {
         target_id,
         target_name: target.name.clone(),
         // An interrupted run leaves the stored status as it was.
@@ -240,12 +241,12 @@ async fn run(
         enabled: target.enabled,
         ts: now(),
     });
-    prune_logs(core, false).await;
+    ctx.upkeep.prune_logs(false).await;
     Ok(())
 }
 
 async fn probe_all(
-    core: &Arc<Core>,
+    ctx: &RunContext,
     target: &TargetRecord,
     settings: &ProbeSettings,
     host: &str,
@@ -262,16 +263,20 @@ async fn probe_all(
         })
         .collect();
     let mut jobs = jobs.into_iter();
-    let stop = core.scheduler.stop_signal();
+    let stop = ctx.stop_probing.clone();
     // Stop taking new probes once apimond is stopping; probes in flight finish.
     let pending = futures_util::stream::iter(std::iter::from_fn(move || {
-        if *stop.borrow() { None } else { jobs.next() }
+        if stop.is_cancelled() {
+            None
+        } else {
+            jobs.next()
+        }
     }));
-    let concurrency = core.config.detect_concurrency;
+    let concurrency = ctx.detect_concurrency;
     let mut results = pending
         .map(|(model, stream)| async move {
-            let _host = core.scheduler.host_permit(host).await;
-            core.prober.probe(settings, &model, stream).await
+            let _host = ctx.hosts.permit(host).await;
+            ctx.prober.probe(settings, &model, stream).await
         })
         .buffer_unordered(concurrency);
 
@@ -280,38 +285,37 @@ async fn probe_all(
     let mut probes = 0usize;
     // Results go to the store in small batches (events and the log see each at once).
     let mut batch: Vec<ProbeResult> = Vec::with_capacity(concurrency);
-    while let Some(r) = results.next().await {
+    loop {
+        let next = tokio::select! {
+            r = results.next() => r,
+            // Past the grace period: probes still in flight are dropped.
+            _ = ctx.cut.cancelled() => None,
+        };
+        let Some(r) = next else { break };
         probes += 1;
-        publish(core, target.id, run_id, &r, log).await;
+        publish(ctx, target.id, run_id, &r, log).await;
         let entry = by_model.entry(r.model.clone()).or_insert(r.status);
         if severity(r.status) > severity(*entry) {
             *entry = r.status;
         }
         batch.push(r);
         if batch.len() >= concurrency {
-            core.store
+            ctx.store
                 .record_probes(run_id, target.id, std::mem::take(&mut batch))
                 .await?;
         }
     }
+    drop(results);
     if !batch.is_empty() {
-        core.store.record_probes(run_id, target.id, batch).await?;
+        ctx.store.record_probes(run_id, target.id, batch).await?;
     }
     let statuses: Vec<ModelStatus> = by_model.values().copied().collect();
-    let success = statuses.iter().filter(|s| **s != ModelStatus::Fail).count() as i64;
-    let total = statuses.len() as i64;
     let expected = models.len() * modes(&target.probe_mode).len();
     if probes < expected {
-        return Ok(RunFinish {
-            status: "interrupted",
-            result: TargetStatus::of_run(false, &statuses).as_str(),
-            total,
-            success,
-            fail: total - success,
-            error: Some("apimond stopped before the run finished".into()),
-            log_file: Some(log.name.clone()),
-        });
+        return Ok(cut_short(&statuses, &log.name));
     }
+    let success = statuses.iter().filter(|s| **s != ModelStatus::Fail).count() as i64;
+    let total = statuses.len() as i64;
     Ok(RunFinish {
         status: "completed",
         result: TargetStatus::of_run(false, &statuses).as_str(),
@@ -332,10 +336,16 @@ fn severity(s: ModelStatus) -> u8 {
 }
 
 /// Logs a result to the run's JSONL file and publishes it.
-async fn publish(core: &Core, target_id: i64, run_id: i64, r: &ProbeResult, log: &mut RunLog<'_>) {
+async fn publish(
+    ctx: &RunContext,
+    target_id: i64,
+    run_id: i64,
+    r: &ProbeResult,
+    log: &mut RunLog<'_>,
+) {
     log.write("probe", serde_json::to_value(r).expect("plain data"))
         .await;
-    core.bus.publish(Event::ModelResult {
+    ctx.bus.publish(Event::ModelResult {
         target_id,
         run_id,
         model: r.model.clone(),
@@ -352,30 +362,4 @@ async fn publish(core: &Core, target_id: i64, run_id: i64, r: &ProbeResult, log:
         model_mismatch: r.model_mismatch,
         ts: now(),
     });
-}
-
-/// Keeps the log folder under `LOG_MAX_SIZE_MB` when cleanup is on. The folder is
-/// only scanned when the running estimate of its size says it may be over the cap
-/// (or after `forget_size`, which the hourly retention pass uses to correct drift).
-pub async fn prune_logs(core: &Core, forget_size: bool) {
-    if forget_size {
-        core.active_logs.set_estimate(None);
-    }
-    let settings = core.settings();
-    if !settings.log_cleanup_enabled {
-        return;
-    }
-    let max = settings.log_max_size_mb * 1024 * 1024;
-    if !core.active_logs.may_exceed(max) {
-        return;
-    }
-    let dir = core.config.data_dir.join(runlog::LOG_DIR);
-    let active = core.active_logs.snapshot();
-    let (deleted, left) = tokio::task::spawn_blocking(move || runlog::prune(&dir, max, &active))
-        .await
-        .unwrap_or((0, 0));
-    core.active_logs.set_estimate(Some(left));
-    if deleted > 0 {
-        tracing::info!(files = deleted, "pruned old run logs");
-    }
 }

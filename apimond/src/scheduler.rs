@@ -1,4 +1,7 @@
-//! The scheduler: when each target is due, which run starts next, and the limits.
+//! The scheduler: when each target is due, which run starts next, and the limits. It
+//! decides; it does not run anything. A run that may start is handed, as a
+//! [`RunSlot`] (its place among the parallel runs, and the guard that marks the target
+//! finished), to the launcher the daemon wired in at start.
 //!
 //! A target is due at its previous due time plus its interval (never "last run end
 //! plus interval", which drifts), with a fixed per-target offset that spreads targets
@@ -12,10 +15,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
-use crate::service::{Core, ServiceError, ServiceResult};
-use crate::store::now;
+use crate::store::{Store, StoreError, now};
 
 /// How often due times are checked when nothing wakes the scheduler earlier.
 const TICK: Duration = Duration::from_secs(1);
@@ -45,40 +48,138 @@ struct Waiting {
     since: f64,
 }
 
-/// Shared scheduling state: what runs, what waits, the limits.
-pub struct SchedulerState {
-    /// Always locked before `queue` when both are needed.
-    running: Mutex<HashSet<i64>>,
-    queue: Mutex<VecDeque<Waiting>>,
-    wake: Notify,
-    run_permits: Arc<Semaphore>,
-    max_parallel: usize,
-    host_permits: Mutex<HashMap<String, Arc<Semaphore>>>,
-    host_limit: usize,
-    lag: Mutex<f64>,
-    stop: watch::Sender<bool>,
-}
-
-/// What `POST /api/targets/{id}/run` did.
+/// What a manual trigger did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TriggerOutcome {
     Started,
     Queued,
 }
 
-impl SchedulerState {
-    pub fn new(max_parallel: usize, host_limit: usize) -> SchedulerState {
-        SchedulerState {
+/// Why a manual trigger was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerRefused {
+    AlreadyRunning,
+    AlreadyQueued,
+    Stopping,
+}
+
+/// Starts the run a slot stands for; wired in by the daemon.
+pub type Launcher = Box<dyn Fn(RunSlot) + Send + Sync>;
+
+/// One run allowed to start: its place among the parallel runs, released when the
+/// slot is dropped, and the mark that the target is running, cleared by
+/// [`RunSlot::finished`] or on drop, whichever comes first (an error or a panic still
+/// clears it).
+pub struct RunSlot {
+    pub target_id: i64,
+    pub trigger: Trigger,
+    scheduler: Arc<Scheduler>,
+    done: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl RunSlot {
+    /// The run is stored: the target may run again.
+    pub fn finished(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.scheduler
+                .running
+                .lock()
+                .expect("poisoned")
+                .remove(&self.target_id);
+            self.scheduler.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for RunSlot {
+    fn drop(&mut self) {
+        self.finished();
+    }
+}
+
+/// At most `MONITOR_HOST_CONCURRENCY` probes at once to one upstream host and port
+/// (several targets often share one relay).
+pub struct HostLimits {
+    limit: usize,
+    permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl HostLimits {
+    pub fn new(limit: usize) -> HostLimits {
+        HostLimits {
+            limit,
+            permits: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The permit for one probe to `host`.
+    pub async fn permit(&self, host: &str) -> OwnedSemaphorePermit {
+        let sem = {
+            let mut map = self.permits.lock().expect("poisoned");
+            map.entry(host.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
+                .clone()
+        };
+        sem.acquire_owned()
+            .await
+            .expect("host semaphores are never closed")
+    }
+}
+
+/// What runs, what waits, the limits.
+pub struct Scheduler {
+    store: Store,
+    launcher: Launcher,
+    /// Always locked before `queue` when both are needed.
+    running: Mutex<HashSet<i64>>,
+    queue: Mutex<VecDeque<Waiting>>,
+    wake: Notify,
+    run_permits: Arc<Semaphore>,
+    max_parallel: usize,
+    lag: Mutex<f64>,
+    stop: CancellationToken,
+}
+
+/// The scheduler's fixed offset for a target: spreads first runs over a few minutes
+/// and keeps each target's phase stable afterwards.
+fn offset_s(target_id: i64, window: f64) -> f64 {
+    // A multiplicative hash spreads consecutive ids evenly.
+    let h = (target_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+    (h as f64 / (1u64 << 53) as f64) * window
+}
+
+/// The due time after `due` for an interval, skipping slots already past so a daemon
+/// that was down does not replay them, and keeping the phase.
+pub fn next_due(due: f64, interval_s: f64, now: f64) -> f64 {
+    let mut next = due + interval_s;
+    if next <= now {
+        let missed = ((now - next) / interval_s).floor() + 1.0;
+        next += missed * interval_s;
+    }
+    next
+}
+
+impl Scheduler {
+    /// `stop` ends scheduling: nothing starts after it is cancelled.
+    pub fn new(
+        store: Store,
+        max_parallel: usize,
+        launcher: Launcher,
+        stop: CancellationToken,
+    ) -> Arc<Scheduler> {
+        Arc::new(Scheduler {
+            store,
+            launcher,
             running: Mutex::new(HashSet::new()),
             queue: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             run_permits: Arc::new(Semaphore::new(max_parallel)),
             max_parallel,
-            host_permits: Mutex::new(HashMap::new()),
-            host_limit,
             lag: Mutex::new(0.0),
-            stop: watch::channel(false).0,
-        }
+            stop,
+        })
     }
 
     pub fn running(&self) -> Vec<i64> {
@@ -112,98 +213,23 @@ impl SchedulerState {
     }
 
     pub fn stopping(&self) -> bool {
-        *self.stop.borrow()
+        self.stop.is_cancelled()
     }
 
-    pub fn stop_signal(&self) -> watch::Receiver<bool> {
-        self.stop.subscribe()
-    }
-
-    /// The permit for one probe to `host`; at most `MONITOR_HOST_CONCURRENCY` at once.
-    pub async fn host_permit(&self, host: &str) -> OwnedSemaphorePermit {
-        let sem = {
-            let mut map = self.host_permits.lock().expect("poisoned");
-            map.entry(host.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.host_limit)))
-                .clone()
-        };
-        sem.acquire_owned()
-            .await
-            .expect("host semaphores are never closed")
-    }
-
-    pub(crate) fn finished(&self, target_id: i64) {
-        self.running.lock().expect("poisoned").remove(&target_id);
-        self.wake.notify_one();
-    }
-}
-
-/// The scheduler's fixed offset for a target: spreads first runs over a few minutes
-/// and keeps each target's phase stable afterwards.
-fn offset_s(target_id: i64, window: f64) -> f64 {
-    // A multiplicative hash spreads consecutive ids evenly.
-    let h = (target_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
-    (h as f64 / (1u64 << 53) as f64) * window
-}
-
-/// The due time after `due` for an interval, skipping slots already past so a daemon
-/// that was down does not replay them, and keeping the phase.
-pub fn next_due(due: f64, interval_s: f64, now: f64) -> f64 {
-    let mut next = due + interval_s;
-    if next <= now {
-        let missed = ((now - next) / interval_s).floor() + 1.0;
-        next += missed * interval_s;
-    }
-    next
-}
-
-impl Core {
-    /// Starts a run of the target now, or queues it behind the parallel limit.
-    pub async fn trigger_run(
-        &self,
-        caller: &crate::service::Caller,
-        id: i64,
-    ) -> ServiceResult<TriggerOutcome> {
-        caller.require_reader()?;
-        let target = self
-            .store
-            .get_target(id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("no target with id {id}")))?;
-        if !caller.is_admin() {
-            if !target.visitor_channel_actions_enabled {
-                return Err(ServiceError::Forbidden(
-                    "visitors may not run this target (visitor_channel_actions_enabled is off)"
-                        .into(),
-                ));
-            }
-            let wait = self.visitor_runs.lock().expect("limiter poisoned").hit(
-                crate::service::limiter::ClientKey::of(caller.client),
-                std::time::Instant::now(),
-            );
-            if let Some(retry_after) = wait {
-                return Err(ServiceError::TooManyRequests {
-                    message: "too many run requests from this client; try again later".into(),
-                    retry_after,
-                });
-            }
-        }
-        let s = &self.scheduler;
-        if s.stopping() {
-            return Err(ServiceError::Conflict("apimond is stopping".into()));
+    /// Starts a run of the target now, or queues it behind the parallel limit, ahead
+    /// of scheduled runs.
+    pub fn request_run(self: &Arc<Self>, id: i64) -> Result<TriggerOutcome, TriggerRefused> {
+        if self.stopping() {
+            return Err(TriggerRefused::Stopping);
         }
         {
-            let running = s.running.lock().expect("poisoned");
-            let mut queue = s.queue.lock().expect("poisoned");
+            let running = self.running.lock().expect("poisoned");
+            let mut queue = self.queue.lock().expect("poisoned");
             if running.contains(&id) {
-                return Err(ServiceError::Conflict(format!(
-                    "target {id} is already running"
-                )));
+                return Err(TriggerRefused::AlreadyRunning);
             }
             if queue.iter().any(|w| w.target_id == id) {
-                return Err(ServiceError::Conflict(format!(
-                    "target {id} is already queued"
-                )));
+                return Err(TriggerRefused::AlreadyQueued);
             }
             // Manual triggers go ahead of scheduled runs, in the order asked.
             let pos = queue
@@ -219,7 +245,7 @@ impl Core {
                 },
             );
         }
-        let started = self.start_waiting_runs().await;
+        let started = self.start_waiting_runs();
         Ok(if started.contains(&id) {
             TriggerOutcome::Started
         } else {
@@ -227,21 +253,21 @@ impl Core {
         })
     }
 
-    /// Pops waiting runs while permits last and starts them. Returns the targets
-    /// started.
-    async fn start_waiting_runs(self: &Core) -> Vec<i64> {
+    /// Pops waiting runs while permits last and hands them to the launcher. Returns
+    /// the targets started.
+    fn start_waiting_runs(self: &Arc<Self>) -> Vec<i64> {
         let mut started = Vec::new();
         loop {
-            if self.scheduler.stopping() {
+            if self.stopping() {
                 break;
             }
-            let Ok(permit) = self.scheduler.run_permits.clone().try_acquire_owned() else {
+            let Ok(permit) = self.run_permits.clone().try_acquire_owned() else {
                 break;
             };
             let next = {
                 // Lock order everywhere: `running`, then `queue`.
-                let mut running = self.scheduler.running.lock().expect("poisoned");
-                let mut queue = self.scheduler.queue.lock().expect("poisoned");
+                let mut running = self.running.lock().expect("poisoned");
+                let mut queue = self.queue.lock().expect("poisoned");
                 let w = queue.pop_front();
                 if let Some(w) = &w {
                     running.insert(w.target_id);
@@ -250,9 +276,12 @@ impl Core {
             };
             let Some(w) = next else { break };
             started.push(w.target_id);
-            let core = self.self_ref();
-            tokio::spawn(async move {
-                crate::runner::run_target(core, w.target_id, w.trigger, permit).await;
+            (self.launcher)(RunSlot {
+                target_id: w.target_id,
+                trigger: w.trigger,
+                scheduler: self.clone(),
+                done: false,
+                _permit: permit,
             });
         }
         self.update_lag();
@@ -262,20 +291,19 @@ impl Core {
     fn update_lag(&self) {
         let t = now();
         let lag = self
-            .scheduler
             .queue
             .lock()
             .expect("poisoned")
             .iter()
             .map(|w| t - w.since)
             .fold(0.0, f64::max);
-        *self.scheduler.lag.lock().expect("poisoned") = (lag * 10.0).round() / 10.0;
+        *self.lag.lock().expect("poisoned") = (lag * 10.0).round() / 10.0;
     }
 
     /// One scheduling pass: queue every due target, most overdue first, then start
     /// what the limits allow.
-    pub async fn schedule_due(&self) -> ServiceResult<()> {
-        if self.scheduler.stopping() {
+    pub async fn schedule_due(self: &Arc<Self>) -> Result<(), StoreError> {
+        if self.stopping() {
             return Ok(());
         }
         let t = now();
@@ -301,8 +329,8 @@ impl Core {
         due.sort_by(|a, b| a.0.total_cmp(&b.0));
         for (at, id, interval) in due {
             {
-                let running = self.scheduler.running.lock().expect("poisoned");
-                let mut queue = self.scheduler.queue.lock().expect("poisoned");
+                let running = self.running.lock().expect("poisoned");
+                let mut queue = self.queue.lock().expect("poisoned");
                 // A target already running or waiting (a manual trigger) skips this
                 // slot rather than running again right after.
                 if !running.contains(&id) && !queue.iter().any(|w| w.target_id == id) {
@@ -320,38 +348,39 @@ impl Core {
         }
         // Manual triggers first in the order asked, then the most overdue.
         {
-            let mut queue = self.scheduler.queue.lock().expect("poisoned");
+            let mut queue = self.queue.lock().expect("poisoned");
             let (manual, mut scheduled): (Vec<Waiting>, Vec<Waiting>) =
                 queue.drain(..).partition(|w| w.trigger == Trigger::Manual);
             scheduled.sort_by(|a, b| a.since.total_cmp(&b.since));
             queue.extend(manual);
             queue.extend(scheduled);
         }
-        self.start_waiting_runs().await;
+        self.start_waiting_runs();
         Ok(())
     }
 
-    /// Runs the scheduling loop until the stop signal.
-    pub async fn scheduler_loop(self: Arc<Core>) {
-        let mut stop = self.scheduler.stop_signal();
+    /// Runs scheduling passes until the stop token is cancelled.
+    pub async fn run(self: Arc<Self>) {
         loop {
             if let Err(e) = self.schedule_due().await {
                 tracing::error!(error = %e, "scheduling pass failed");
             }
             tokio::select! {
-                _ = self.scheduler.wake.notified() => {}
+                _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(TICK) => {}
-                _ = stop.wait_for(|s| *s) => break,
+                _ = self.stop.cancelled() => break,
             }
         }
     }
 
-    /// Stops scheduling and waits up to `grace` for runs in flight to end.
-    pub async fn stop_scheduler(&self, grace: Duration) -> bool {
-        let _ = self.scheduler.stop.send(true);
-        self.scheduler.queue.lock().expect("poisoned").clear();
-        let all = self.scheduler.max_parallel as u32;
-        tokio::time::timeout(grace, self.scheduler.run_permits.acquire_many(all))
+    /// Stops scheduling (if the stop token is not cancelled yet), drops the queue and
+    /// waits up to `grace` for runs in flight to end. False when some are still
+    /// running.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.stop.cancel();
+        self.queue.lock().expect("poisoned").clear();
+        let all = self.max_parallel as u32;
+        tokio::time::timeout(grace, self.run_permits.acquire_many(all))
             .await
             .is_ok()
     }

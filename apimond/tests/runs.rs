@@ -632,7 +632,7 @@ async fn old_raw_rows_are_pruned_and_rollups_kept() {
     assert_eq!(all["count"], 2);
 
     let now = apimond::store::now();
-    apimond::roll_up_all(d.core()).await;
+    d.core().upkeep.roll_up_all().await;
     let (rows, _, rollups) = store
         .prune(
             now - 7.0 * 86_400.0,

@@ -63,13 +63,13 @@ pub async fn trigger_run(
 ) -> ApiResult {
     let outcome = core.trigger_run(&caller, id).await?;
     let message = match outcome {
-        crate::scheduler::TriggerOutcome::Started => "run started",
-        crate::scheduler::TriggerOutcome::Queued => "run queued behind the parallel limit",
+        crate::service::runs::TriggerOutcome::Started => "run started",
+        crate::service::runs::TriggerOutcome::Queued => "run queued behind the parallel limit",
     };
     Ok(Json(serde_json::json!({
         "ok": true,
         "message": message,
-        "queued": outcome == crate::scheduler::TriggerOutcome::Queued,
+        "queued": outcome == crate::service::runs::TriggerOutcome::Queued,
         "target_id": id,
     })))
 }

@@ -39,13 +39,13 @@ pub async fn events(
         };
         Some((Ok(event), sub))
     });
-    let mut stop = core.scheduler.stop_signal();
+    let stop = core.streams_closed.clone();
     let mut settings = core.settings_changed.subscribe();
     let stream = futures_util::StreamExt::take_until(
         futures_util::StreamExt::chain(first, rest),
         async move {
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => {}
+                _ = stop.cancelled() => {}
                 _ = settings.changed() => {}
             }
         },

@@ -151,7 +151,7 @@ async fn dispatch(core: &Core, caller: &Caller, method: &str, params: Value) -> 
         "runs.trigger" => {
             let id = target_id(core, &params).await?;
             let outcome = core.trigger_run(caller, id).await.map_err(from_service)?;
-            let queued = outcome == crate::scheduler::TriggerOutcome::Queued;
+            let queued = outcome == crate::service::runs::TriggerOutcome::Queued;
             Ok(json!({"ok": true, "target_id": id, "queued": queued,
                       "message": if queued { "run queued behind the parallel limit" } else { "run started" }}))
         }

@@ -21,6 +21,7 @@ use shared::rpc::{MAX_LINE, Message, code};
 use tokio_util::codec::{FramedWrite, LinesCodec};
 
 use crate::events::Received;
+use crate::lifecycle::Lifecycle;
 use crate::service::{Caller, Core, Role};
 
 /// Who may talk to the socket: the daemon's own user, root, or, when a socket group
@@ -44,22 +45,26 @@ fn group_id(name: &str) -> anyhow::Result<u32> {
     Ok(unsafe { (*g).gr_gid })
 }
 
-/// The bound socket; dropping it removes the socket file.
+/// The bound socket. Its accept loop and connections end when the daemon's
+/// `streams` token is cancelled; [`ControlSocket::close`] removes the file.
 pub struct ControlSocket {
     pub path: PathBuf,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl ControlSocket {
     pub fn close(self) {
-        self.task.abort();
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
 /// Binds the socket: creates its directory, replaces a stale socket file, refuses a
 /// live one, sets the permissions, and starts accepting.
-pub fn bind(core: Arc<Core>, path: &Path, group: Option<&str>) -> anyhow::Result<ControlSocket> {
+pub fn bind(
+    core: Arc<Core>,
+    path: &Path,
+    group: Option<&str>,
+    life: &Lifecycle,
+) -> anyhow::Result<ControlSocket> {
     let gid = group.map(group_id).transpose()?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.exists()
@@ -113,9 +118,15 @@ pub fn bind(core: Arc<Core>, path: &Path, group: Option<&str>) -> anyhow::Result
     let group_mode = gid.is_some();
     // SAFETY: geteuid has no failure mode.
     let own_uid = unsafe { libc::geteuid() };
-    let task = tokio::spawn(async move {
+    let stop = life.streams.clone();
+    let connections = life.clone();
+    life.spawn(async move {
         loop {
-            let stream = match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.cancelled() => break,
+            };
+            let stream = match accepted {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(error = %e, "control socket accept failed");
@@ -125,7 +136,8 @@ pub fn bind(core: Arc<Core>, path: &Path, group: Option<&str>) -> anyhow::Result
             };
             let peer = stream.peer_creds().ok().and_then(|c| c.euid());
             let core = core.clone();
-            tokio::spawn(async move {
+            let stop = stop.clone();
+            connections.spawn(async move {
                 if !peer_allowed(peer, own_uid, group_mode) {
                     tracing::warn!(peer_uid = ?peer, "refused a control socket peer");
                     let (_, w) = tokio::io::split(stream);
@@ -138,14 +150,17 @@ pub fn bind(core: Arc<Core>, path: &Path, group: Option<&str>) -> anyhow::Result
                     let _ = out.send(refusal.to_line().trim_end().to_string()).await;
                     return;
                 }
-                serve(core, stream).await;
+                tokio::select! {
+                    _ = serve(core, stream) => {}
+                    // Dropping the connection closes it: the peer reads the end.
+                    _ = stop.cancelled() => {}
+                }
             });
         }
     });
     tracing::info!(path = %path.display(), mode = format!("{mode:o}"), "control socket listening");
     Ok(ControlSocket {
         path: path.to_path_buf(),
-        task,
     })
 }
 

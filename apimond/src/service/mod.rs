@@ -1,19 +1,25 @@
-//! The operations users ask for, each once, with validation and permissions. HTTP
-//! handlers and (later) RPC handlers are thin adapters over [`Core`].
+//! The operations users ask for, each once, with validation and permissions. The
+//! HTTP handlers and the control socket's methods are thin adapters over [`Core`].
 
 pub mod admin;
 pub mod auth;
 pub mod limiter;
 pub mod models;
+pub mod runs;
 pub mod settings;
 pub mod targets;
 pub mod transfer;
 pub mod validate;
 
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
+use crate::events::Bus;
+use crate::maintenance::{LogPolicy, Upkeep};
+use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
 
 pub use auth::{Caller, Role};
@@ -74,34 +80,35 @@ pub struct Core {
     /// token or a visitor mode turned off stops them (clients reconnect and are
     /// checked again).
     pub settings_changed: tokio::sync::watch::Sender<u64>,
-    pub scheduler: crate::scheduler::SchedulerState,
-    pub bus: crate::events::Bus,
+    pub scheduler: Arc<Scheduler>,
+    pub bus: Bus,
     pub prober: shared::probe::Prober,
-    pub active_logs: crate::runlog::ActiveLogs,
+    pub upkeep: Arc<Upkeep>,
+    /// Cancelled when apimond stops: open event streams (SSE, socket subscriptions)
+    /// end then.
+    pub streams_closed: CancellationToken,
     pub started: Instant,
     pub started_at: f64,
-    me: Weak<Core>,
+}
+
+/// The parts of the daemon the service layer drives, built and wired by the daemon.
+pub struct CoreParts {
+    pub scheduler: Arc<Scheduler>,
+    pub bus: Bus,
+    pub prober: shared::probe::Prober,
+    pub upkeep: Arc<Upkeep>,
+    pub streams_closed: CancellationToken,
 }
 
 impl Core {
-    pub fn new(config: Config, store: Store, settings: Settings) -> Arc<Core> {
-        let scheduler = crate::scheduler::SchedulerState::new(
-            config.max_parallel_targets,
-            config.host_concurrency,
-        );
-        Arc::new_cyclic(|me| Core {
-            me: me.clone(),
-            scheduler,
-            bus: crate::events::Bus::default(),
-            prober: shared::probe::Prober::new(
-                config
-                    .route_rules
-                    .iter()
-                    .cloned()
-                    .chain(shared::probe::route::default_rules())
-                    .collect(),
-            ),
-            active_logs: crate::runlog::ActiveLogs::default(),
+    pub fn new(config: Config, store: Store, settings: Settings, parts: CoreParts) -> Arc<Core> {
+        parts.upkeep.set_log_policy(log_policy(&settings));
+        Arc::new(Core {
+            scheduler: parts.scheduler,
+            bus: parts.bus,
+            prober: parts.prober,
+            upkeep: parts.upkeep,
+            streams_closed: parts.streams_closed,
             visitor_runs: Mutex::new(limiter::Window::new(
                 limiter::VISITOR_RUNS_PER_WINDOW,
                 limiter::VISITOR_RUN_WINDOW,
@@ -133,9 +140,12 @@ impl Core {
     pub fn running_targets(&self) -> Vec<i64> {
         self.scheduler.running()
     }
+}
 
-    /// An owning handle to this core, for tasks that outlive the caller.
-    pub fn self_ref(&self) -> Arc<Core> {
-        self.me.upgrade().expect("the core outlives its tasks")
+/// The run-log policy the settings ask for.
+pub fn log_policy(s: &Settings) -> LogPolicy {
+    LogPolicy {
+        cleanup_enabled: s.log_cleanup_enabled,
+        max_bytes: s.log_max_size_mb * 1024 * 1024,
     }
 }

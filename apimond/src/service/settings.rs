@@ -372,6 +372,7 @@ impl Core {
         if !changes.is_empty() {
             self.store.save_settings(changes).await?;
             *self.settings.write().expect("settings lock poisoned") = Arc::new(next.clone());
+            self.upkeep.set_log_policy(super::log_policy(&next));
             self.settings_changed.send_modify(|v| *v += 1);
         }
         if password_changed {

@@ -758,7 +758,7 @@ impl Core {
         };
         let days = query_int("days", days, default_days, 1, max_days)?;
         self.load_target(id).await?;
-        crate::roll_up_all(self).await;
+        self.upkeep.roll_up_all().await;
         let since = crate::store::now() - days as f64 * 86_400.0;
         let items = self.store.rollups(id, period, since).await?;
         Ok(json!({ "items": items, "period": period, "since": since, "target_id": id }))

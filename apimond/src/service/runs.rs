@@ -1,0 +1,48 @@
+//! Run requests: who may start a run of a target and how often. The scheduler decides
+//! when it starts; this decides whether the caller may ask.
+
+use std::time::Instant;
+
+use crate::scheduler::TriggerRefused;
+pub use crate::scheduler::TriggerOutcome;
+
+use super::limiter::ClientKey;
+use super::{Caller, Core, ServiceError, ServiceResult};
+
+impl Core {
+    /// Starts a run of the target now, or queues it behind the parallel limit.
+    pub async fn trigger_run(&self, caller: &Caller, id: i64) -> ServiceResult<TriggerOutcome> {
+        caller.require_reader()?;
+        let target = self
+            .store
+            .get_target(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no target with id {id}")))?;
+        if !caller.is_admin() {
+            if !target.visitor_channel_actions_enabled {
+                return Err(ServiceError::Forbidden(
+                    "visitors may not run this target (visitor_channel_actions_enabled is off)"
+                        .into(),
+                ));
+            }
+            let wait = self
+                .visitor_runs
+                .lock()
+                .expect("limiter poisoned")
+                .hit(ClientKey::of(caller.client), Instant::now());
+            if let Some(retry_after) = wait {
+                return Err(ServiceError::TooManyRequests {
+                    message: "too many run requests from this client; try again later".into(),
+                    retry_after,
+                });
+            }
+        }
+        self.scheduler.request_run(id).map_err(|refused| {
+            ServiceError::Conflict(match refused {
+                TriggerRefused::Stopping => "apimond is stopping".into(),
+                TriggerRefused::AlreadyRunning => format!("target {id} is already running"),
+                TriggerRefused::AlreadyQueued => format!("target {id} is already queued"),
+            })
+        })
+    }
+}
