@@ -19,8 +19,8 @@ use crate::maintenance::Upkeep;
 use crate::runlog::RunLog;
 use crate::scheduler::{HostLimits, RunSlot};
 use crate::store::probes::RunFinish;
-use crate::store::{Store, now};
 use crate::store::targets::TargetRecord;
+use crate::store::{Store, now};
 
 /// The probe settings of a target.
 pub fn probe_settings(t: &TargetRecord) -> ProbeSettings {

@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use crate::scheduler::TriggerRefused;
 pub use crate::scheduler::TriggerOutcome;
+use crate::scheduler::TriggerRefused;
 
 use super::limiter::ClientKey;
 use super::{Caller, Core, ServiceError, ServiceResult};
