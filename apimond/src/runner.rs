@@ -16,7 +16,7 @@ use crate::runlog::{self, RunLog};
 use crate::scheduler::Trigger;
 use crate::service::Core;
 use crate::store::now;
-use crate::store::probes::RunFinish;
+use crate::store::probe_runs::RunFinish;
 use crate::store::targets::TargetRecord;
 
 /// The probe settings of a target.

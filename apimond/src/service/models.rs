@@ -9,7 +9,7 @@ use shared::probe::{self, route};
 
 use super::validate::Body;
 use super::{Caller, Core, ServiceError, ServiceResult};
-use crate::store::probes::{HistoryPoint, ModelLatest};
+use crate::store::history::{HistoryPoint, ModelLatest};
 
 /// A model's history in the list's compact encoding: two characters a point, so 10,000
 /// models with 30 points stay well under 3 MB.
