@@ -31,9 +31,18 @@ pub struct LatestResult {
     pub timestamp: f64,
 }
 
-/// One history point: `(run_id, unix seconds, 0 fail | 1 ok | 2 slow, total ms,
-/// status code, error class)`.
-pub type HistoryPoint = (i64, i64, u8, i64, Option<u16>, Option<ErrorClass>);
+/// One probe in a model's history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistoryPoint {
+    pub run_id: i64,
+    /// When the probe started, Unix seconds.
+    pub ts: i64,
+    pub status: ModelStatus,
+    /// Whole milliseconds, as stored.
+    pub total_ms: u32,
+    pub status_code: Option<u16>,
+    pub error_class: Option<ErrorClass>,
+}
 
 /// History is stored as a blob of fixed 16-byte points (run id, time, total ms as
 /// little-endian u32; status code u16; status u8; error class u8, 0 for none): cheap
@@ -41,14 +50,33 @@ pub type HistoryPoint = (i64, i64, u8, i64, Option<u16>, Option<ErrorClass>);
 /// target list.
 const POINT: usize = 16;
 
+/// The status byte: 0 fail, 1 ok, 2 slow.
+fn status_byte(s: ModelStatus) -> u8 {
+    match s {
+        ModelStatus::Fail => 0,
+        ModelStatus::Ok => 1,
+        ModelStatus::Slow => 2,
+    }
+}
+
+/// Reads a status byte; anything unknown reads as ok, as the list always showed it.
+fn status_of_byte(b: u8) -> ModelStatus {
+    match b {
+        0 => ModelStatus::Fail,
+        2 => ModelStatus::Slow,
+        _ => ModelStatus::Ok,
+    }
+}
+
 fn encode_point(p: &HistoryPoint, out: &mut Vec<u8>) {
-    out.extend_from_slice(&(p.0.clamp(0, u32::MAX as i64) as u32).to_le_bytes());
-    out.extend_from_slice(&(p.1.clamp(0, u32::MAX as i64) as u32).to_le_bytes());
-    out.extend_from_slice(&(p.3.clamp(0, u32::MAX as i64) as u32).to_le_bytes());
-    out.extend_from_slice(&p.4.unwrap_or(0).to_le_bytes());
-    out.push(p.2);
+    out.extend_from_slice(&(p.run_id.clamp(0, u32::MAX as i64) as u32).to_le_bytes());
+    out.extend_from_slice(&(p.ts.clamp(0, u32::MAX as i64) as u32).to_le_bytes());
+    out.extend_from_slice(&p.total_ms.to_le_bytes());
+    out.extend_from_slice(&p.status_code.unwrap_or(0).to_le_bytes());
+    out.push(status_byte(p.status));
     out.push(
-        p.5.and_then(|c| ErrorClass::ALL.iter().position(|x| *x == c))
+        p.error_class
+            .and_then(|c| ErrorClass::ALL.iter().position(|x| *x == c))
             .map(|i| i as u8 + 1)
             .unwrap_or(0),
     );
@@ -56,17 +84,17 @@ fn encode_point(p: &HistoryPoint, out: &mut Vec<u8>) {
 
 fn decode_point(b: &[u8]) -> HistoryPoint {
     let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    let status = u16::from_le_bytes([b[12], b[13]]);
-    (
-        u32_at(0) as i64,
-        u32_at(4) as i64,
-        b[14],
-        u32_at(8) as i64,
-        (status != 0).then_some(status),
-        b[15]
+    let status_code = u16::from_le_bytes([b[12], b[13]]);
+    HistoryPoint {
+        run_id: u32_at(0) as i64,
+        ts: u32_at(4) as i64,
+        status: status_of_byte(b[14]),
+        total_ms: u32_at(8),
+        status_code: (status_code != 0).then_some(status_code),
+        error_class: b[15]
             .checked_sub(1)
             .and_then(|i| ErrorClass::ALL.get(i as usize).copied()),
-    )
+    }
 }
 
 /// The last `n` points, oldest first.
@@ -183,19 +211,15 @@ pub(super) fn record_latest(
         .prepare_cached("SELECT history FROM model_latest WHERE target_id = ?1 AND model = ?2")?
         .query_row(params![target_id, r.model], |row| row.get(0))
         .optional()?;
-    let code = match r.status {
-        ModelStatus::Fail => 0,
-        ModelStatus::Ok => 1,
-        ModelStatus::Slow => 2,
-    };
-    let point: HistoryPoint = (
+    let point = HistoryPoint {
         run_id,
-        r.started_at as i64,
-        code,
-        r.total_ms.round() as i64,
-        r.status_code,
-        r.error_class,
-    );
+        ts: r.started_at as i64,
+        status: r.status,
+        // Saturates like the stored u32 (NaN and negatives read as 0).
+        total_ms: r.total_ms.round() as u32,
+        status_code: r.status_code,
+        error_class: r.error_class,
+    };
     let history = push_history(old.as_deref().unwrap_or(&[]), &point);
     txn.prepare_cached(
             "INSERT INTO model_latest (target_id, model, protocol, run_id, success, status, stream, \
@@ -240,6 +264,29 @@ pub(super) fn record_latest(
 mod tests {
     use super::*;
 
+    /// The status the test cycles through: 0 fail, 1 ok, 2 slow.
+    fn status_of(i: i64) -> ModelStatus {
+        [ModelStatus::Fail, ModelStatus::Ok, ModelStatus::Slow][(i % 3) as usize]
+    }
+
+    fn point(
+        run_id: i64,
+        ts: i64,
+        status: ModelStatus,
+        total_ms: u32,
+        status_code: Option<u16>,
+        error_class: Option<ErrorClass>,
+    ) -> HistoryPoint {
+        HistoryPoint {
+            run_id,
+            ts,
+            status,
+            total_ms,
+            status_code,
+            error_class,
+        }
+    }
+
     #[test]
     fn history_keeps_the_newest_points_in_order() {
         let mut blob = Vec::new();
@@ -247,36 +294,67 @@ mod tests {
             let class = (i % 3 == 0).then_some(ErrorClass::Timeout);
             blob = push_history(
                 &blob,
-                &(i, 1000 + i, (i % 3) as u8, 100 + i, Some(200), class),
+                &point(i, 1000 + i, status_of(i), 100 + i as u32, Some(200), class),
             );
         }
         assert_eq!(blob.len(), HISTORY_KEEP * POINT);
         let all = parse_history(&blob, 1000);
         assert_eq!(all.len(), HISTORY_KEEP);
-        assert_eq!(all.first().unwrap().0, 5);
-        assert_eq!(all.last().unwrap().0, HISTORY_KEEP as i64 + 4);
+        assert_eq!(all.first().unwrap().run_id, 5);
+        assert_eq!(all.last().unwrap().run_id, HISTORY_KEEP as i64 + 4);
         let last3 = parse_history(&blob, 3);
         let n = HISTORY_KEEP as i64;
         assert_eq!(
-            last3.iter().map(|p| p.0).collect::<Vec<_>>(),
+            last3.iter().map(|p| p.run_id).collect::<Vec<_>>(),
             [n + 2, n + 3, n + 4]
         );
         assert_eq!(
             last3[2],
-            (
+            point(
                 n + 4,
                 1000 + n + 4,
-                ((n + 4) % 3) as u8,
-                100 + n + 4,
+                status_of(n + 4),
+                100 + (n + 4) as u32,
                 Some(200),
                 ((n + 4) % 3 == 0).then_some(ErrorClass::Timeout)
             )
         );
         assert_eq!(parse_history(&[], 30), vec![]);
-        let failed = push_history(&[], &(7, 9, 0, 5000, None, Some(ErrorClass::Upstream5xx)));
-        assert_eq!(
-            parse_history(&failed, 1),
-            vec![(7, 9, 0, 5000, None, Some(ErrorClass::Upstream5xx))]
+        let failed = point(
+            7,
+            9,
+            ModelStatus::Fail,
+            5000,
+            None,
+            Some(ErrorClass::Upstream5xx),
         );
+        assert_eq!(parse_history(&push_history(&[], &failed), 1), vec![failed]);
+    }
+
+    #[test]
+    fn a_history_point_keeps_its_16_byte_layout_on_disk() {
+        let p = point(
+            0x0102_0304,
+            1_700_000_000,
+            ModelStatus::Slow,
+            1234,
+            Some(503),
+            Some(ErrorClass::Upstream5xx),
+        );
+        let blob = push_history(&[], &p);
+        assert_eq!(
+            blob,
+            [
+                0x04, 0x03, 0x02, 0x01, // run id, u32 LE
+                0x00, 0xF1, 0x53, 0x65, // unix seconds, u32 LE
+                0xD2, 0x04, 0x00, 0x00, // total ms, u32 LE
+                0xF7, 0x01, // status code, u16 LE
+                2,    // status: 0 fail, 1 ok, 2 slow
+                6,    // error class: 1 + its index in ErrorClass::ALL, 0 for none
+            ]
+        );
+        assert_eq!(parse_history(&blob, 1), vec![p]);
+        let bare = point(1, 2, ModelStatus::Ok, 3, None, None);
+        assert_eq!(&push_history(&[], &bare)[12..], [0, 0, 1, 0]);
     }
 }
