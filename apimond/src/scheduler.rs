@@ -16,6 +16,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::service::{Core, ServiceError, ServiceResult};
 use crate::store::now;
+use crate::store::schedule::ScheduleEntry;
 
 /// How often due times are checked when nothing wakes the scheduler earlier.
 const TICK: Duration = Duration::from_secs(1);
@@ -281,7 +282,13 @@ impl Core {
         let t = now();
         let schedule = self.store.schedule().await?;
         let mut due: Vec<(f64, i64, f64)> = Vec::new();
-        for (id, enabled, interval_min, next) in schedule {
+        for ScheduleEntry {
+            target_id: id,
+            enabled,
+            interval_min,
+            next_due: next,
+        } in schedule
+        {
             if !enabled {
                 continue;
             }

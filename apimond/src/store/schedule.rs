@@ -5,6 +5,17 @@ use rusqlite::params;
 
 use super::{Result, Store};
 
+/// One target's place in the schedule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScheduleEntry {
+    pub target_id: i64,
+    pub enabled: bool,
+    /// Minutes between runs.
+    pub interval_min: i64,
+    /// Unix seconds; none until the scheduler first places the target.
+    pub next_due: Option<f64>,
+}
+
 impl Store {
     pub async fn set_next_due(&self, target_id: i64, due: f64) -> Result<()> {
         self.write(move |txn, _| {
@@ -17,12 +28,19 @@ impl Store {
         .await
     }
 
-    /// Every target's schedule: (id, enabled, interval_min, next_due_at).
-    pub async fn schedule(&self) -> Result<Vec<(i64, bool, i64, Option<f64>)>> {
+    /// Every target's schedule.
+    pub async fn schedule(&self) -> Result<Vec<ScheduleEntry>> {
         self.read(|conn, _| {
             let mut stmt =
                 conn.prepare("SELECT id, enabled, interval_min, next_due_at FROM targets")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ScheduleEntry {
+                    target_id: r.get(0)?,
+                    enabled: r.get(1)?,
+                    interval_min: r.get(2)?,
+                    next_due: r.get(3)?,
+                })
+            })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
