@@ -17,6 +17,7 @@ use crate::scheduler::Trigger;
 use crate::service::Core;
 use crate::store::now;
 use crate::store::probe_runs::RunFinish;
+use crate::store::runs::RunStatus;
 use crate::store::targets::TargetRecord;
 
 /// The probe settings of a target.
@@ -155,8 +156,8 @@ async fn run(
             log.write("discovery", json!({"success": false, "error_class": e.class, "error": e.message, "status_code": e.status_code}))
                 .await;
             RunFinish {
-                status: "error",
-                result: TargetStatus::Error.as_str(),
+                status: RunStatus::Error,
+                result: TargetStatus::Error,
                 total: 0,
                 success: 0,
                 fail: 0,
@@ -197,7 +198,7 @@ async fn run(
             probe_all(core, &target, &settings, &host, run.id, &selected, &mut log).await?
         }
     };
-    let interrupted = finish.status == "interrupted";
+    let interrupted = finish.status == RunStatus::Interrupted;
     log.write(
         "run_completed",
         json!({"status": finish.status, "target_status": finish.result, "total": finish.total, "success": finish.success, "fail": finish.fail, "error": finish.error}),
@@ -208,15 +209,15 @@ async fn run(
         target_id,
         target_name: target.name.clone(),
         run_id: run.id,
-        status: finish.status,
-        target_status: finish.result,
+        status: finish.status.as_str(),
+        target_status: finish.result.as_str(),
         total: finish.total,
         success: finish.success,
         fail: finish.fail,
         error: finish.error.clone(),
         ts: now(),
     };
-    let result = finish.result;
+    let result = finish.result.as_str();
     // Store first, then announce: whoever reacts to the event reads the stored run.
     if interrupted {
         core.store
@@ -303,8 +304,8 @@ async fn probe_all(
     let expected = models.len() * modes(&target.probe_mode).len();
     if probes < expected {
         return Ok(RunFinish {
-            status: "interrupted",
-            result: TargetStatus::of_run(false, &statuses).as_str(),
+            status: RunStatus::Interrupted,
+            result: TargetStatus::of_run(false, &statuses),
             total,
             success,
             fail: total - success,
@@ -313,8 +314,8 @@ async fn probe_all(
         });
     }
     Ok(RunFinish {
-        status: "completed",
-        result: TargetStatus::of_run(false, &statuses).as_str(),
+        status: RunStatus::Completed,
+        result: TargetStatus::of_run(false, &statuses),
         total,
         success,
         fail: total - success,

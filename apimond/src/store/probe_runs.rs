@@ -3,18 +3,18 @@
 //! closed as completed, failed or interrupted.
 
 use rusqlite::params;
-use shared::probe::ProbeResult;
+use shared::probe::{ProbeResult, TargetStatus};
 
-use super::runs::RunRecord;
+use super::runs::{RunRecord, RunStatus};
 use super::{Result, Store, history, now};
 
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct RunFinish {
-    /// `completed` or `error`.
-    pub status: &'static str,
-    /// The target status the run found (`healthy`, `degraded`, …).
-    pub result: &'static str,
+    /// `completed` or `error` for `finish_run`; `interrupted` goes to `interrupt_run`.
+    pub status: RunStatus,
+    /// The target status the run found.
+    pub result: TargetStatus,
     pub total: i64,
     pub success: i64,
     pub fail: i64,
@@ -28,15 +28,15 @@ impl Store {
         self.write(move |txn, _| {
             let ts = now();
             txn.execute(
-                "INSERT INTO runs (target_id, started_at, status, trigger) VALUES (?1, ?2, 'running', ?3)",
-                params![target_id, ts, trigger],
+                "INSERT INTO runs (target_id, started_at, status, trigger) VALUES (?1, ?2, ?3, ?4)",
+                params![target_id, ts, RunStatus::Running, trigger],
             )?;
             Ok(RunRecord {
                 id: txn.last_insert_rowid(),
                 target_id,
                 started_at: ts,
                 finished_at: None,
-                status: "running".into(),
+                status: RunStatus::Running,
                 total: 0,
                 success: 0,
                 fail: 0,
@@ -90,12 +90,12 @@ impl Store {
             txn.execute(
                 "UPDATE runs SET finished_at = ?2, status = ?3, result = ?4, total = ?5, success = ?6, \
                  fail = ?7, error = ?8, log_file = ?9 WHERE id = ?1",
-                params![run_id, ts, f.status, f.result, f.total, f.success, f.fail, f.error, f.log_file],
+                params![run_id, ts, f.status, f.result.as_str(), f.total, f.success, f.fail, f.error, f.log_file],
             )?;
             txn.execute(
                 "UPDATE targets SET last_run_at = ?2, last_status = ?3, last_total = ?4, \
                  last_success = ?5, last_fail = ?6, last_error = ?7, last_log_file = ?8 WHERE id = ?1",
-                params![target_id, ts, f.result, f.total, f.success, f.fail, f.error, f.log_file],
+                params![target_id, ts, f.result.as_str(), f.total, f.success, f.fail, f.error, f.log_file],
             )?;
             Ok(())
         })
@@ -107,11 +107,21 @@ impl Store {
         let error = error.to_string();
         self.write(move |txn, _| {
             let mut stmt = txn.prepare(
-                "UPDATE runs SET status = 'error', result = 'error', finished_at = ?2, error = ?3 \
-                 WHERE target_id = ?1 AND status = 'running' RETURNING id",
+                "UPDATE runs SET status = ?4, result = ?5, finished_at = ?2, error = ?3 \
+                 WHERE target_id = ?1 AND status = ?6 RETURNING id",
             )?;
             let ids = stmt
-                .query_map(params![target_id, now(), error], |r| r.get(0))?
+                .query_map(
+                    params![
+                        target_id,
+                        now(),
+                        error,
+                        RunStatus::Error,
+                        TargetStatus::Error.as_str(),
+                        RunStatus::Running
+                    ],
+                    |r| r.get(0),
+                )?
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
             Ok(ids)
         })
@@ -129,9 +139,9 @@ impl Store {
     ) -> Result<()> {
         self.write(move |txn, _| {
             txn.execute(
-                "UPDATE runs SET finished_at = ?2, status = 'interrupted', total = ?3, success = ?4, \
+                "UPDATE runs SET finished_at = ?2, status = ?6, total = ?3, success = ?4, \
                  fail = ?5, error = 'apimond stopped before the run finished' WHERE id = ?1",
-                params![run_id, now(), total, success, fail],
+                params![run_id, now(), total, success, fail, RunStatus::Interrupted],
             )?;
             Ok(())
         })

@@ -1,6 +1,9 @@
 //! Retention: deleting raw probe rows once the rollups hold them, finished runs left
 //! without any, and rollups past their own horizon.
 
+use rusqlite::params;
+
+use super::runs::RunStatus;
 use super::{Result, Store};
 
 impl Store {
@@ -24,10 +27,10 @@ impl Store {
                     )?;
                 // Keep each target's latest run so its last result stays explainable.
                 let runs = txn.execute(
-                    "DELETE FROM runs WHERE started_at < ?1 AND status != 'running' \
+                    "DELETE FROM runs WHERE started_at < ?1 AND status != ?2 \
                      AND id NOT IN (SELECT MAX(id) FROM runs GROUP BY target_id) \
                      AND NOT EXISTS (SELECT 1 FROM run_models WHERE run_models.run_id = runs.id)",
-                    [raw_before],
+                    params![raw_before, RunStatus::Running],
                 )?;
                 let hourly = txn.execute(
                     "DELETE FROM rollups WHERE period = 'hour' AND bucket_start < ?1",
