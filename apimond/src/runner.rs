@@ -18,7 +18,8 @@ use crate::events::{Bus, Event};
 use crate::maintenance::Upkeep;
 use crate::runlog::RunLog;
 use crate::scheduler::{HostLimits, RunSlot};
-use crate::store::probes::RunFinish;
+use crate::store::probe_runs::RunFinish;
+use crate::store::runs::RunStatus;
 use crate::store::targets::TargetRecord;
 use crate::store::{Store, now};
 
@@ -112,8 +113,8 @@ fn cut_short(statuses: &[ModelStatus], log_file: &str) -> RunFinish {
     let total = statuses.len() as i64;
     let success = statuses.iter().filter(|s| **s != ModelStatus::Fail).count() as i64;
     RunFinish {
-        status: "interrupted",
-        result: TargetStatus::of_run(false, statuses).as_str(),
+        status: RunStatus::Interrupted,
+        result: TargetStatus::of_run(false, statuses),
         total,
         success,
         fail: total - success,
@@ -158,8 +159,8 @@ async fn run(ctx: &RunContext, slot: &mut RunSlot) -> anyhow::Result<()> {
             log.write("discovery", json!({"success": false, "error_class": e.class, "error": e.message, "status_code": e.status_code}))
                 .await;
             RunFinish {
-                status: "error",
-                result: TargetStatus::Error.as_str(),
+                status: RunStatus::Error,
+                result: TargetStatus::Error,
                 total: 0,
                 success: 0,
                 fail: 0,
@@ -198,7 +199,7 @@ async fn run(ctx: &RunContext, slot: &mut RunSlot) -> anyhow::Result<()> {
             probe_all(ctx, &target, &settings, &host, run.id, &selected, &mut log).await?
         }
     };
-    let interrupted = finish.status == "interrupted";
+    let interrupted = finish.status == RunStatus::Interrupted;
     log.write(
         "run_completed",
         json!({"status": finish.status, "target_status": finish.result, "total": finish.total, "success": finish.success, "fail": finish.fail, "error": finish.error}),
@@ -209,15 +210,15 @@ async fn run(ctx: &RunContext, slot: &mut RunSlot) -> anyhow::Result<()> {
         target_id,
         target_name: target.name.clone(),
         run_id: run.id,
-        status: finish.status,
-        target_status: finish.result,
+        status: finish.status.as_str(),
+        target_status: finish.result.as_str(),
         total: finish.total,
         success: finish.success,
         fail: finish.fail,
         error: finish.error.clone(),
         ts: now(),
     };
-    let result = finish.result;
+    let result = finish.result.as_str();
     // Store first, then announce: whoever reacts to the event reads the stored run.
     if interrupted {
         ctx.store
@@ -317,8 +318,8 @@ async fn probe_all(
     let success = statuses.iter().filter(|s| **s != ModelStatus::Fail).count() as i64;
     let total = statuses.len() as i64;
     Ok(RunFinish {
-        status: "completed",
-        result: TargetStatus::of_run(false, &statuses).as_str(),
+        status: RunStatus::Completed,
+        result: TargetStatus::of_run(false, &statuses),
         total,
         success,
         fail: total - success,

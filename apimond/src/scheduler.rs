@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::store::schedule::ScheduleEntry;
 use crate::store::{Store, StoreError, now};
 
 /// How often due times are checked when nothing wakes the scheduler earlier.
@@ -309,7 +310,13 @@ impl Scheduler {
         let t = now();
         let schedule = self.store.schedule().await?;
         let mut due: Vec<(f64, i64, f64)> = Vec::new();
-        for (id, enabled, interval_min, next) in schedule {
+        for ScheduleEntry {
+            target_id: id,
+            enabled,
+            interval_min,
+            next_due: next,
+        } in schedule
+        {
             if !enabled {
                 continue;
             }

@@ -583,7 +583,12 @@ async fn the_most_overdue_target_runs_first_and_the_lag_is_visible() {
     // Each next due time stays on its grid: previous due + interval.
     let schedule = d.core().store.schedule().await.unwrap();
     for (id, late) in ids.iter().zip([100.0, 300.0, 200.0]) {
-        let next = schedule.iter().find(|s| s.0 == *id).unwrap().3.unwrap();
+        let next = schedule
+            .iter()
+            .find(|s| s.target_id == *id)
+            .unwrap()
+            .next_due
+            .unwrap();
         assert!(
             (next - (now - late + 1800.0)).abs() < 0.01,
             "target {id}: {next}"
@@ -815,7 +820,9 @@ async fn a_new_interval_or_enabling_again_places_the_next_run_afresh() {
         .set_next_due(id, apimond::store::now() + 86_400.0)
         .await
         .unwrap();
-    let due = |s: &Vec<(i64, bool, i64, Option<f64>)>| s.iter().find(|r| r.0 == id).unwrap().3;
+    let due = |s: &Vec<apimond::store::schedule::ScheduleEntry>| {
+        s.iter().find(|r| r.target_id == id).unwrap().next_due
+    };
     let (s, _) = d
         .admin(
             Method::PATCH,

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use shared::probe::{self, route};
+use shared::probe::{self, ModelStatus, route};
 
 use super::validate::Body;
 use super::{Caller, Core, ServiceError, ServiceResult};
-use crate::store::probes::{HistoryPoint, ModelLatest};
+use crate::store::history::{HistoryPoint, ModelLatest};
 
 /// A model's history in the list's compact encoding: two characters a point, so 10,000
 /// models with 30 points stay well under 3 MB.
@@ -35,7 +35,7 @@ pub fn compact_histories(
 ) -> (Vec<(i64, i64)>, Vec<CompactHistory>) {
     let mut runs: Vec<(i64, i64)> = models
         .iter()
-        .flat_map(|m| m.history.iter().map(|p| (p.0, p.1)))
+        .flat_map(|m| m.history.iter().map(|p| (p.run_id, p.ts)))
         .collect();
     runs.sort_unstable();
     runs.dedup_by_key(|r| r.0);
@@ -53,22 +53,22 @@ pub fn compact_histories(
             // Both lists are in run order: walk them together.
             let mut points = m.history.iter().peekable();
             for (i, (run_id, _)) in runs.iter().enumerate() {
-                while points.peek().is_some_and(|p| p.0 < *run_id) {
+                while points.peek().is_some_and(|p| p.run_id < *run_id) {
                     points.next();
                 }
-                match points.peek().filter(|p| p.0 == *run_id) {
+                match points.peek().filter(|p| p.run_id == *run_id) {
                     Some(p) => {
-                        h.s.push(match p.2 {
-                            0 => '0',
-                            2 => '2',
-                            _ => '1',
+                        h.s.push(match p.status {
+                            ModelStatus::Fail => '0',
+                            ModelStatus::Slow => '2',
+                            ModelStatus::Ok => '1',
                         });
                         h.l.push(
                             crate::sketch::BUCKET_CHARS
-                                [crate::sketch::bucket_of(p.3 as f64) as usize]
+                                [crate::sketch::bucket_of(p.total_ms as f64) as usize]
                                 as char,
                         );
-                        if let Some(class) = p.5 {
+                        if let Some(class) = p.error_class {
                             h.e.insert(i, class.as_str());
                         }
                     }
@@ -143,13 +143,13 @@ pub fn full_history(points: &[HistoryPoint], n: usize) -> Vec<Value> {
         .iter()
         .map(|p| {
             json!({
-                "run_id": p.0,
-                "success": p.2 != 0,
-                "status": match p.2 { 0 => "fail", 2 => "slow", _ => "ok" },
-                "duration": p.3 as f64 / 1000.0,
-                "timestamp": p.1,
-                "error": p.5,
-                "status_code": p.4,
+                "run_id": p.run_id,
+                "success": p.status != ModelStatus::Fail,
+                "status": p.status.as_str(),
+                "duration": p.total_ms as f64 / 1000.0,
+                "timestamp": p.ts,
+                "error": p.error_class,
+                "status_code": p.status_code,
             })
         })
         .collect()

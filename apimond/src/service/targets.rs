@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::models::{CompactHistory, ListedModel, compact_histories, full_history};
-use crate::store::probes::ModelLatest;
+use crate::store::history::ModelLatest;
 use shared::Secret;
 use shared::probe::{Protocol, RouteRule};
 
@@ -387,7 +387,7 @@ impl Core {
             history,
             30,
             0,
-            crate::store::probes::HISTORY_KEEP as i64,
+            crate::store::history::HISTORY_KEEP as i64,
         )? as usize;
         let full = match format.unwrap_or("compact") {
             "compact" => false,

@@ -3,12 +3,26 @@
 //! blocking pool. Nothing here runs SQLite on an async worker thread.
 //!
 //! The interface is typed records in, typed records out, so another backend can be
-//! added behind it without touching callers.
+//! added behind it without touching callers. One module per table family:
+//!
+//! - `targets`, `settings`, `crypto`: the channels, admin settings and sealed secrets;
+//! - `runs`: what runs found (run rows and their probe rows), read back;
+//! - `probe_runs`: how a run is written, from opening to closing;
+//! - `history`: each model's latest result and its short history;
+//! - `rollups`: hourly and daily aggregates for long windows;
+//! - `discovered_models`, `schedule`: what discovery found, when each target is due;
+//! - `retention`: what is pruned and when;
+//! - `migrations`: the schema.
 
 pub mod crypto;
+pub mod discovered_models;
+pub mod history;
 pub mod migrations;
-pub mod probes;
+pub mod probe_runs;
+pub mod retention;
+pub mod rollups;
 pub mod runs;
+pub mod schedule;
 pub mod settings;
 pub mod targets;
 

@@ -1,10 +1,60 @@
-//! The `runs` and `run_models` tables: what each run found. The probe engine writes
-//! them; this module reads them for the API and recovers interrupted runs.
+//! The `runs` and `run_models` tables: what each run found, and the run status.
+//! `probe_runs` writes them as a run goes; this module reads them for the API and
+//! recovers interrupted runs.
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Row, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Result, Store, now, optional};
+
+/// Where a run is in its life. Stored, and sent to clients, as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    /// Discovery failed, or the run failed inside apimond.
+    Error,
+    /// apimond stopped before the run finished.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 4] = [
+        RunStatus::Running,
+        RunStatus::Completed,
+        RunStatus::Error,
+        RunStatus::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Error => "error",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl ToSql for RunStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl FromSql for RunStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        RunStatus::parse(text)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown run status {text:?}").into()))
+    }
+}
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RunRecord {
@@ -12,7 +62,7 @@ pub struct RunRecord {
     pub target_id: i64,
     pub started_at: f64,
     pub finished_at: Option<f64>,
-    pub status: String,
+    pub status: RunStatus,
     pub total: i64,
     pub success: i64,
     pub fail: i64,
@@ -182,13 +232,31 @@ impl Store {
     pub async fn recover_interrupted_runs(&self) -> Result<usize> {
         self.write(|txn, _| {
             let n = txn.execute(
-                "UPDATE runs SET status = 'interrupted', finished_at = ?1, \
+                "UPDATE runs SET status = ?2, finished_at = ?1, \
                  error = COALESCE(error, 'apimond stopped before the run finished') \
-                 WHERE status = 'running'",
-                [now()],
+                 WHERE status = ?3",
+                params![now(), RunStatus::Interrupted, RunStatus::Running],
             )?;
             Ok(n)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_status_is_stored_and_serialised_as_the_same_lowercase_text() {
+        for s in RunStatus::ALL {
+            assert_eq!(RunStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert_eq!(
+            RunStatus::ALL.map(RunStatus::as_str),
+            ["running", "completed", "error", "interrupted"]
+        );
+        assert_eq!(RunStatus::parse("Running"), None);
     }
 }

@@ -1,0 +1,172 @@
+//! The `rollups` table: probe rows folded into hourly and daily buckets per target and
+//! model (counts and latency sketches), so long windows stay cheap after the raw rows
+//! are pruned.
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Result, Store};
+use crate::sketch::Sketch;
+
+/// A rollup row read back.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollup {
+    pub period: String,
+    pub bucket_start: f64,
+    pub model: String,
+    pub count: i64,
+    pub success: i64,
+    pub slow: i64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub ttft_p50_ms: Option<f64>,
+    pub ttft_p95_ms: Option<f64>,
+}
+
+fn bucket_start(ts: f64, period: &str) -> f64 {
+    let size = if period == "hour" { 3600.0 } else { 86_400.0 };
+    (ts / size).floor() * size
+}
+
+impl Store {
+    /// Folds probe rows not yet counted into the hourly and daily rollups, at most
+    /// `max_rows` of them, in one transaction. Rows are counted once each, late ones
+    /// too: a watermark on the row id says how far the rollups reach. Returns the rows
+    /// folded in.
+    pub async fn roll_up(&self, max_rows: i64) -> Result<usize> {
+        self.write(move |txn, _| {
+            let mark: i64 = txn
+                .query_row("SELECT value FROM meta WHERE key = 'rollup_watermark'", [], |r| r.get::<_, String>(0))
+                .optional()?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            type Key = (&'static str, i64, i64, String);
+            #[derive(Default)]
+            struct Agg {
+                count: i64,
+                success: i64,
+                slow: i64,
+                latency: Sketch,
+                ttft: Sketch,
+            }
+            let mut aggs: HashMap<Key, Agg> = HashMap::new();
+            let mut last = mark;
+            let mut rows = 0usize;
+            {
+                let mut stmt = txn.prepare_cached(
+                    "SELECT id, target_id, model, timestamp, success, status, total_ms, ttft_ms \
+                     FROM run_models WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )?;
+                let mut q = stmt.query(params![mark, max_rows])?;
+                while let Some(row) = q.next()? {
+                    let id: i64 = row.get(0)?;
+                    let target_id: i64 = row.get(1)?;
+                    let model: String = row.get(2)?;
+                    let ts: f64 = row.get(3)?;
+                    let success: bool = row.get(4)?;
+                    let status: Option<String> = row.get(5)?;
+                    let total: Option<f64> = row.get(6)?;
+                    let ttft: Option<f64> = row.get(7)?;
+                    last = id;
+                    rows += 1;
+                    for period in ["hour", "day"] {
+                        let a = aggs
+                            .entry((period, bucket_start(ts, period) as i64, target_id, model.clone()))
+                            .or_default();
+                        a.count += 1;
+                        a.success += success as i64;
+                        a.slow += (status.as_deref() == Some("slow")) as i64;
+                        if success {
+                            if let Some(t) = total {
+                                a.latency.add(t);
+                            }
+                            if let Some(t) = ttft {
+                                a.ttft.add(t);
+                            }
+                        }
+                    }
+                }
+            }
+            for ((period, bucket, target_id, model), a) in aggs {
+                let existing: Option<(String, String)> = txn
+                    .prepare_cached(
+                        "SELECT latency_sketch, ttft_sketch FROM rollups WHERE period = ?1 AND \
+                         target_id = ?2 AND model = ?3 AND bucket_start = ?4",
+                    )?
+                    .query_row(params![period, target_id, model, bucket as f64], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()?;
+                let (mut latency, mut ttft) = (a.latency, a.ttft);
+                if let Some((l, t)) = existing {
+                    latency.merge(&serde_json::from_str(&l).unwrap_or_default());
+                    ttft.merge(&serde_json::from_str(&t).unwrap_or_default());
+                }
+                txn.prepare_cached(
+                    "INSERT INTO rollups (period, bucket_start, target_id, model, count, success, slow, \
+                     latency_sketch, ttft_sketch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                     ON CONFLICT(period, target_id, model, bucket_start) DO UPDATE SET \
+                     count = count + excluded.count, success = success + excluded.success, \
+                     slow = slow + excluded.slow, latency_sketch = excluded.latency_sketch, \
+                     ttft_sketch = excluded.ttft_sketch",
+                )?
+                .execute(params![
+                    period,
+                    bucket as f64,
+                    target_id,
+                    model,
+                    a.count,
+                    a.success,
+                    a.slow,
+                    serde_json::to_string(&latency).expect("plain data"),
+                    serde_json::to_string(&ttft).expect("plain data"),
+                ])?;
+            }
+            if last > mark {
+                txn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('rollup_watermark', ?1) \
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [last.to_string()],
+                )?;
+            }
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Rollups of a target since a time, oldest first.
+    pub async fn rollups(
+        &self,
+        target_id: i64,
+        period: &'static str,
+        since: f64,
+    ) -> Result<Vec<Rollup>> {
+        self.read(move |conn, _| {
+            let mut stmt = conn.prepare(
+                "SELECT period, bucket_start, model, count, success, slow, latency_sketch, ttft_sketch \
+                 FROM rollups WHERE target_id = ?1 AND period = ?2 AND bucket_start >= ?3 \
+                 ORDER BY bucket_start, model",
+            )?;
+            let rows = stmt.query_map(params![target_id, period, since], |r| {
+                let lat: String = r.get(6)?;
+                let ttft: String = r.get(7)?;
+                let lat: Sketch = serde_json::from_str(&lat).unwrap_or_default();
+                let ttft: Sketch = serde_json::from_str(&ttft).unwrap_or_default();
+                Ok(Rollup {
+                    period: r.get(0)?,
+                    bucket_start: r.get(1)?,
+                    model: r.get(2)?,
+                    count: r.get(3)?,
+                    success: r.get(4)?,
+                    slow: r.get(5)?,
+                    latency_p50_ms: lat.quantile(0.5),
+                    latency_p95_ms: lat.quantile(0.95),
+                    ttft_p50_ms: ttft.quantile(0.5),
+                    ttft_p95_ms: ttft.quantile(0.95),
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+}
