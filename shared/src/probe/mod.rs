@@ -31,7 +31,7 @@ pub use result::{DiscoveryError, ProbeResult, scrub};
 pub use route::{Protocol, RouteRule};
 pub use select::select_models;
 pub use settings::{
-    BODY_CAP, CONNECT_TIMEOUT, CheckMode, MAX_RETRY_WAIT, ProbeSettings, STREAM_CAP,
+    BODY_CAP, CONNECT_TIMEOUT, CheckMode, MAX_RETRY_WAIT, ProbeMode, ProbeSettings, STREAM_CAP,
     default_max_tokens,
 };
 pub use status::{ModelStatus, TargetStatus};

@@ -1,6 +1,6 @@
 //! What a probe is asked to do: the target's settings (`ProbeSettings`), how the answer
-//! is checked (`CheckMode`), the default output budget, and the fixed limits no setting
-//! can lift.
+//! is checked (`CheckMode`), streamed or not (`ProbeMode`), the default output budget,
+//! and the fixed limits no setting can lift.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,6 +37,47 @@ impl CheckMode {
             "challenge" => Some(CheckMode::Challenge),
             "prompt" => Some(CheckMode::Prompt),
             _ => None,
+        }
+    }
+}
+
+/// Whether a model is probed streamed, plain (one JSON body), or both ways per run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeMode {
+    #[default]
+    Stream,
+    Plain,
+    Both,
+}
+
+impl ProbeMode {
+    /// Every mode, in the order they are listed to users.
+    pub const ALL: [ProbeMode; 3] = [ProbeMode::Stream, ProbeMode::Plain, ProbeMode::Both];
+
+    pub fn parse(s: &str) -> Option<ProbeMode> {
+        match s {
+            "stream" => Some(ProbeMode::Stream),
+            "plain" => Some(ProbeMode::Plain),
+            "both" => Some(ProbeMode::Both),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeMode::Stream => "stream",
+            ProbeMode::Plain => "plain",
+            ProbeMode::Both => "both",
+        }
+    }
+
+    /// The `stream` flag of each probe a run makes per model, in order.
+    pub fn streams(self) -> &'static [bool] {
+        match self {
+            ProbeMode::Stream => &[true],
+            ProbeMode::Plain => &[false],
+            ProbeMode::Both => &[true, false],
         }
     }
 }
@@ -79,5 +120,26 @@ mod tests {
         assert_eq!(default_max_tokens("o3-mini"), 4096);
         assert_eq!(default_max_tokens("deepseek-r1"), 4096);
         assert_eq!(default_max_tokens("claude-3-7-sonnet-thinking"), 4096);
+    }
+
+    #[test]
+    fn probe_modes_round_trip_and_say_which_probes_a_run_makes() {
+        for mode in ProbeMode::ALL {
+            assert_eq!(ProbeMode::parse(mode.as_str()), Some(mode));
+            assert_eq!(
+                serde_json::to_value(mode).unwrap(),
+                serde_json::json!(mode.as_str())
+            );
+        }
+        assert_eq!(ProbeMode::default(), ProbeMode::Stream);
+        assert_eq!(ProbeMode::parse("Stream"), None);
+        assert_eq!(ProbeMode::parse("streamed"), None);
+        assert_eq!(ProbeMode::Stream.streams(), &[true]);
+        assert_eq!(ProbeMode::Plain.streams(), &[false]);
+        assert_eq!(ProbeMode::Both.streams(), &[true, false]);
+        assert_eq!(
+            serde_json::from_str::<ProbeMode>("\"both\"").unwrap(),
+            ProbeMode::Both
+        );
     }
 }
