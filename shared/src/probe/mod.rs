@@ -1,16 +1,38 @@
 //! The probe engine: discovery, routing, one module per protocol, stream parsing,
 //! classification, the answer challenge and statuses. HTTP in, results out: no
 //! database, no scheduling, so `apimonctl probe` can run it without a daemon.
+//!
+//! One question per module: `settings` (what a probe is asked to do), `result` (what
+//! it hands back), `transport` (the `Prober`'s HTTP clients, headers, capped reads),
+//! `discovery` (the model list), `attempt` (one probe and its retry), `stream` (a
+//! streamed reply), `judge` (whether a reply passes), `select` (which models a run
+//! probes).
 
 pub mod challenge;
 pub mod classify;
-pub mod engine;
 pub mod protocol;
 pub mod route;
 pub mod sse;
 pub mod status;
 
+mod attempt;
+mod discovery;
+mod judge;
+mod result;
+mod select;
+mod settings;
+mod stream;
+mod transport;
+
 pub use classify::ErrorClass;
-pub use engine::{CheckMode, DiscoveryError, ProbeResult, ProbeSettings, Prober, select_models};
+pub use discovery::normalise_base_url;
+pub use judge::models_match;
+pub use result::{DiscoveryError, ProbeResult, scrub};
 pub use route::{Protocol, RouteRule};
+pub use select::select_models;
+pub use settings::{
+    BODY_CAP, CONNECT_TIMEOUT, CheckMode, MAX_RETRY_WAIT, ProbeMode, ProbeSettings, STREAM_CAP,
+    default_max_tokens,
+};
 pub use status::{ModelStatus, TargetStatus};
+pub use transport::Prober;

@@ -1,0 +1,145 @@
+//! What a probe is asked to do: the target's settings (`ProbeSettings`), how the answer
+//! is checked (`CheckMode`), streamed or not (`ProbeMode`), the default output budget,
+//! and the fixed limits no setting can lift.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::route::RouteRule;
+use crate::Secret;
+
+/// Connecting never takes longer than this, whatever `timeout_s` says.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest non-streamed body read; past it reading stops.
+pub const BODY_CAP: usize = 2 * 1024 * 1024;
+/// Largest streamed reply read.
+pub const STREAM_CAP: usize = 8 * 1024 * 1024;
+/// Error bodies are only read this far.
+pub(super) const ERROR_BODY_CAP: usize = 64 * 1024;
+/// Longest wait before the in-run retry, whatever `Retry-After` asks.
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+/// How much of the reply is kept.
+pub(super) const CONTENT_KEEP: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckMode {
+    #[default]
+    Challenge,
+    Prompt,
+}
+
+impl CheckMode {
+    pub fn parse(s: &str) -> Option<CheckMode> {
+        match s {
+            "challenge" => Some(CheckMode::Challenge),
+            "prompt" => Some(CheckMode::Prompt),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a model is probed streamed, plain (one JSON body), or both ways per run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeMode {
+    #[default]
+    Stream,
+    Plain,
+    Both,
+}
+
+impl ProbeMode {
+    /// Every mode, in the order they are listed to users.
+    pub const ALL: [ProbeMode; 3] = [ProbeMode::Stream, ProbeMode::Plain, ProbeMode::Both];
+
+    pub fn parse(s: &str) -> Option<ProbeMode> {
+        match s {
+            "stream" => Some(ProbeMode::Stream),
+            "plain" => Some(ProbeMode::Plain),
+            "both" => Some(ProbeMode::Both),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeMode::Stream => "stream",
+            ProbeMode::Plain => "plain",
+            ProbeMode::Both => "both",
+        }
+    }
+
+    /// The `stream` flag of each probe a run makes per model, in order.
+    pub fn streams(self) -> &'static [bool] {
+        match self {
+            ProbeMode::Stream => &[true],
+            ProbeMode::Plain => &[false],
+            ProbeMode::Both => &[true, false],
+        }
+    }
+}
+
+/// Everything about a target that a probe needs.
+#[derive(Debug, Clone)]
+pub struct ProbeSettings {
+    pub base_url: String,
+    pub api_key: Secret,
+    pub timeout: Duration,
+    pub verify_ssl: bool,
+    pub anthropic_version: String,
+    pub extra_headers: BTreeMap<String, String>,
+    pub user_agent: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub check_mode: CheckMode,
+    pub prompt: String,
+    pub slow_ms: u64,
+    pub route_overrides: Vec<RouteRule>,
+}
+
+/// Default output budget: small, but larger for reasoning families, which spend
+/// tokens thinking before they answer.
+pub fn default_max_tokens(model: &str) -> u32 {
+    let m = model.to_lowercase();
+    let reasoning = ["o1", "o3", "o4", "gpt-5"].iter().any(|p| m.starts_with(p))
+        || ["thinking", "reason", "-r1", "qwq", "gemini-2.5", "gemini-3"]
+            .iter()
+            .any(|s| m.contains(s));
+    if reasoning { 4096 } else { 512 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasoning_families_get_a_larger_default_budget() {
+        assert_eq!(default_max_tokens("gpt-4o"), 512);
+        assert_eq!(default_max_tokens("o3-mini"), 4096);
+        assert_eq!(default_max_tokens("deepseek-r1"), 4096);
+        assert_eq!(default_max_tokens("claude-3-7-sonnet-thinking"), 4096);
+    }
+
+    #[test]
+    fn probe_modes_round_trip_and_say_which_probes_a_run_makes() {
+        for mode in ProbeMode::ALL {
+            assert_eq!(ProbeMode::parse(mode.as_str()), Some(mode));
+            assert_eq!(
+                serde_json::to_value(mode).unwrap(),
+                serde_json::json!(mode.as_str())
+            );
+        }
+        assert_eq!(ProbeMode::default(), ProbeMode::Stream);
+        assert_eq!(ProbeMode::parse("Stream"), None);
+        assert_eq!(ProbeMode::parse("streamed"), None);
+        assert_eq!(ProbeMode::Stream.streams(), &[true]);
+        assert_eq!(ProbeMode::Plain.streams(), &[false]);
+        assert_eq!(ProbeMode::Both.streams(), &[true, false]);
+        assert_eq!(
+            serde_json::from_str::<ProbeMode>("\"both\"").unwrap(),
+            ProbeMode::Both
+        );
+    }
+}
