@@ -9,7 +9,9 @@ use clap::Args;
 use futures_util::StreamExt;
 use serde_json::json;
 use shared::Secret;
-use shared::probe::{CheckMode, ModelStatus, ProbeSettings, Prober, TargetStatus, route};
+use shared::probe::{
+    CheckMode, ModelStatus, ProbeMode, ProbeSettings, Prober, TargetStatus, route,
+};
 
 use crate::Threshold;
 use crate::error::CliError;
@@ -66,16 +68,11 @@ pub async fn run(a: ProbeArgs, out: &Out) -> Result<ExitCode, CliError> {
             a.api_key_env
         ))
     })?;
-    let modes: &[bool] = match a.mode.as_str() {
-        "stream" => &[true],
-        "plain" => &[false],
-        "both" => &[true, false],
-        other => {
-            return Err(CliError::Usage(format!(
-                "--mode {other}: expected stream, plain or both"
-            )));
-        }
-    };
+    let modes = ProbeMode::parse(&a.mode)
+        .ok_or_else(|| {
+            CliError::Usage(format!("--mode {}: expected stream, plain or both", a.mode))
+        })?
+        .streams();
     let check_mode = CheckMode::parse(&a.check_mode).ok_or_else(|| {
         CliError::Usage(format!(
             "--check-mode {}: expected challenge or prompt",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::json;
-use shared::probe::{self, CheckMode, ModelStatus, ProbeResult, ProbeSettings, TargetStatus};
+use shared::probe::{self, ModelStatus, ProbeResult, ProbeSettings, TargetStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Bus, Event};
@@ -34,7 +34,7 @@ pub fn probe_settings(t: &TargetRecord) -> ProbeSettings {
         extra_headers: t.extra_headers.clone(),
         user_agent: t.user_agent.clone(),
         max_tokens: t.max_tokens.map(|n| n as u32),
-        check_mode: CheckMode::parse(&t.check_mode).unwrap_or_default(),
+        check_mode: t.check_mode,
         prompt: t.prompt.clone(),
         slow_ms: t.slow_ms.max(0) as u64,
         route_overrides: t.route_overrides.clone(),
@@ -50,14 +50,6 @@ fn host_of(base_url: &str) -> String {
                 .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
         })
         .unwrap_or_else(|| base_url.to_string())
-}
-
-fn modes(probe_mode: &str) -> &'static [bool] {
-    match probe_mode {
-        "plain" => &[false],
-        "both" => &[true, false],
-        _ => &[true],
-    }
 }
 
 /// What a run needs, and nothing more.
@@ -258,7 +250,9 @@ async fn probe_all(
     let jobs: Vec<(String, bool)> = models
         .iter()
         .flat_map(|m| {
-            modes(&target.probe_mode)
+            target
+                .probe_mode
+                .streams()
                 .iter()
                 .map(move |s| (m.clone(), *s))
         })
@@ -311,7 +305,7 @@ async fn probe_all(
         ctx.store.record_probes(run_id, target.id, batch).await?;
     }
     let statuses: Vec<ModelStatus> = by_model.values().copied().collect();
-    let expected = models.len() * modes(&target.probe_mode).len();
+    let expected = models.len() * target.probe_mode.streams().len();
     if probes < expected {
         return Ok(cut_short(&statuses, &log.name));
     }

@@ -11,15 +11,12 @@ use serde_json::{Map, Value, json};
 use super::models::{CompactHistory, ListedModel, compact_histories, full_history};
 use crate::store::history::ModelLatest;
 use shared::Secret;
-use shared::probe::{Protocol, RouteRule};
+use shared::probe::{CheckMode, ProbeMode, Protocol, RouteRule};
 
 use super::validate::Body;
 use super::{Caller, Core, ServiceError, ServiceResult, Settings};
 use crate::store::runs::LogScope;
 use crate::store::targets::TargetRecord;
-
-pub const PROBE_MODES: &[&str] = &["stream", "plain", "both"];
-pub const CHECK_MODES: &[&str] = &["challenge", "prompt"];
 
 /// Fields of the admin panel's "advanced" form (`PATCH /api/admin/channels/{id}/advanced`).
 pub const ADVANCED_FIELDS: &[&str] = &[
@@ -57,8 +54,8 @@ pub struct TargetPatch {
     visitor_channel_actions_enabled: Option<bool>,
     selected_models: Option<Vec<String>>,
     exclude_models: Option<Vec<String>>,
-    probe_mode: Option<String>,
-    check_mode: Option<String>,
+    probe_mode: Option<ProbeMode>,
+    check_mode: Option<CheckMode>,
     max_tokens: Option<Option<i64>>,
     slow_ms: Option<i64>,
     extra_headers: Option<BTreeMap<String, String>>,
@@ -70,14 +67,24 @@ fn bad(msg: impl Into<String>) -> ServiceError {
     ServiceError::BadRequest(msg.into())
 }
 
-fn one_of(body: &mut Body, name: &str, allowed: &[&str]) -> ServiceResult<Option<String>> {
+/// One of a closed set of values, given as its name.
+fn one_of<T: Copy>(
+    body: &mut Body,
+    name: &str,
+    all: &[T],
+    as_str: fn(T) -> &'static str,
+) -> ServiceResult<Option<T>> {
     match body.string(name, 1, 32)? {
         None => Ok(None),
-        Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v)),
-        Some(_) => Err(bad(format!(
-            "{name}: must be one of {}",
-            allowed.join(", ")
-        ))),
+        Some(v) => all
+            .iter()
+            .copied()
+            .find(|x| as_str(*x) == v)
+            .map(Some)
+            .ok_or_else(|| {
+                let names: Vec<&str> = all.iter().map(|x| as_str(*x)).collect();
+                bad(format!("{name}: must be one of {}", names.join(", ")))
+            }),
     }
 }
 
@@ -222,8 +229,8 @@ impl TargetPatch {
             visitor_channel_actions_enabled: b.bool("visitor_channel_actions_enabled")?,
             selected_models: b.string_list("selected_models", 5000, 1, 256)?,
             exclude_models: b.string_list("exclude_models", 500, 1, 256)?,
-            probe_mode: one_of(b, "probe_mode", PROBE_MODES)?,
-            check_mode: one_of(b, "check_mode", CHECK_MODES)?,
+            probe_mode: one_of(b, "probe_mode", &ProbeMode::ALL, ProbeMode::as_str)?,
+            check_mode: one_of(b, "check_mode", &CheckMode::ALL, CheckMode::as_str)?,
             max_tokens: b.nullable_int("max_tokens", 16, 65_536)?,
             slow_ms: b.int("slow_ms", 100, 600_000)?,
             extra_headers: extra_headers(b)?,

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, Row, params};
 use shared::Secret;
+use shared::probe::{CheckMode, ProbeMode};
 
 use super::{Result, SecretBox, Store, StoreError, now, optional};
 
@@ -37,8 +38,8 @@ pub struct TargetRecord {
     pub visitor_channel_actions_enabled: bool,
     pub selected_models: Vec<String>,
     pub exclude_models: Vec<String>,
-    pub probe_mode: String,
-    pub check_mode: String,
+    pub probe_mode: ProbeMode,
+    pub check_mode: CheckMode,
     pub max_tokens: Option<i64>,
     pub slow_ms: i64,
     pub extra_headers: BTreeMap<String, String>,
@@ -80,8 +81,8 @@ impl TargetRecord {
             visitor_channel_actions_enabled: false,
             selected_models: Vec::new(),
             exclude_models: Vec::new(),
-            probe_mode: "stream".into(),
-            check_mode: "challenge".into(),
+            probe_mode: ProbeMode::default(),
+            check_mode: CheckMode::default(),
             max_tokens: None,
             slow_ms: DEFAULT_SLOW_MS,
             extra_headers: BTreeMap::new(),
@@ -136,8 +137,9 @@ fn from_row(row: &Row<'_>, secrets: &SecretBox) -> rusqlite::Result<Result<Targe
         visitor_channel_actions_enabled: row.get(22)?,
         selected_models: json_col(row, 23)?,
         exclude_models: json_col(row, 24)?,
-        probe_mode: row.get(25)?,
-        check_mode: row.get(26)?,
+        // Written only from these enums; anything else reads as the default.
+        probe_mode: ProbeMode::parse(&row.get::<_, String>(25)?).unwrap_or_default(),
+        check_mode: CheckMode::parse(&row.get::<_, String>(26)?).unwrap_or_default(),
         max_tokens: row.get(27)?,
         slow_ms: row.get(28)?,
         extra_headers: json_col(row, 29)?,
@@ -189,8 +191,8 @@ fn write_editable(txn: &Connection, secrets: &SecretBox, t: &TargetRecord) -> Re
             t.visitor_channel_actions_enabled,
             json(&t.selected_models),
             json(&t.exclude_models),
-            t.probe_mode,
-            t.check_mode,
+            t.probe_mode.as_str(),
+            t.check_mode.as_str(),
             t.max_tokens,
             t.slow_ms,
             json(&t.extra_headers),

@@ -32,11 +32,21 @@ pub enum CheckMode {
 }
 
 impl CheckMode {
+    /// Every mode, in the order they are listed to users.
+    pub const ALL: [CheckMode; 2] = [CheckMode::Challenge, CheckMode::Prompt];
+
     pub fn parse(s: &str) -> Option<CheckMode> {
         match s {
             "challenge" => Some(CheckMode::Challenge),
             "prompt" => Some(CheckMode::Prompt),
             _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckMode::Challenge => "challenge",
+            CheckMode::Prompt => "prompt",
         }
     }
 }
