@@ -1,55 +1,25 @@
 //! The real `apimonctl` binary against a real daemon started in-process on a
 //! temporary data directory and socket, with a fake relay behind it.
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use apimond::{Config, Daemon};
+use apimond::testing::{ADMIN_TOKEN, TestDaemon, UPSTREAM_KEY, contains, start_raw};
+use reqwest::Method;
 use serde_json::{Value, json};
 use testkit::{FakeConfig, FakeUpstream};
 
 const BIN: &str = env!("CARGO_BIN_EXE_apimonctl");
-const TOKEN: &str = "cli-admin-token-0123456789";
-const KEY: &str = "sk-fake-upstream-key-0123456789";
 
-struct Env {
-    daemon: Option<Daemon>,
-    dir: PathBuf,
-    socket: PathBuf,
-    url: String,
-    _tmp: tempfile::TempDir,
-}
-
-async fn daemon_in(dir: &Path, extra: &[(&str, &str)]) -> anyhow::Result<Daemon> {
-    let mut env: HashMap<String, String> = HashMap::new();
-    env.insert("DATA_DIR".into(), dir.display().to_string());
-    env.insert("PORT".into(), "0".into());
-    env.insert("API_MONITOR_TOKEN".into(), TOKEN.into());
-    for (k, v) in extra {
-        env.insert(k.to_string(), v.to_string());
-    }
-    Daemon::start(Config::from_sources(&env, None)?).await
-}
-
-async fn start(extra: &[(&str, &str)]) -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    let daemon = daemon_in(&dir, extra).await.expect("daemon starts");
-    Env {
-        socket: daemon.socket_path().to_path_buf(),
-        url: format!("http://{}", daemon.http_addr()),
-        daemon: Some(daemon),
-        dir,
-        _tmp: tmp,
-    }
+/// A daemon that knows only the admin token, the way an operator's CLI meets it.
+async fn start() -> TestDaemon {
+    TestDaemon::start_with(&[("API_MONITOR_TOKEN", ADMIN_TOKEN)]).await
 }
 
 async fn fake(models: &[&str]) -> FakeUpstream {
     FakeUpstream::start(FakeConfig {
         models: models.iter().map(|m| m.to_string()).collect(),
-        api_key: KEY.into(),
+        api_key: UPSTREAM_KEY.into(),
         ..FakeConfig::default()
     })
     .await
@@ -87,18 +57,26 @@ async fn ctl(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output
     .unwrap()
 }
 
-impl Env {
+/// A test daemon driven by the real binary, over its socket or its HTTP API.
+trait Ctl {
+    async fn ctl(&self, args: &[&str]) -> Output;
+    async fn ctl_http(&self, args: &[&str]) -> Output;
+    async fn json(&self, args: &[&str]) -> Value;
+    async fn add(&self, name: &str, base: &str, extra: &[&str]) -> i64;
+}
+
+impl Ctl for TestDaemon {
     async fn ctl(&self, args: &[&str]) -> Output {
-        let socket = self.socket.display().to_string();
+        let socket = self.socket_path().display().to_string();
         let mut full = vec!["--socket", socket.as_str()];
         full.extend_from_slice(args);
-        ctl(&full, &[("RELAY_KEY", KEY)], None).await
+        ctl(&full, &[("RELAY_KEY", UPSTREAM_KEY)], None).await
     }
 
     async fn ctl_http(&self, args: &[&str]) -> Output {
-        let mut full = vec!["--url", self.url.as_str(), "--token-env", "APIMON_TOKEN"];
+        let mut full = vec!["--url", self.base.as_str(), "--token-env", "APIMON_TOKEN"];
         full.extend_from_slice(args);
-        ctl(&full, &[("APIMON_TOKEN", TOKEN)], None).await
+        ctl(&full, &[("APIMON_TOKEN", ADMIN_TOKEN)], None).await
     }
 
     async fn json(&self, args: &[&str]) -> Value {
@@ -137,10 +115,10 @@ fn code(o: &Output) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_commands_work_over_the_socket_and_keep_the_key_secret() {
-    let e = start(&[]).await;
+    let e = start().await;
     // A key on standard input: stored encrypted, never printed.
     let stdin_key = "sk-given-on-stdin-0123456789abcdef";
-    let socket = e.socket.display().to_string();
+    let socket = e.socket_path().display().to_string();
     let out = ctl(
         &[
             "--socket",
@@ -160,17 +138,14 @@ async fn target_commands_work_over_the_socket_and_keep_the_key_secret() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "added target 1 (stdin-relay)\n");
     assert!(!text(&out.stderr).contains(stdin_key));
-    for entry in walk(&e.dir) {
-        let bytes = std::fs::read(&entry).unwrap_or_default();
+    for (path, bytes) in e.data_files() {
         assert!(
-            !bytes
-                .windows(stdin_key.len())
-                .any(|w| w == stdin_key.as_bytes()),
+            !contains(&bytes, stdin_key),
             "{} holds the key",
-            entry.display()
+            path.display()
         );
     }
-    let core = e.daemon.as_ref().unwrap().core();
+    let core = e.core();
     let t = core.store.get_target(1).await.unwrap().unwrap();
     assert_eq!(t.api_key.expose(), stdin_key);
 
@@ -213,7 +188,7 @@ async fn target_commands_work_over_the_socket_and_keep_the_key_secret() {
     );
     assert_eq!(list[1]["check_mode"], "prompt");
     assert!(
-        !list.to_string().contains(KEY) && !list.to_string().contains(stdin_key),
+        !list.to_string().contains(UPSTREAM_KEY) && !list.to_string().contains(stdin_key),
         "keys masked"
     );
 
@@ -257,22 +232,9 @@ async fn target_commands_work_over_the_socket_and_keep_the_key_secret() {
     );
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_codes_say_what_went_wrong() {
-    let e = start(&[]).await;
+    let e = start().await;
     // 2: usage.
     assert_eq!(code(&e.ctl(&["target", "frobnicate"]).await), 2);
     let out = e.ctl(&["target", "edit", "x"]).await;
@@ -299,7 +261,7 @@ async fn exit_codes_say_what_went_wrong() {
     let out = ctl(
         &[
             "--socket",
-            &e.socket.display().to_string(),
+            &e.socket_path().display().to_string(),
             "target",
             "add",
             "--name",
@@ -361,7 +323,7 @@ async fn exit_codes_say_what_went_wrong() {
 async fn runs_models_and_check_give_the_same_answers_over_both_transports() {
     let up_bad = fake(&["gpt-4o", "gpt-4o-err500"]).await;
     let up_good = fake(&["gpt-4o", "claude-3-haiku"]).await;
-    let e = start(&[]).await;
+    let e = start().await;
     let degraded = e.add("degraded", &up_bad.base_url(), &["--disabled"]).await;
     let healthy = e.add("healthy", &up_good.base_url(), &["--disabled"]).await;
 
@@ -455,7 +417,7 @@ async fn probe_runs_the_engine_with_no_daemon() {
     let base = up.base_url();
     let out = ctl(
         &["probe", "--base-url", &base, "--api-key-env", "K", "--json"],
-        &[("K", KEY)],
+        &[("K", UPSTREAM_KEY)],
         None,
     )
     .await;
@@ -471,7 +433,9 @@ async fn probe_runs_the_engine_with_no_daemon() {
     assert_eq!(results.len(), 3);
     assert_eq!(results[2]["error_class"], "auth");
     assert!(
-        !out.stdout.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+        !out.stdout
+            .windows(UPSTREAM_KEY.len())
+            .any(|w| w == UPSTREAM_KEY.as_bytes()),
         "the echoed key is scrubbed"
     );
     let out = ctl(
@@ -484,7 +448,7 @@ async fn probe_runs_the_engine_with_no_daemon() {
             "--fail-on",
             "degraded",
         ],
-        &[("K", KEY)],
+        &[("K", UPSTREAM_KEY)],
         None,
     )
     .await;
@@ -500,7 +464,7 @@ async fn probe_runs_the_engine_with_no_daemon() {
             "--model",
             "claude-3-haiku",
         ],
-        &[("K", KEY)],
+        &[("K", UPSTREAM_KEY)],
         None,
     )
     .await;
@@ -525,7 +489,7 @@ async fn probe_runs_the_engine_with_no_daemon() {
             "both",
             "--json",
         ],
-        &[("K", KEY)],
+        &[("K", UPSTREAM_KEY)],
         None,
     )
     .await;
@@ -545,9 +509,9 @@ async fn probe_runs_the_engine_with_no_daemon() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_follow_prints_a_runs_events_in_order() {
     let up = fake(&["gpt-4o", "claude-3-haiku"]).await;
-    let e = start(&[]).await;
+    let e = start().await;
     let id = e.add("watched", &up.base_url(), &["--disabled"]).await;
-    let socket = e.socket.display().to_string();
+    let socket = e.socket_path().display().to_string();
     let mut child = std::process::Command::new(BIN)
         .args(["--socket", &socket, "events", "--follow", "--json"])
         .stdout(Stdio::piped())
@@ -568,7 +532,7 @@ async fn events_follow_prints_a_runs_events_in_order() {
         types
     });
     // Start the run once the child is subscribed.
-    let bus = &e.daemon.as_ref().unwrap().core().bus;
+    let bus = &e.core().bus;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while bus.subscribers() == 0 {
         assert!(
@@ -600,12 +564,7 @@ async fn credentials_export_import_and_completions() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     // No token in the environment: the generated one is printed.
-    let mut env: HashMap<String, String> = HashMap::new();
-    env.insert("DATA_DIR".into(), dir.display().to_string());
-    env.insert("PORT".into(), "0".into());
-    let d = Daemon::start(Config::from_sources(&env, None).unwrap())
-        .await
-        .unwrap();
+    let d = start_raw(&dir, &[]).await.unwrap();
     let socket = d.socket_path().display().to_string();
     let out = ctl(&["--socket", &socket, "credentials", "--json"], &[], None).await;
     let creds: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -613,7 +572,7 @@ async fn credentials_export_import_and_completions() {
     assert!(file.contains(creds["admin_token"].as_str().unwrap()));
     assert_eq!(creds["admin_token_source"], "generated and stored");
 
-    let e = start(&[]).await;
+    let e = start().await;
     e.add(
         "one",
         "http://127.0.0.1:9",
@@ -644,15 +603,7 @@ async fn credentials_export_import_and_completions() {
     .await;
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "imported 2 targets\n");
-    let src = e
-        .daemon
-        .as_ref()
-        .unwrap()
-        .core()
-        .store
-        .list_targets()
-        .await
-        .unwrap();
+    let src = e.core().store.list_targets().await.unwrap();
     let dst = d.core().store.list_targets().await.unwrap();
     assert_eq!(src.len(), dst.len());
     for (a, b) in src.iter().zip(&dst) {
@@ -692,7 +643,7 @@ async fn credentials_export_import_and_completions() {
     .await;
     let out = e.ctl(&["export"]).await;
     let exported = text(&out.stdout);
-    assert!(!exported.contains(KEY));
+    assert!(!exported.contains(UPSTREAM_KEY));
     assert!(
         !exported.contains("hunter2") && !exported.contains("session-secret-value"),
         "{exported}"
@@ -706,21 +657,20 @@ async fn credentials_export_import_and_completions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_larger_than_a_request_line_still_arrive() {
-    let e = start(&[]).await;
+    let e = start().await;
     // Four targets with 5000 long model names each: about 5 MB of target list.
     let models: Vec<String> = (0..5000)
         .map(|i| format!("{i:05}-{}", "m".repeat(240)))
         .collect();
-    let http = reqwest::Client::new();
     for n in 0..4 {
-        let resp = http
-            .post(format!("{}/api/targets", e.url))
-            .bearer_auth(TOKEN)
-            .json(&json!({"name": format!("big-{n}"), "base_url": "http://127.0.0.1:9", "api_key": KEY, "enabled": false, "selected_models": models}))
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success());
+        let (status, v) = e
+            .admin(
+                Method::POST,
+                "/api/targets",
+                Some(&json!({"name": format!("big-{n}"), "base_url": "http://127.0.0.1:9", "api_key": UPSTREAM_KEY, "enabled": false, "selected_models": models})),
+            )
+            .await;
+        assert!(status.is_success(), "{v}");
     }
     let list = e.json(&["target", "ls"]).await;
     assert_eq!(list.as_array().unwrap().len(), 4);

@@ -21,6 +21,8 @@ pub mod scheduler;
 pub mod service;
 pub mod sketch;
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 use std::fs::File;
 use std::io::Write;
