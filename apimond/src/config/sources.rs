@@ -126,15 +126,13 @@ impl Raw {
 
     /// A token variable, `None` when unset.
     pub(super) fn token(&self, variable: &Variable) -> Result<Option<Secret>, ConfigError> {
-        debug_assert!(
-            matches!(variable.kind, Kind::Token { .. }),
-            "{}",
-            variable.name
-        );
+        let Kind::Token(rule) = variable.kind else {
+            unreachable!("{} is not a token", variable.name)
+        };
         match self.get(variable) {
             None => Ok(None),
-            Some(v) if variable.kind.accepts_token(v) => Ok(Some(Secret::new(v))),
-            Some(_) => Err(self.invalid(variable, variable.kind.describe_token())),
+            Some(v) if rule.accepts(v) => Ok(Some(Secret::new(v))),
+            Some(_) => Err(self.invalid(variable, rule.describe())),
         }
     }
 }

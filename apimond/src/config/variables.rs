@@ -42,6 +42,30 @@ pub enum TokenDefault {
     Generated { random_bytes: usize },
 }
 
+/// A token or password: its shortest length and what it is when nothing sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRule {
+    pub min_chars: usize,
+    pub default: TokenDefault,
+}
+
+impl TokenRule {
+    /// Within the length bounds, with no whitespace or control characters.
+    pub fn accepts(self, token: &str) -> bool {
+        let len = token.chars().count();
+        (self.min_chars..=TOKEN_MAX_CHARS).contains(&len)
+            && !token.chars().any(|c| c.is_whitespace() || c.is_control())
+    }
+
+    /// What is allowed, as both error messages phrase it.
+    pub fn describe(self) -> String {
+        format!(
+            "{} to {TOKEN_MAX_CHARS} characters without spaces",
+            self.min_chars
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Int {
@@ -51,35 +75,10 @@ pub enum Kind {
     Bool {
         default: bool,
     },
-    Token {
-        min_chars: usize,
-        default: TokenDefault,
-    },
+    Token(TokenRule),
     /// An address, path, list, key or name with its own hand-written parser in
     /// `config::parsers`, which also owns its default.
     Special,
-}
-
-impl Kind {
-    /// Whether `token` is acceptable for a `Token` kind: within the length bounds, with no
-    /// whitespace or control characters.
-    pub fn accepts_token(self, token: &str) -> bool {
-        let Kind::Token { min_chars, .. } = self else {
-            return false;
-        };
-        let len = token.chars().count();
-        (min_chars..=TOKEN_MAX_CHARS).contains(&len)
-            && !token.chars().any(|c| c.is_whitespace() || c.is_control())
-    }
-
-    /// What a `Token` kind allows, as both error messages phrase it.
-    pub fn describe_token(self) -> String {
-        let min_chars = match self {
-            Kind::Token { min_chars, .. } => min_chars,
-            _ => 0,
-        };
-        format!("{min_chars} to {TOKEN_MAX_CHARS} characters without spaces")
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,10 +111,10 @@ impl Variable {
             secret: true,
             ..Variable::of(
                 name,
-                Kind::Token {
+                Kind::Token(TokenRule {
                     min_chars: 8,
                     default,
-                },
+                }),
             )
         }
     }
@@ -241,7 +240,7 @@ mod tests {
             if v.panel_field.is_some() {
                 assert_ne!(v.kind, Kind::Special, "{} in the panel", v.name);
             }
-            if let Kind::Token { .. } = v.kind {
+            if let Kind::Token(_) = v.kind {
                 assert!(v.secret, "{} is a token", v.name);
             }
         }
@@ -249,11 +248,13 @@ mod tests {
 
     #[test]
     fn tokens_are_bounded_and_without_spaces() {
-        let kind = API_MONITOR_TOKEN.kind;
-        assert!(kind.accepts_token("12345678"));
-        assert!(!kind.accepts_token("1234567"));
-        assert!(!kind.accepts_token(&"x".repeat(TOKEN_MAX_CHARS + 1)));
-        assert!(!kind.accepts_token("has space in it"));
-        assert_eq!(kind.describe_token(), "8 to 256 characters without spaces");
+        let Kind::Token(rule) = API_MONITOR_TOKEN.kind else {
+            panic!("API_MONITOR_TOKEN is a token");
+        };
+        assert!(rule.accepts("12345678"));
+        assert!(!rule.accepts("1234567"));
+        assert!(!rule.accepts(&"x".repeat(TOKEN_MAX_CHARS + 1)));
+        assert!(!rule.accepts("has space in it"));
+        assert_eq!(rule.describe(), "8 to 256 characters without spaces");
     }
 }

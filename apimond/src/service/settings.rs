@@ -14,7 +14,7 @@ use shared::Secret;
 use super::validate::Body;
 use super::{Caller, Core, ServiceError, ServiceResult};
 use crate::config::Config;
-use crate::config::variables::{self, Kind, TokenDefault, Variable};
+use crate::config::variables::{self, Kind, TokenDefault, TokenRule, Variable};
 use crate::store::settings::SettingChange;
 
 pub const CREDENTIALS_FILE: &str = "credentials.toml";
@@ -63,17 +63,17 @@ impl Field {
     }
 
     fn is_secret(&self) -> bool {
-        matches!(self.kind, Kind::Token { .. })
+        matches!(self.kind, Kind::Token(_))
     }
 
     /// A secret that is generated when nothing sets it, so it can never be cleared.
     fn is_required_secret(&self) -> bool {
         matches!(
             self.kind,
-            Kind::Token {
+            Kind::Token(TokenRule {
                 default: TokenDefault::Generated { .. },
                 ..
-            }
+            })
         )
     }
 
@@ -83,7 +83,7 @@ impl Field {
         match self.kind {
             Kind::Int { default, .. } => default.to_string(),
             Kind::Bool { default } => default.to_string(),
-            Kind::Token { .. } | Kind::Special => String::new(),
+            Kind::Token(_) | Kind::Special => String::new(),
         }
     }
 }
@@ -178,10 +178,10 @@ impl Settings {
             if let Some(v) = configured(config, f.name) {
                 s.set(f.name, &v);
             }
-            if let Kind::Token {
+            if let Kind::Token(TokenRule {
                 default: TokenDefault::Generated { random_bytes },
                 ..
-            } = f.kind
+            }) = f.kind
                 && s.get(f.name).is_empty()
             {
                 let value = generate_secret(random_bytes);
@@ -278,7 +278,7 @@ impl Core {
         for f in FIELDS {
             let raw = s.get(f.name);
             let shown = match f.kind {
-                Kind::Token { .. } => Value::String(shared::secret::mask(&raw)),
+                Kind::Token(_) => Value::String(shared::secret::mask(&raw)),
                 Kind::Bool { .. } => Value::Bool(raw == "true"),
                 Kind::Int { .. } => json!(raw.parse::<i64>().unwrap_or_default()),
                 Kind::Special => unreachable!("{} is not a panel kind", f.name),
@@ -314,8 +314,8 @@ impl Core {
             };
             let now = current.get(f.name);
             let new = match (f.kind, &value) {
-                (Kind::Token { .. }, Value::String(s)) => s.trim().to_string(),
-                (Kind::Token { .. }, Value::Null) if !f.is_required_secret() => String::new(),
+                (Kind::Token(_), Value::String(s)) => s.trim().to_string(),
+                (Kind::Token(_), Value::Null) if !f.is_required_secret() => String::new(),
                 (Kind::Bool { .. }, Value::Bool(b)) => b.to_string(),
                 (Kind::Int { range, .. }, Value::Number(n)) => match n.as_i64() {
                     Some(i) if range.contains(i) => i.to_string(),
@@ -340,8 +340,10 @@ impl Core {
                         .unwrap_or("configuration"),
                 )));
             }
-            if is_secret && !new.is_empty() {
-                if !f.kind.accepts_token(&new) {
+            if let Kind::Token(rule) = f.kind
+                && !new.is_empty()
+            {
+                if !rule.accepts(&new) {
                     return Err(bad_field(f));
                 }
             } else if is_secret && f.is_required_secret() {
@@ -396,13 +398,13 @@ impl Core {
 
 fn bad_field(f: &Field) -> ServiceError {
     ServiceError::BadRequest(match f.kind {
-        Kind::Token { .. } if f.is_required_secret() => {
-            format!("{}: must be {}", f.name, f.kind.describe_token())
+        Kind::Token(rule) if f.is_required_secret() => {
+            format!("{}: must be {}", f.name, rule.describe())
         }
-        Kind::Token { .. } => format!(
+        Kind::Token(rule) => format!(
             "{}: must be {}, or empty to clear it",
             f.name,
-            f.kind.describe_token()
+            rule.describe()
         ),
         Kind::Bool { .. } => format!("{}: must be true or false", f.name),
         Kind::Int { range, .. } => format!("{}: must be {}", f.name, range.describe()),
@@ -416,7 +418,10 @@ mod tests {
 
     #[test]
     fn every_variable_the_panel_changes_is_one_field_with_its_bounds() {
-        for v in variables::VARIABLES.iter().filter(|v| v.panel_field.is_some()) {
+        for v in variables::VARIABLES
+            .iter()
+            .filter(|v| v.panel_field.is_some())
+        {
             let fields: Vec<&Field> = FIELDS
                 .iter()
                 .filter(|f| f.variable.is_some_and(|p| p.name == v.name))
