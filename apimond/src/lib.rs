@@ -102,10 +102,10 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
 
 impl Daemon {
     pub async fn start(config: Config) -> anyhow::Result<Daemon> {
-        create_data_dir(&config.data_dir)?;
-        let lock = lock_data_dir(&config.data_dir)?;
+        create_data_dir(&config.paths.data_dir)?;
+        let lock = lock_data_dir(&config.paths.data_dir)?;
 
-        let data_dir = config.data_dir.clone();
+        let data_dir = config.paths.data_dir.clone();
         let given_key = config.secret_key.clone();
         let store = tokio::task::spawn_blocking(move || {
             let secrets =
@@ -113,7 +113,12 @@ impl Daemon {
             Store::open(&data_dir, secrets)
         })
         .await?
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot open the store in {}",
+                config.paths.data_dir.display()
+            )
+        })?;
 
         let interrupted = store.recover_interrupted_runs().await?;
         if interrupted > 0 {
@@ -135,7 +140,7 @@ impl Daemon {
             tracing::info!(file = %path.display(), "generated admin credentials; they are in this file (also: apimonctl credentials)");
         }
 
-        let addr = SocketAddr::new(config.host, config.port);
+        let addr = SocketAddr::new(config.listen.host, config.listen.port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} (HOST/PORT)"))?;
@@ -149,6 +154,7 @@ impl Daemon {
         let bus = events::Bus::default();
         let prober = shared::probe::Prober::new(
             config
+                .scheduler
                 .route_rules
                 .iter()
                 .cloned()
@@ -157,11 +163,11 @@ impl Daemon {
         );
         let upkeep = Arc::new(Upkeep::new(
             store.clone(),
-            config.data_dir.clone(),
+            config.paths.data_dir.clone(),
             RetentionDays {
-                raw: config.retention_raw_days,
-                hourly: config.retention_hourly_days,
-                daily: config.retention_daily_days,
+                raw: config.retention.raw_days,
+                hourly: config.retention.hourly_days,
+                daily: config.retention.daily_days,
             },
             service::log_policy(&settings),
         ));
@@ -169,10 +175,10 @@ impl Daemon {
             store: store.clone(),
             bus: bus.clone(),
             prober: prober.clone(),
-            hosts: Arc::new(HostLimits::new(config.host_concurrency)),
+            hosts: Arc::new(HostLimits::new(config.scheduler.host_concurrency)),
             upkeep: upkeep.clone(),
-            data_dir: config.data_dir.clone(),
-            detect_concurrency: config.detect_concurrency,
+            data_dir: config.paths.data_dir.clone(),
+            detect_concurrency: config.scheduler.detect_concurrency,
             stop_probing: life.scheduling.clone(),
             cut: life.runs.clone(),
         });
@@ -184,7 +190,7 @@ impl Daemon {
         };
         let scheduler = Scheduler::new(
             store.clone(),
-            config.max_parallel_targets,
+            config.scheduler.max_parallel_targets,
             launcher,
             life.scheduling.clone(),
         );
@@ -202,8 +208,8 @@ impl Daemon {
         );
         let socket = rpc::bind(
             core.clone(),
-            &core.config.socket_path,
-            core.config.socket_group.as_deref(),
+            &core.config.paths.socket_path,
+            core.config.paths.socket_group.as_deref(),
             &life,
         )?;
         life.spawn(scheduler.run());
@@ -218,7 +224,7 @@ impl Daemon {
             .with_graceful_shutdown(stopped.cancelled_owned())
             .await
         });
-        tracing::info!(address = %http_addr, data_dir = %core.config.data_dir.display(), version = shared::VERSION, "apimond listening");
+        tracing::info!(address = %http_addr, data_dir = %core.config.paths.data_dir.display(), version = shared::VERSION, "apimond listening");
         Ok(Daemon {
             http_addr,
             core,
@@ -239,7 +245,7 @@ impl Daemon {
 
     /// The control socket's path.
     pub fn socket_path(&self) -> &std::path::Path {
-        &self.core.config.socket_path
+        &self.core.config.paths.socket_path
     }
 
     /// Ends event streams and control-socket connections, stops scheduling, lets runs

@@ -59,7 +59,7 @@ pub fn request_client(parts: &Parts, core: &Core) -> std::net::IpAddr {
         .filter_map(|v| v.to_str().ok())
         .collect();
     let joined = (!xff.is_empty()).then(|| xff.join(","));
-    client_ip(peer, joined.as_deref(), &core.config.trusted_proxies)
+    client_ip(peer, joined.as_deref(), &core.config.auth.trusted_proxies)
 }
 
 /// Whether the request reached us over HTTPS (told by a trusted proxy).
@@ -68,7 +68,8 @@ pub fn is_https(parts: &Parts, core: &Core) -> bool {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_canonical());
-    let trusted = peer.is_some_and(|p| core.config.trusted_proxies.iter().any(|n| n.contains(&p)));
+    let proxies = &core.config.auth.trusted_proxies;
+    let trusted = peer.is_some_and(|p| proxies.iter().any(|n| n.contains(&p)));
     trusted
         && parts
             .headers

@@ -16,8 +16,8 @@ impl Core {
             "version": shared::VERSION,
             "uptime_s": self.started.elapsed().as_secs_f64(),
             "started_at": self.started_at,
-            "data_dir": self.config.data_dir.display().to_string(),
-            "http": format!("{}:{}", self.config.host, self.config.port),
+            "data_dir": self.config.paths.data_dir.display().to_string(),
+            "http": format!("{}:{}", self.config.listen.host, self.config.listen.port),
             "running_targets": self.running_targets(),
             "queued_targets": self.scheduler.queued(),
             "scheduler_lag_s": self.scheduler.lag_s(),
@@ -40,7 +40,7 @@ impl Core {
             "admin_token_source": source("API_MONITOR_TOKEN"),
             "admin_panel_password": s.admin_password.expose(),
             "admin_panel_password_source": source("ADMIN_PANEL_PASSWORD"),
-            "file": self.config.data_dir.join(crate::service::settings::CREDENTIALS_FILE).display().to_string(),
+            "file": self.config.paths.data_dir.join(crate::service::settings::CREDENTIALS_FILE).display().to_string(),
         }))
     }
 
@@ -65,7 +65,7 @@ impl Core {
 
     pub async fn resources(&self, caller: &Caller) -> ServiceResult<Value> {
         caller.require_admin()?;
-        let data_dir = self.config.data_dir.clone();
+        let data_dir = self.config.paths.data_dir.clone();
         let db_bytes = self.store.disk_usage();
         let uptime = self.started.elapsed().as_secs_f64();
         let started_at = self.started_at;

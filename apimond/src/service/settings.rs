@@ -14,6 +14,7 @@ use shared::Secret;
 use super::validate::Body;
 use super::{Caller, Core, ServiceError, ServiceResult};
 use crate::config::Config;
+use crate::config::variables::{self, Kind, TokenDefault, TokenRule, Variable};
 use crate::store::settings::SettingChange;
 
 pub const CREDENTIALS_FILE: &str = "credentials.toml";
@@ -31,73 +32,74 @@ pub struct Settings {
     pub default_interval_min: u32,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    /// A token that must be set (8–256 characters).
-    RequiredSecret,
-    /// A token that may be empty (cleared).
-    OptionalSecret,
-    Bool,
-    Int(i64, i64),
-}
-
+/// One setting of the admin panel: its API name, the variable that can pin it (whose
+/// kind, bounds and default it takes from the variables table), else its own kind.
 struct Field {
     name: &'static str,
-    variable: Option<&'static str>,
+    variable: Option<&'static Variable>,
     kind: Kind,
 }
 
-/// Every changeable setting: its API name, the variable that can pin it, its type.
-const FIELDS: &[Field] = &[
-    Field {
-        name: "api_monitor_token_admin",
-        variable: Some("API_MONITOR_TOKEN"),
-        kind: Kind::RequiredSecret,
-    },
-    Field {
-        name: "api_monitor_token_visitor",
-        variable: Some("API_MONITOR_TOKEN_VISITOR"),
-        kind: Kind::OptionalSecret,
-    },
-    Field {
-        name: "admin_panel_password",
-        variable: Some("ADMIN_PANEL_PASSWORD"),
-        kind: Kind::RequiredSecret,
-    },
-    Field {
-        name: "proxy_master_token",
-        variable: Some("PROXY_MASTER_TOKEN"),
-        kind: Kind::OptionalSecret,
-    },
-    Field {
-        name: "visitor_mode_enabled",
-        variable: None,
-        kind: Kind::Bool,
-    },
-    Field {
-        name: "visitor_show_base_url",
-        variable: None,
-        kind: Kind::Bool,
-    },
-    Field {
-        name: "log_cleanup_enabled",
-        variable: Some("LOG_CLEANUP_ENABLED"),
-        kind: Kind::Bool,
-    },
-    Field {
-        name: "log_max_size_mb",
-        variable: Some("LOG_MAX_SIZE_MB"),
-        kind: Kind::Int(0, 102_400),
-    },
-    Field {
-        name: "default_interval_min",
-        variable: Some("DEFAULT_INTERVAL_MIN"),
-        kind: Kind::Int(1, 1440),
-    },
-];
+impl Field {
+    /// A setting that configuration can pin: everything comes from its variable.
+    const fn pinned_by(variable: &'static Variable) -> Field {
+        let Some(name) = variable.panel_field else {
+            panic!("a variable without a panel field");
+        };
+        Field {
+            name,
+            variable: Some(variable),
+            kind: variable.kind,
+        }
+    }
 
-const MIN_TOKEN: usize = 8;
-const MAX_TOKEN: usize = 256;
+    /// A setting only the panel changes.
+    const fn panel_only(name: &'static str, kind: Kind) -> Field {
+        Field {
+            name,
+            variable: None,
+            kind,
+        }
+    }
+
+    fn is_secret(&self) -> bool {
+        matches!(self.kind, Kind::Token(_))
+    }
+
+    /// A secret that is generated when nothing sets it, so it can never be cleared.
+    fn is_required_secret(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Token(TokenRule {
+                default: TokenDefault::Generated { .. },
+                ..
+            })
+        )
+    }
+
+    /// The value when neither configuration nor the store has one, in stored form
+    /// (empty for a token: generated or unset).
+    fn default_value(&self) -> String {
+        match self.kind {
+            Kind::Int { default, .. } => default.to_string(),
+            Kind::Bool { default } => default.to_string(),
+            Kind::Token(_) | Kind::Special => String::new(),
+        }
+    }
+}
+
+/// Every changeable setting, in the order they are checked.
+const FIELDS: &[Field] = &[
+    Field::pinned_by(&variables::API_MONITOR_TOKEN),
+    Field::pinned_by(&variables::API_MONITOR_TOKEN_VISITOR),
+    Field::pinned_by(&variables::ADMIN_PANEL_PASSWORD),
+    Field::pinned_by(&variables::PROXY_MASTER_TOKEN),
+    Field::panel_only("visitor_mode_enabled", Kind::Bool { default: false }),
+    Field::panel_only("visitor_show_base_url", Kind::Bool { default: false }),
+    Field::pinned_by(&variables::LOG_CLEANUP_ENABLED),
+    Field::pinned_by(&variables::LOG_MAX_SIZE_MB),
+    Field::pinned_by(&variables::DEFAULT_INTERVAL_MIN),
+];
 
 fn generate_secret(bytes: usize) -> Secret {
     let mut raw = vec![0u8; bytes];
@@ -137,8 +139,13 @@ impl Settings {
             "visitor_mode_enabled" => self.visitor_mode_enabled = value == "true",
             "visitor_show_base_url" => self.visitor_show_base_url = value == "true",
             "log_cleanup_enabled" => self.log_cleanup_enabled = value == "true",
-            "log_max_size_mb" => self.log_max_size_mb = value.parse().unwrap_or(500),
-            "default_interval_min" => self.default_interval_min = value.parse().unwrap_or(30),
+            // A stored number that does not parse leaves the value (the default, at start).
+            "log_max_size_mb" => {
+                self.log_max_size_mb = value.parse().unwrap_or(self.log_max_size_mb)
+            }
+            "default_interval_min" => {
+                self.default_interval_min = value.parse().unwrap_or(self.default_interval_min)
+            }
             _ => unreachable!("unknown setting {name}"),
         }
     }
@@ -150,6 +157,7 @@ impl Settings {
         config: &Config,
         stored: &HashMap<String, String>,
     ) -> (Settings, Vec<SettingChange>) {
+        // Blank here; every field gets its default from the table first.
         let mut s = Settings {
             admin_token: Secret::default(),
             visitor_token: None,
@@ -157,24 +165,26 @@ impl Settings {
             proxy_master_token: None,
             visitor_mode_enabled: false,
             visitor_show_base_url: false,
-            log_cleanup_enabled: true,
-            log_max_size_mb: 500,
-            default_interval_min: 30,
+            log_cleanup_enabled: false,
+            log_max_size_mb: 0,
+            default_interval_min: 0,
         };
         let mut generated = Vec::new();
         for f in FIELDS {
+            s.set(f.name, &f.default_value());
             if let Some(v) = stored.get(f.name) {
                 s.set(f.name, v);
             }
             if let Some(v) = configured(config, f.name) {
                 s.set(f.name, &v);
             }
-            if f.kind == Kind::RequiredSecret && s.get(f.name).is_empty() {
-                let value = generate_secret(if f.name == "admin_panel_password" {
-                    12
-                } else {
-                    24
-                });
+            if let Kind::Token(TokenRule {
+                default: TokenDefault::Generated { random_bytes },
+                ..
+            }) = f.kind
+                && s.get(f.name).is_empty()
+            {
+                let value = generate_secret(random_bytes);
                 s.set(f.name, value.expose());
                 generated.push(SettingChange {
                     key: f.name,
@@ -191,19 +201,21 @@ impl Settings {
 fn configured(config: &Config, name: &str) -> Option<String> {
     let secret = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_string());
     match name {
-        "api_monitor_token_admin" => secret(&config.admin_token),
-        "api_monitor_token_visitor" => secret(&config.visitor_token),
-        "admin_panel_password" => secret(&config.admin_password),
-        "proxy_master_token" => secret(&config.proxy_master_token),
-        "log_cleanup_enabled" => config.log_cleanup_enabled.map(|b| b.to_string()),
-        "log_max_size_mb" => config.log_max_size_mb.map(|n| n.to_string()),
-        "default_interval_min" => config.default_interval_min.map(|n| n.to_string()),
+        "api_monitor_token_admin" => secret(&config.auth.admin_token),
+        "api_monitor_token_visitor" => secret(&config.auth.visitor_token),
+        "admin_panel_password" => secret(&config.auth.admin_password),
+        "proxy_master_token" => secret(&config.auth.proxy_master_token),
+        "log_cleanup_enabled" => config.panel.log_cleanup_enabled.map(|b| b.to_string()),
+        "log_max_size_mb" => config.panel.log_max_size_mb.map(|n| n.to_string()),
+        "default_interval_min" => config.panel.default_interval_min.map(|n| n.to_string()),
         _ => None,
     }
 }
 
 fn read_only_variable(config: &Config, f: &Field) -> Option<&'static str> {
-    f.variable.filter(|v| config.source_of(v).is_some())
+    f.variable
+        .map(|v| v.name)
+        .filter(|name| config.source_of(name).is_some())
 }
 
 /// Writes the credentials that were not given by configuration to the 0600
@@ -213,19 +225,16 @@ pub fn write_credentials_file(
     config: &Config,
     settings: &Settings,
 ) -> std::io::Result<Option<PathBuf>> {
-    let path = config.data_dir.join(CREDENTIALS_FILE);
+    let path = config.paths.data_dir.join(CREDENTIALS_FILE);
     let mut values = toml::Table::new();
-    for (name, variable) in [
-        ("api_monitor_token_admin", "API_MONITOR_TOKEN"),
-        ("admin_panel_password", "ADMIN_PANEL_PASSWORD"),
+    // The file's keys, and the variables whose credentials they hold.
+    for (key, variable) in [
+        ("admin_token", &variables::API_MONITOR_TOKEN),
+        ("admin_panel_password", &variables::ADMIN_PANEL_PASSWORD),
     ] {
-        if config.source_of(variable).is_none() {
-            let key = if name == "api_monitor_token_admin" {
-                "admin_token"
-            } else {
-                name
-            };
-            values.insert(key.into(), toml::Value::String(settings.get(name)));
+        if config.source_of(variable.name).is_none() {
+            let field = Field::pinned_by(variable);
+            values.insert(key.into(), toml::Value::String(settings.get(field.name)));
         }
     }
     let any = !values.is_empty();
@@ -269,13 +278,12 @@ impl Core {
         for f in FIELDS {
             let raw = s.get(f.name);
             let shown = match f.kind {
-                Kind::RequiredSecret | Kind::OptionalSecret => {
-                    Value::String(shared::secret::mask(&raw))
-                }
-                Kind::Bool => Value::Bool(raw == "true"),
-                Kind::Int(..) => json!(raw.parse::<i64>().unwrap_or_default()),
+                Kind::Token(_) => Value::String(shared::secret::mask(&raw)),
+                Kind::Bool { .. } => Value::Bool(raw == "true"),
+                Kind::Int { .. } => json!(raw.parse::<i64>().unwrap_or_default()),
+                Kind::Special => unreachable!("{} is not a panel kind", f.name),
             };
-            if f.kind == Kind::RequiredSecret || f.kind == Kind::OptionalSecret {
+            if f.is_secret() {
                 item.insert(format!("{}_set", f.name), Value::Bool(!raw.is_empty()));
             }
             item.insert(f.name.to_string(), shown);
@@ -293,7 +301,7 @@ impl Core {
         let mut body = Body::parse(raw)?;
         // The `<secret>_set` flags of a settings object read back are derived; ignore them.
         for f in FIELDS {
-            if matches!(f.kind, Kind::RequiredSecret | Kind::OptionalSecret) {
+            if f.is_secret() {
                 body.value(&format!("{}_set", f.name));
             }
         }
@@ -306,18 +314,16 @@ impl Core {
             };
             let now = current.get(f.name);
             let new = match (f.kind, &value) {
-                (Kind::RequiredSecret | Kind::OptionalSecret, Value::String(s)) => {
-                    s.trim().to_string()
-                }
-                (Kind::OptionalSecret, Value::Null) => String::new(),
-                (Kind::Bool, Value::Bool(b)) => b.to_string(),
-                (Kind::Int(min, max), Value::Number(n)) => match n.as_i64() {
-                    Some(i) if (min..=max).contains(&i) => i.to_string(),
+                (Kind::Token(_), Value::String(s)) => s.trim().to_string(),
+                (Kind::Token(_), Value::Null) if !f.is_required_secret() => String::new(),
+                (Kind::Bool { .. }, Value::Bool(b)) => b.to_string(),
+                (Kind::Int { range, .. }, Value::Number(n)) => match n.as_i64() {
+                    Some(i) if range.contains(i) => i.to_string(),
                     _ => return Err(bad_field(f)),
                 },
                 _ => return Err(bad_field(f)),
             };
-            let is_secret = matches!(f.kind, Kind::RequiredSecret | Kind::OptionalSecret);
+            let is_secret = f.is_secret();
             // A settings object read back and sent again carries masked secrets.
             let unchanged =
                 new == now || (is_secret && !now.is_empty() && new == shared::secret::mask(&now));
@@ -334,14 +340,13 @@ impl Core {
                         .unwrap_or("configuration"),
                 )));
             }
-            if is_secret && !new.is_empty() {
-                let len = new.chars().count();
-                if !(MIN_TOKEN..=MAX_TOKEN).contains(&len)
-                    || new.chars().any(|c| c.is_whitespace() || c.is_control())
-                {
+            if let Kind::Token(rule) = f.kind
+                && !new.is_empty()
+            {
+                if !rule.accepts(&new) {
                     return Err(bad_field(f));
                 }
-            } else if is_secret && f.kind == Kind::RequiredSecret {
+            } else if is_secret && f.is_required_secret() {
                 return Err(bad_field(f));
             }
             changes.push(SettingChange {
@@ -393,15 +398,59 @@ impl Core {
 
 fn bad_field(f: &Field) -> ServiceError {
     ServiceError::BadRequest(match f.kind {
-        Kind::RequiredSecret => format!(
-            "{}: must be {MIN_TOKEN} to {MAX_TOKEN} characters without spaces",
-            f.name
+        Kind::Token(rule) if f.is_required_secret() => {
+            format!("{}: must be {}", f.name, rule.describe())
+        }
+        Kind::Token(rule) => format!(
+            "{}: must be {}, or empty to clear it",
+            f.name,
+            rule.describe()
         ),
-        Kind::OptionalSecret => format!(
-            "{}: must be {MIN_TOKEN} to {MAX_TOKEN} characters without spaces, or empty to clear it",
-            f.name
-        ),
-        Kind::Bool => format!("{}: must be true or false", f.name),
-        Kind::Int(min, max) => format!("{}: must be an integer from {min} to {max}", f.name),
+        Kind::Bool { .. } => format!("{}: must be true or false", f.name),
+        Kind::Int { range, .. } => format!("{}: must be {}", f.name, range.describe()),
+        Kind::Special => unreachable!("{} is not a panel kind", f.name),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variable_the_panel_changes_is_one_field_with_its_bounds() {
+        for v in variables::VARIABLES
+            .iter()
+            .filter(|v| v.panel_field.is_some())
+        {
+            let fields: Vec<&Field> = FIELDS
+                .iter()
+                .filter(|f| f.variable.is_some_and(|p| p.name == v.name))
+                .collect();
+            assert_eq!(fields.len(), 1, "{}", v.name);
+            assert_eq!(Some(fields[0].name), v.panel_field);
+            assert_eq!(fields[0].kind, v.kind);
+        }
+    }
+
+    #[test]
+    fn defaults_come_from_the_table() {
+        let config = Config::from_sources(
+            &HashMap::from([("DATA_DIR".to_string(), "unused".to_string())]),
+            None,
+        )
+        .unwrap();
+        let (s, generated) = Settings::resolve(&config, &HashMap::new());
+        assert_eq!(s.default_interval_min, 30);
+        assert_eq!(s.log_max_size_mb, 500);
+        assert!(s.log_cleanup_enabled);
+        assert!(!s.visitor_mode_enabled && !s.visitor_show_base_url);
+        assert!(s.visitor_token.is_none() && s.proxy_master_token.is_none());
+        assert_eq!(s.admin_token.expose().len(), 48);
+        assert_eq!(s.admin_password.expose().len(), 24);
+        assert_eq!(generated.len(), 2);
+
+        let stored = HashMap::from([("log_max_size_mb".to_string(), "lots".to_string())]);
+        let (s, _) = Settings::resolve(&config, &stored);
+        assert_eq!(s.log_max_size_mb, 500, "a stored value that does not parse");
+    }
 }

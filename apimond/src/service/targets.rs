@@ -15,6 +15,7 @@ use shared::probe::{CheckMode, ProbeMode, Protocol, RouteRule};
 
 use super::validate::Body;
 use super::{Caller, Core, ServiceError, ServiceResult, Settings};
+use crate::config::variables::{INTERVAL_MINUTES, MODELS_PER_TARGET_MAX};
 use crate::store::runs::LogScope;
 use crate::store::targets::TargetRecord;
 
@@ -218,16 +219,16 @@ impl TargetPatch {
             base_url: base_url(b)?,
             api_key: api_key(b)?,
             enabled: b.bool("enabled")?,
-            interval_min: b.int("interval_min", 1, 1440)?,
+            interval_min: b.int("interval_min", INTERVAL_MINUTES.min, INTERVAL_MINUTES.max)?,
             timeout_s: b.float("timeout_s", 3.0, 300.0)?,
             verify_ssl: b.bool("verify_ssl")?,
             prompt: b.string("prompt", 1, 4000)?,
             anthropic_version: b.string("anthropic_version", 4, 64)?,
-            max_models: b.int("max_models", 0, 5000)?,
+            max_models: b.int("max_models", 0, MODELS_PER_TARGET_MAX as i64)?,
             source_url: b.nullable_string("source_url", 1024)?,
             sort_order: b.int("sort_order", 1, 1_000_000)?,
             visitor_channel_actions_enabled: b.bool("visitor_channel_actions_enabled")?,
-            selected_models: b.string_list("selected_models", 5000, 1, 256)?,
+            selected_models: b.string_list("selected_models", MODELS_PER_TARGET_MAX, 1, 256)?,
             exclude_models: b.string_list("exclude_models", 500, 1, 256)?,
             probe_mode: one_of(b, "probe_mode", &ProbeMode::ALL, ProbeMode::as_str)?,
             check_mode: one_of(b, "check_mode", &CheckMode::ALL, CheckMode::as_str)?,

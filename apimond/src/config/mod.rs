@@ -1,0 +1,212 @@
+//! Configuration: environment variables and an optional TOML file, validated into one
+//! [`Config`] grouped by who uses it. The environment wins over the file. Every error
+//! names the variable, the value (unless it is a secret) and what is allowed, in one line.
+//! The variables, their kinds, bounds and defaults are listed once, in [`variables`].
+
+mod parsers;
+mod sources;
+pub mod variables;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use shared::Secret;
+
+use parsers::SystemdDirs;
+use sources::Raw;
+pub use sources::Source;
+use variables::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Listen,
+    pub paths: Paths,
+    pub auth: Auth,
+    pub scheduler: Scheduling,
+    pub retention: Retention,
+    pub logging: Logging,
+    pub panel: PanelDefaults,
+    /// `APIMON_SECRET_KEY`: the key for stored secrets, else the one in `DATA_DIR`.
+    pub secret_key: Option<Secret>,
+    /// Which variables were given, and where.
+    pub sources: BTreeMap<&'static str, Source>,
+}
+
+/// Where the HTTP server listens.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub host: IpAddr,
+    pub port: u16,
+}
+
+/// Where the daemon keeps its data and its control socket.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub data_dir: PathBuf,
+    pub socket_path: PathBuf,
+    pub socket_group: Option<String>,
+}
+
+/// Who may call: the tokens and password given by configuration (else stored or
+/// generated, see `service::settings`), and the proxies whose `X-Forwarded-For` is
+/// believed.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub admin_token: Option<Secret>,
+    pub visitor_token: Option<Secret>,
+    pub admin_password: Option<Secret>,
+    pub proxy_master_token: Option<Secret>,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// How runs are scheduled and probed.
+#[derive(Debug, Clone)]
+pub struct Scheduling {
+    /// Probes in flight within one run.
+    pub detect_concurrency: usize,
+    /// Runs in flight at once.
+    pub max_parallel_targets: usize,
+    /// Probes in flight to one upstream host, across all runs.
+    pub host_concurrency: usize,
+    /// Route rules tried before the built-in table (`ROUTE_RULES`).
+    pub route_rules: Vec<shared::probe::RouteRule>,
+}
+
+/// How many days each kind of probe data is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub raw_days: u32,
+    pub hourly_days: u32,
+    pub daily_days: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Logging {
+    pub format: LogFormat,
+}
+
+/// Settings the admin panel can change, when configuration pins them; `None` leaves
+/// them to the panel (stored value, else the default in the variables table).
+#[derive(Debug, Clone, Copy)]
+pub struct PanelDefaults {
+    pub default_interval_min: Option<u32>,
+    pub log_cleanup_enabled: Option<bool>,
+    pub log_max_size_mb: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("invalid {variable}={value}: {allowed}")]
+    Invalid {
+        variable: &'static str,
+        value: String,
+        allowed: String,
+    },
+    #[error("cannot read config file {path} ({how}): {reason}")]
+    File {
+        path: String,
+        how: &'static str,
+        reason: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Config {
+    /// Loads from the process environment and the file named by `config_path` (the
+    /// `--config` flag) or `APIMON_CONFIG`.
+    pub fn load(config_path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::from_sources(&env, config_path)
+    }
+
+    /// Loads from an explicit environment map: what tests use to start daemons without
+    /// touching the process environment.
+    pub fn from_sources(
+        env: &HashMap<String, String>,
+        config_path: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let raw = Raw::gather(env, config_path)?;
+        let systemd = SystemdDirs::from_env(env);
+        // Read in the table's order, so that with several bad values the first one in
+        // `VARIABLES` is the one reported.
+        let listen = Listen {
+            port: raw.int(&PORT)? as u16,
+            host: parsers::host(&raw)?,
+        };
+        let data_dir = parsers::data_dir(&raw, &systemd)?;
+        let paths = Paths {
+            socket_path: parsers::socket_path(&raw, &systemd, &data_dir),
+            socket_group: parsers::socket_group(&raw)?,
+            data_dir,
+        };
+        let admin_token = raw.token(&API_MONITOR_TOKEN)?;
+        let visitor_token = raw.token(&API_MONITOR_TOKEN_VISITOR)?;
+        let admin_password = raw.token(&ADMIN_PANEL_PASSWORD)?;
+        let proxy_master_token = raw.token(&PROXY_MASTER_TOKEN)?;
+        if let (Some(a), Some(v)) = (&admin_token, &visitor_token)
+            && a == v
+        {
+            return Err(ConfigError::Other(
+                "API_MONITOR_TOKEN_VISITOR must differ from API_MONITOR_TOKEN".into(),
+            ));
+        }
+        let panel = PanelDefaults {
+            default_interval_min: raw.opt_int(&DEFAULT_INTERVAL_MIN)?.map(|v| v as u32),
+            log_cleanup_enabled: raw.opt_bool(&LOG_CLEANUP_ENABLED)?,
+            log_max_size_mb: raw.opt_int(&LOG_MAX_SIZE_MB)?.map(|v| v as u64),
+        };
+        let detect_concurrency = raw.int(&MONITOR_DETECT_CONCURRENCY)? as usize;
+        let max_parallel_targets = raw.int(&MONITOR_MAX_PARALLEL_TARGETS)? as usize;
+        let host_concurrency = raw.int(&MONITOR_HOST_CONCURRENCY)? as usize;
+        let retention = Retention {
+            raw_days: raw.int(&RETENTION_RAW_DAYS)? as u32,
+            hourly_days: raw.int(&RETENTION_HOURLY_DAYS)? as u32,
+            daily_days: raw.int(&RETENTION_DAILY_DAYS)? as u32,
+        };
+        let auth = Auth {
+            admin_token,
+            visitor_token,
+            admin_password,
+            proxy_master_token,
+            trusted_proxies: parsers::trusted_proxies(&raw)?,
+        };
+        let scheduler = Scheduling {
+            detect_concurrency,
+            max_parallel_targets,
+            host_concurrency,
+            route_rules: parsers::route_rules(&raw)?,
+        };
+        let secret_key = parsers::secret_key(&raw)?;
+        let logging = Logging {
+            format: parsers::log_format(&raw)?,
+        };
+        Ok(Config {
+            listen,
+            paths,
+            auth,
+            scheduler,
+            retention,
+            logging,
+            panel,
+            secret_key,
+            sources: raw.sources,
+        })
+    }
+
+    /// Where a variable was given, if it was.
+    pub fn source_of(&self, variable: &str) -> Option<Source> {
+        self.sources.get(variable).copied()
+    }
+}
