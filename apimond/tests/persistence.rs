@@ -493,3 +493,75 @@ async fn no_file_under_the_data_dir_ever_holds_a_plaintext_channel_key() {
     assert_eq!(s, StatusCode::OK);
     assert_absent("after delete");
 }
+
+#[tokio::test]
+async fn extra_header_values_are_sealed_at_rest_masked_when_shown_and_still_sent() {
+    let up = fake_upstream(&["gpt-4o"], 0).await;
+    let mut d = TestDaemon::start().await;
+    let value = "Bearer hdr-secret-value-0123456789";
+    let id = d
+        .create_on(
+            "with-header",
+            &up.base_url(),
+            json!({"extra_headers": {"X-Relay-Auth": value}}),
+        )
+        .await;
+    let assert_absent = |d: &TestDaemon, stage: &str, secret: &str| {
+        for (path, bytes) in d.data_files() {
+            assert!(
+                !contains(&bytes, secret),
+                "{stage}: {} holds the header value",
+                path.display()
+            );
+        }
+    };
+    assert_absent(&d, "after create", value);
+
+    let (_, t) = d
+        .admin(Method::GET, &format!("/api/targets/{id}"), None)
+        .await;
+    let shown = t["item"]["extra_headers"]["x-relay-auth"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(shown, "Beare…6789", "masked like a key: {t}");
+    let (_, list) = d.admin(Method::GET, "/api/targets", None).await;
+    assert!(!list.to_string().contains(value));
+
+    // Sent back as shown, the header keeps its value: the probe still carries it.
+    let (s, v) = d
+        .admin(
+            Method::PATCH,
+            &format!("/api/targets/{id}"),
+            Some(&json!({"extra_headers": {"x-relay-auth": shown}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    d.trigger(id).await;
+    d.wait_run(id).await;
+    let sent = up.last_headers().expect("the relay was probed");
+    assert_eq!(sent["x-relay-auth"], value);
+    assert_absent(&d, "after a run", value);
+
+    // A database from before header values were secrets holds them in plaintext:
+    // they are sealed at the next start, and the plaintext leaves every file.
+    let legacy = "legacy-plaintext-header-value-42";
+    d.stop().await;
+    {
+        let conn = rusqlite::Connection::open(d.dir.join("registry.db")).unwrap();
+        conn.execute(
+            "UPDATE targets SET extra_headers = ?1 WHERE id = ?2",
+            rusqlite::params![json!({"x-legacy": legacy}).to_string(), id],
+        )
+        .unwrap();
+    }
+    d.restart_with(STANDARD).await;
+    assert_absent(&d, "after sealing at start", legacy);
+    let (_, t) = d
+        .admin(Method::GET, &format!("/api/targets/{id}"), None)
+        .await;
+    assert_eq!(t["item"]["extra_headers"]["x-legacy"], "legac…e-42", "{t}");
+    d.trigger(id).await;
+    d.wait_run(id).await;
+    assert_eq!(up.last_headers().unwrap()["x-legacy"], legacy);
+}

@@ -59,7 +59,7 @@ pub struct TargetPatch {
     check_mode: Option<CheckMode>,
     max_tokens: Option<Option<i64>>,
     slow_ms: Option<i64>,
-    extra_headers: Option<BTreeMap<String, String>>,
+    extra_headers: Option<BTreeMap<String, Secret>>,
     user_agent: Option<Option<String>>,
     route_overrides: Option<Vec<RouteRule>>,
 }
@@ -131,7 +131,9 @@ fn api_key(body: &mut Body) -> ServiceResult<Option<Secret>> {
     }
 }
 
-fn extra_headers(body: &mut Body) -> ServiceResult<Option<BTreeMap<String, String>>> {
+/// `extra_headers`: header name to value. Values often carry credentials (custom auth
+/// headers), so they are secrets: sealed at rest and masked wherever they are shown.
+fn extra_headers(body: &mut Body) -> ServiceResult<Option<BTreeMap<String, Secret>>> {
     let map = match body.value("extra_headers") {
         None => return Ok(None),
         Some(Value::Null) => return Ok(Some(BTreeMap::new())),
@@ -165,7 +167,7 @@ fn extra_headers(body: &mut Body) -> ServiceResult<Option<BTreeMap<String, Strin
                 "extra_headers.{name}: must be at most 1024 characters without control characters"
             )));
         }
-        out.insert(name.to_ascii_lowercase(), v);
+        out.insert(name.to_ascii_lowercase(), Secret::new(v));
     }
     Ok(Some(out))
 }
@@ -242,7 +244,17 @@ impl TargetPatch {
         Ok(p)
     }
 
-    pub fn apply(self, t: &mut TargetRecord) {
+    pub fn apply(mut self, t: &mut TargetRecord) {
+        // A header sent back as it was shown (masked) keeps its stored value.
+        if let Some(headers) = self.extra_headers.as_mut() {
+            for (name, value) in headers.iter_mut() {
+                if let Some(stored) = t.extra_headers.get(name)
+                    && value.expose() == stored.masked()
+                {
+                    *value = stored.clone();
+                }
+            }
+        }
         macro_rules! set {
             ($($field:ident),*) => {$(
                 if let Some(v) = self.$field { t.$field = v; }
@@ -336,7 +348,7 @@ pub fn target_view(t: &TargetRecord, caller: &Caller, settings: &Settings, runni
         let headers: Map<String, Value> = t
             .extra_headers
             .iter()
-            .map(|(k, v)| (k.clone(), json!(shared::secret::mask(v))))
+            .map(|(k, v)| (k.clone(), json!(v.masked())))
             .collect();
         obj.insert("extra_headers".into(), Value::Object(headers));
     }

@@ -27,21 +27,27 @@ fn exported(t: &TargetRecord, with_secrets: bool) -> Value {
         "check_mode": t.check_mode,
         "max_tokens": t.max_tokens,
         "slow_ms": t.slow_ms,
-        "extra_headers": t.extra_headers,
         "user_agent": t.user_agent,
         "route_overrides": t.route_overrides,
     });
+    // Credentials in the URL and header values are secrets too.
+    let headers: serde_json::Map<String, Value> = t
+        .extra_headers
+        .iter()
+        .map(|(k, val)| {
+            let shown = if with_secrets {
+                val.expose().to_string()
+            } else {
+                val.masked()
+            };
+            (k.clone(), json!(shown))
+        })
+        .collect();
+    v["extra_headers"] = Value::Object(headers);
     if with_secrets {
         v["api_key"] = json!(t.api_key.expose());
     } else {
-        // Credentials in the URL and header values are secrets too.
         v["base_url"] = json!(super::targets::mask_url_credentials(&t.base_url));
-        let headers: serde_json::Map<String, Value> = t
-            .extra_headers
-            .iter()
-            .map(|(k, val)| (k.clone(), json!(shared::secret::mask(val))))
-            .collect();
-        v["extra_headers"] = Value::Object(headers);
     }
     v
 }

@@ -147,6 +147,15 @@ impl Store {
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         migrations::migrate(&mut conn)?;
         check_fingerprint(&conn, &secrets)?;
+        let sealed = targets::seal_plaintext_headers(&conn, &secrets)?;
+        if sealed > 0 {
+            // Push the plaintext out of the WAL too (secure_delete cleared the pages).
+            conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
+            tracing::info!(
+                targets = sealed,
+                "sealed extra header values stored in plaintext"
+            );
+        }
 
         let (tx, rx) = mpsc::channel::<Job>(WRITE_QUEUE);
         let writer_secrets = SecretBox::from_key_of(&secrets);

@@ -9,6 +9,51 @@ use shared::probe::{CheckMode, ProbeMode};
 use super::{Result, SecretBox, Store, StoreError, now, optional};
 
 const KEY_CONTEXT: &str = "targets.api_key";
+const HEADERS_CONTEXT: &str = "targets.extra_headers";
+
+/// The `extra_headers` column: `{}` when there are none, else the JSON object sealed
+/// (base64 text). A value starting with `{` is an older plaintext object, sealed at
+/// the next start by [`seal_plaintext_headers`].
+fn seal_headers(secrets: &SecretBox, headers: &BTreeMap<String, Secret>) -> String {
+    if headers.is_empty() {
+        return "{}".into();
+    }
+    let plain: BTreeMap<&str, &str> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose()))
+        .collect();
+    secrets.seal_text(HEADERS_CONTEXT, &json(&plain))
+}
+
+fn open_headers(secrets: &SecretBox, stored: &str) -> Result<BTreeMap<String, Secret>> {
+    let plain = if stored.starts_with('{') {
+        stored.to_string()
+    } else {
+        secrets.open_text(HEADERS_CONTEXT, stored)?
+    };
+    let map: BTreeMap<String, String> = serde_json::from_str(&plain)
+        .map_err(|e| StoreError::Corrupt(format!("targets.extra_headers: {e}")))?;
+    Ok(map.into_iter().map(|(k, v)| (k, Secret::new(v))).collect())
+}
+
+/// Seals header values stored in plaintext by an apimond from before they were
+/// secrets. Returns how many targets changed.
+pub(super) fn seal_plaintext_headers(conn: &Connection, secrets: &SecretBox) -> Result<usize> {
+    let mut stmt = conn.prepare(
+        "SELECT id, extra_headers FROM targets WHERE extra_headers LIKE '{%' AND extra_headers <> '{}'",
+    )?;
+    let rows: Vec<(i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, text) in &rows {
+        let headers = open_headers(secrets, text)?;
+        conn.execute(
+            "UPDATE targets SET extra_headers = ?2 WHERE id = ?1",
+            params![id, seal_headers(secrets, &headers)],
+        )?;
+    }
+    Ok(rows.len())
+}
 
 /// A target as stored, with its key opened. Its `Debug` hides the key (via [`Secret`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +87,7 @@ pub struct TargetRecord {
     pub check_mode: CheckMode,
     pub max_tokens: Option<i64>,
     pub slow_ms: i64,
-    pub extra_headers: BTreeMap<String, String>,
+    pub extra_headers: BTreeMap<String, Secret>,
     pub user_agent: Option<String>,
     pub route_overrides: Vec<shared::probe::RouteRule>,
 }
@@ -111,6 +156,10 @@ fn from_row(row: &Row<'_>, secrets: &SecretBox) -> rusqlite::Result<Result<Targe
         Ok(k) => Secret::new(k),
         Err(e) => return Ok(Err(e)),
     };
+    let extra_headers = match open_headers(secrets, &row.get::<_, String>(29)?) {
+        Ok(h) => h,
+        Err(e) => return Ok(Err(e)),
+    };
     Ok(Ok(TargetRecord {
         id: row.get(0)?,
         name: row.get(1)?,
@@ -142,7 +191,7 @@ fn from_row(row: &Row<'_>, secrets: &SecretBox) -> rusqlite::Result<Result<Targe
         check_mode: CheckMode::parse(&row.get::<_, String>(26)?).unwrap_or_default(),
         max_tokens: row.get(27)?,
         slow_ms: row.get(28)?,
-        extra_headers: json_col(row, 29)?,
+        extra_headers,
         user_agent: row.get(30)?,
         route_overrides: json_col(row, 31)?,
     }))
@@ -195,7 +244,7 @@ fn write_editable(txn: &Connection, secrets: &SecretBox, t: &TargetRecord) -> Re
             t.check_mode.as_str(),
             t.max_tokens,
             t.slow_ms,
-            json(&t.extra_headers),
+            seal_headers(secrets, &t.extra_headers),
             t.user_agent,
             json(&t.route_overrides),
         ],

@@ -100,7 +100,8 @@ pub struct ProbeSettings {
     pub timeout: Duration,
     pub verify_ssl: bool,
     pub anthropic_version: String,
-    pub extra_headers: BTreeMap<String, String>,
+    /// Values often carry credentials: secrets, like the key.
+    pub extra_headers: BTreeMap<String, Secret>,
     pub user_agent: Option<String>,
     pub max_tokens: Option<u32>,
     pub check_mode: CheckMode,

@@ -135,7 +135,7 @@ impl Prober {
         for (k, v) in &s.extra_headers {
             if let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(k.as_bytes()),
-                HeaderValue::from_str(v),
+                HeaderValue::from_str(v.expose()),
             ) {
                 h.insert(name, value);
             }
