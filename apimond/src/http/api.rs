@@ -1,5 +1,5 @@
-//! `/api/*` handlers for health, dashboard, targets, runs and logs: parse, call the
-//! service, return its JSON.
+//! `/api/*` handlers for health, dashboard, targets, runs and logs: parse (queries into
+//! the service's typed queries), call the service, return its JSON.
 
 use std::collections::HashMap;
 
@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::error::AppError;
 use super::extract::{ApiBody, AppState};
+use crate::service::query::{ListTargetsQuery, LogsQuery, QueryString, RunsQuery, StatsQuery};
 use crate::service::{Caller, ServiceError};
 
 type ApiResult = Result<Json<Value>, AppError>;
@@ -47,13 +48,10 @@ pub async fn dashboard(State(core): State<AppState>, caller: Caller) -> ApiResul
 pub async fn list_targets(
     State(core): State<AppState>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<QueryString>,
 ) -> RawResult {
-    let get = |k: &str| q.get(k).map(String::as_str);
-    Ok(Json(
-        core.list_targets(&caller, get("history"), get("history_format"))
-            .await?,
-    ))
+    let query = ListTargetsQuery::from_query(&q);
+    Ok(Json(core.list_targets(&caller, query).await?))
 }
 
 pub async fn trigger_run(
@@ -144,41 +142,28 @@ pub async fn list_runs(
     State(core): State<AppState>,
     caller: Caller,
     TargetId(id): TargetId,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<QueryString>,
 ) -> ApiResult {
-    let limit = q.get("limit").map(String::as_str);
-    Ok(Json(core.list_runs(&caller, id, limit).await?))
+    let query = RunsQuery::from_query(&q);
+    Ok(Json(core.list_runs(&caller, id, query).await?))
 }
 
 pub async fn run_logs(
     State(core): State<AppState>,
     caller: Caller,
     TargetId(id): TargetId,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<QueryString>,
 ) -> ApiResult {
-    let get = |k: &str| q.get(k).map(String::as_str);
-    Ok(Json(
-        core.run_logs(
-            &caller,
-            id,
-            get("scope"),
-            get("run_id"),
-            get("limit"),
-            get("offset"),
-        )
-        .await?,
-    ))
+    let query = LogsQuery::from_query(&q);
+    Ok(Json(core.run_logs(&caller, id, query).await?))
 }
 
 pub async fn target_stats(
     State(core): State<AppState>,
     caller: Caller,
     TargetId(id): TargetId,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<QueryString>,
 ) -> ApiResult {
-    let get = |k: &str| q.get(k).map(String::as_str);
-    Ok(Json(
-        core.target_stats(&caller, id, get("period"), get("days"))
-            .await?,
-    ))
+    let query = StatsQuery::from_query(&q);
+    Ok(Json(core.target_stats(&caller, id, query).await?))
 }

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 use shared::rpc::{CHUNK, Message, PROTOCOL_VERSION, code};
 
+use crate::service::query::{ListTargetsQuery, LogsQuery, RunsQuery};
 use crate::service::{Caller, Core, ServiceError};
 
 type MethodResult = Result<Value, (i64, String)>;
@@ -118,7 +119,7 @@ async fn dispatch(core: &Core, caller: &Caller, method: &str, params: Value) -> 
         "status" => Ok(core.status(caller).await.map_err(from_service)?),
         "targets.list" => {
             let raw = core
-                .list_targets(caller, Some("0"), None)
+                .list_targets(caller, ListTargetsQuery::new(Some(0), None))
                 .await
                 .map_err(from_service)?;
             serde_json::from_str(raw.get()).map_err(|e| (code::INTERNAL, e.to_string()))
@@ -157,16 +158,16 @@ async fn dispatch(core: &Core, caller: &Caller, method: &str, params: Value) -> 
         }
         "runs.list" => {
             let id = target_id(core, &params).await?;
-            let limit = opt_int(&params, "limit")?.map(|n| n.to_string());
-            core.list_runs(caller, id, limit.as_deref())
+            let limit = opt_int(&params, "limit")?;
+            core.list_runs(caller, id, RunsQuery::new(limit))
                 .await
                 .map_err(from_service)
         }
         "runs.logs" => {
             let id = target_id(core, &params).await?;
-            let run = opt_int(&params, "run_id")?.map(|n| n.to_string());
-            let limit = opt_int(&params, "limit")?.map(|n| n.to_string());
-            core.run_logs(caller, id, None, run.as_deref(), limit.as_deref(), None)
+            let run = opt_int(&params, "run_id")?;
+            let limit = opt_int(&params, "limit")?;
+            core.run_logs(caller, id, LogsQuery::of_run(run, limit))
                 .await
                 .map_err(from_service)
         }
