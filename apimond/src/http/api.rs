@@ -11,6 +11,7 @@ use super::error::AppError;
 use super::extract::{ApiBody, AppState};
 use crate::service::query::{ListTargetsQuery, LogsQuery, QueryString, RunsQuery, StatsQuery};
 use crate::service::{Caller, ServiceError};
+use shared::rpc::reply::TriggerReply;
 
 type ApiResult = Result<Json<Value>, AppError>;
 type RawResult = Result<Json<Box<serde_json::value::RawValue>>, AppError>;
@@ -60,16 +61,10 @@ pub async fn trigger_run(
     TargetId(id): TargetId,
 ) -> ApiResult {
     let outcome = core.trigger_run(&caller, id).await?;
-    let message = match outcome {
-        crate::scheduler::TriggerOutcome::Started => "run started",
-        crate::scheduler::TriggerOutcome::Queued => "run queued behind the parallel limit",
-    };
-    Ok(Json(serde_json::json!({
-        "ok": true,
-        "message": message,
-        "queued": outcome == crate::scheduler::TriggerOutcome::Queued,
-        "target_id": id,
-    })))
+    let queued = outcome == crate::scheduler::TriggerOutcome::Queued;
+    Ok(Json(
+        serde_json::to_value(TriggerReply::new(id, queued)).expect("replies serialise"),
+    ))
 }
 
 pub async fn target_models(
