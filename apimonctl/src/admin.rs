@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
-use shared::rpc::{CHUNK, CHUNK_BYTES};
+use shared::rpc::params::{Export, Import, NoParams};
+use shared::rpc::{CHUNK, CHUNK_BYTES, Request};
 
 use crate::error::CliError;
 use crate::output::{Out, cell};
@@ -50,7 +51,7 @@ pub async fn status(conn: &mut Conn, out: &Out) -> Result<ExitCode, CliError> {
 pub async fn credentials(conn: &mut Conn, out: &Out) -> Result<ExitCode, CliError> {
     let c = conn
         .rpc("credentials")?
-        .call("credentials", json!({}))
+        .call(&Request::Credentials(NoParams {}))
         .await?;
     if out.json {
         out.print_json(&c);
@@ -80,13 +81,13 @@ pub async fn export(
     let mut offset = 0u64;
     loop {
         let chunk = rpc
-            .call(
-                "export",
-                json!({"with_secrets": with_secrets, "offset": offset}),
-            )
+            .export_chunk(Export {
+                with_secrets,
+                offset,
+            })
             .await?;
-        targets.extend(chunk["items"].as_array().cloned().unwrap_or_default());
-        match chunk["next_offset"].as_u64() {
+        targets.extend(chunk.items);
+        match chunk.next_offset {
             Some(n) => offset = n,
             None => break,
         }
@@ -146,16 +147,16 @@ pub async fn import(conn: &mut Conn, file: &Path, out: &Out) -> Result<ExitCode,
         }
     }
     for chunk in chunks {
-        let r = rpc.call("import", json!({"items": chunk})).await?;
-        created += r["created"].as_u64().unwrap_or(0);
-        skipped.extend(r["skipped"].as_array().cloned().unwrap_or_default());
+        let r = rpc.import_chunk(Import { items: chunk }).await?;
+        created += r.created;
+        skipped.extend(r.skipped);
     }
     if out.json {
         out.print_json(&json!({"created": created, "skipped": skipped}));
     } else {
         println!("imported {created} targets");
         for s in &skipped {
-            println!("skipped {}: {}", cell(&s["name"]), cell(&s["reason"]));
+            println!("skipped {}: {}", s.name, s.reason);
         }
     }
     Ok(if skipped.is_empty() {

@@ -11,7 +11,7 @@ use shared::probe::TargetStatus;
 use crate::Threshold;
 use crate::error::CliError;
 use crate::output::{Out, cell, ms, time};
-use crate::transport::Conn;
+use crate::transport::{Conn, Triggered};
 
 const POLL: Duration = Duration::from_millis(400);
 
@@ -36,8 +36,9 @@ async fn start(
         let before = conn.runs(id, 1).await?;
         let latest = before.first().and_then(|r| r["id"].as_i64()).unwrap_or(0);
         let latest_running = before.first().is_some_and(|r| r["status"] == "running");
-        let r = conn.trigger(id).await?;
-        let min_run = if r["conflict"] == true && latest_running {
+        let triggered = conn.trigger(id).await?;
+        let already = triggered == Triggered::AlreadyGoing;
+        let min_run = if already && latest_running {
             latest
         } else {
             latest + 1
@@ -45,15 +46,13 @@ async fn start(
         let target = conn.target(id).await?;
         let name = cell(&target["name"]);
         if !quiet && !out.json {
-            let what = if r["conflict"] == true {
-                format!(
+            let what = match triggered {
+                Triggered::AlreadyGoing => format!(
                     "already {}",
                     if latest_running { "running" } else { "queued" }
-                )
-            } else if r["queued"] == true {
-                "queued".into()
-            } else {
-                "started".into()
+                ),
+                Triggered::Queued => "queued".into(),
+                Triggered::Started => "started".into(),
             };
             println!("{name}: run {what}");
         }
@@ -396,14 +395,14 @@ pub async fn events(conn: &mut Conn, follow: bool, out: &Out) -> Result<ExitCode
     let rpc = conn.rpc("events")?;
     // Subscribe first, then ask what is in flight on a second connection: a run that
     // ends in between is then both seen as running and heard finishing.
-    rpc.call("events.subscribe", json!({})).await?;
+    rpc.subscribe().await?;
     let mut second = shared::client::RpcClient::connect(std::slice::from_ref(&rpc.path)).await?;
-    let status = second.call("status", json!({})).await?;
+    let status = second.status().await?;
     drop(second);
-    let mut going: HashSet<i64> = ["running_targets", "queued_targets"]
-        .iter()
-        .flat_map(|k| status[*k].as_array().cloned().unwrap_or_default())
-        .filter_map(|v| v.as_i64())
+    let mut going: HashSet<i64> = status
+        .running_targets
+        .into_iter()
+        .chain(status.queued_targets)
         .collect();
     if !follow && going.is_empty() {
         eprintln!("no runs in flight; use --follow to wait for events");

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::{Map, Value, json};
+use shared::rpc::Request;
+use shared::rpc::params::{TargetRef, TargetsAdd, TargetsEdit};
 
 use crate::error::CliError;
 use crate::output::{Out, cell, time};
@@ -168,7 +170,9 @@ pub async fn run(cmd: TargetCommand, conn: &mut Conn, out: &Out) -> Result<ExitC
             fields.insert("api_key".into(), json!(read_key(a.api_key_env.as_deref())?));
             let v = conn
                 .rpc("target add")?
-                .call("targets.add", json!({"fields": fields}))
+                .call(&Request::TargetsAdd(TargetsAdd {
+                    fields: Value::Object(fields),
+                }))
                 .await?;
             report(out, &v, "added")
         }
@@ -190,17 +194,17 @@ pub async fn run(cmd: TargetCommand, conn: &mut Conn, out: &Out) -> Result<ExitC
             }
             let v = conn
                 .rpc("target edit")?
-                .call(
-                    "targets.edit",
-                    json!({"target": e.target, "fields": fields}),
-                )
+                .call(&Request::TargetsEdit(TargetsEdit {
+                    target: e.target,
+                    fields: Value::Object(fields),
+                }))
                 .await?;
             report(out, &v, "updated")
         }
         TargetCommand::Rm { target } => {
             let v = conn
                 .rpc("target rm")?
-                .call("targets.remove", json!({"target": target}))
+                .call(&Request::TargetsRemove(TargetRef::new(target)))
                 .await?;
             if out.json {
                 out.print_json(&v);
@@ -226,10 +230,10 @@ async fn toggle(
         } else {
             "target disable"
         })?
-        .call(
-            "targets.edit",
-            json!({"target": target, "fields": {"enabled": enabled}}),
-        )
+        .call(&Request::TargetsEdit(TargetsEdit {
+            target: target.to_string(),
+            fields: json!({ "enabled": enabled }),
+        }))
         .await?;
     report(out, &v, if enabled { "enabled" } else { "disabled" })
 }

@@ -8,12 +8,24 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use shared::Secret;
 use shared::client::{ClientError, HttpClient, RpcClient, socket_candidates};
+use shared::rpc::Request;
+use shared::rpc::params::{NoParams, RunsList, RunsLogs, TargetRef};
 
 use crate::error::CliError;
 
 pub enum Conn {
     Rpc(RpcClient),
     Http(HttpClient),
+}
+
+/// What asking for a run got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Triggered {
+    Started,
+    /// Waiting behind the parallel limit.
+    Queued,
+    /// A run of the target was already running or queued.
+    AlreadyGoing,
 }
 
 impl Conn {
@@ -53,11 +65,11 @@ impl Conn {
     pub async fn status(&mut self) -> Result<Value, CliError> {
         match self {
             Conn::Rpc(c) => {
-                let s = c.call("status", json!({})).await?;
+                let s = c.status().await?;
                 Ok(json!({
-                    "version": s["version"], "uptime_s": s["uptime_s"], "targets": s["dashboard"],
-                    "running_targets": s["running_targets"], "queued_targets": s["queued_targets"],
-                    "scheduler_lag_s": s["scheduler_lag_s"],
+                    "version": s.version, "uptime_s": s.uptime_s, "targets": s.dashboard,
+                    "running_targets": s.running_targets, "queued_targets": s.queued_targets,
+                    "scheduler_lag_s": s.scheduler_lag_s,
                 }))
             }
             Conn::Http(h) => {
@@ -75,7 +87,7 @@ impl Conn {
     /// Every target, with its latest model results.
     pub async fn targets(&mut self) -> Result<Vec<Value>, CliError> {
         let v = match self {
-            Conn::Rpc(c) => c.call("targets.list", json!({})).await?,
+            Conn::Rpc(c) => c.call(&Request::TargetsList(NoParams {})).await?,
             Conn::Http(h) => {
                 h.request(Method::GET, "/api/targets?history=0", None)
                     .await?
@@ -88,7 +100,7 @@ impl Conn {
     pub async fn resolve(&mut self, ident: &str) -> Result<i64, CliError> {
         match self {
             Conn::Rpc(c) => {
-                let v = c.call("targets.get", json!({"target": ident})).await?;
+                let v = c.call(&Request::TargetsGet(TargetRef::new(ident))).await?;
                 Ok(v["item"]["id"].as_i64().unwrap_or_default())
             }
             Conn::Http(_) => {
@@ -113,7 +125,7 @@ impl Conn {
     pub async fn target(&mut self, id: i64) -> Result<Value, CliError> {
         let v = match self {
             Conn::Rpc(c) => {
-                c.call("targets.get", json!({"target": id.to_string()}))
+                c.call(&Request::TargetsGet(TargetRef::new(id.to_string())))
                     .await?
             }
             Conn::Http(h) => {
@@ -125,27 +137,26 @@ impl Conn {
     }
 
     /// Starts a run; a target already running or queued is not an error here but
-    /// `{"ok": false, "conflict": true}`, so callers can wait for that run instead.
-    pub async fn trigger(&mut self, id: i64) -> Result<Value, CliError> {
-        let r = match self {
-            Conn::Rpc(c) => {
-                c.call("runs.trigger", json!({"target": id.to_string()}))
-                    .await
-            }
-            Conn::Http(h) => {
-                h.request(Method::POST, &format!("/api/targets/{id}/run"), None)
-                    .await
-            }
+    /// [`Triggered::AlreadyGoing`], so callers can wait for that run instead.
+    pub async fn trigger(&mut self, id: i64) -> Result<Triggered, CliError> {
+        let queued = match self {
+            Conn::Rpc(c) => c
+                .trigger(TargetRef::new(id.to_string()))
+                .await
+                .map(|r| r.queued),
+            // Read leniently: a remote daemon may be of another version.
+            Conn::Http(h) => h
+                .request(Method::POST, &format!("/api/targets/{id}/run"), None)
+                .await
+                .map(|v| v["queued"] == true),
         };
-        match r {
-            Ok(v) => Ok(v),
+        match queued {
+            Ok(true) => Ok(Triggered::Queued),
+            Ok(false) => Ok(Triggered::Started),
             Err(ClientError::Rpc(e)) if e.code == shared::rpc::code::CONFLICT => {
-                Ok(json!({"ok": false, "conflict": true, "message": e.message}))
+                Ok(Triggered::AlreadyGoing)
             }
-            Err(ClientError::Http {
-                status: 409,
-                detail,
-            }) => Ok(json!({"ok": false, "conflict": true, "message": detail})),
+            Err(ClientError::Http { status: 409, .. }) => Ok(Triggered::AlreadyGoing),
             Err(e) => Err(e.into()),
         }
     }
@@ -153,10 +164,10 @@ impl Conn {
     pub async fn runs(&mut self, id: i64, limit: u32) -> Result<Vec<Value>, CliError> {
         let v = match self {
             Conn::Rpc(c) => {
-                c.call(
-                    "runs.list",
-                    json!({"target": id.to_string(), "limit": limit}),
-                )
+                c.call(&Request::RunsList(RunsList {
+                    target: id.to_string(),
+                    limit: Some(limit.into()),
+                }))
                 .await?
             }
             Conn::Http(h) => {
@@ -175,10 +186,11 @@ impl Conn {
     pub async fn logs(&mut self, id: i64, run: Option<i64>) -> Result<Value, CliError> {
         Ok(match self {
             Conn::Rpc(c) => {
-                c.call(
-                    "runs.logs",
-                    json!({"target": id.to_string(), "run_id": run}),
-                )
+                c.call(&Request::RunsLogs(RunsLogs {
+                    target: id.to_string(),
+                    run_id: run,
+                    limit: None,
+                }))
                 .await?
             }
             Conn::Http(h) => {
@@ -193,7 +205,7 @@ impl Conn {
     pub async fn probed_count(&mut self, id: i64) -> Result<usize, CliError> {
         let v = match self {
             Conn::Rpc(c) => {
-                c.call("targets.models", json!({"target": id.to_string()}))
+                c.call(&Request::TargetsModels(TargetRef::new(id.to_string())))
                     .await?
             }
             Conn::Http(h) => {

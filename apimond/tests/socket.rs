@@ -8,7 +8,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use common::*;
 use serde_json::{Value, json};
 use shared::client::{ClientError, RpcClient};
-use shared::rpc::code;
+use shared::rpc::params::{Hello, NoParams, TargetsAdd};
+use shared::rpc::{Request, code};
+
+const STATUS: Request = Request::Status(NoParams {});
 
 async fn connect(path: &std::path::Path) -> RpcClient {
     RpcClient::connect(&[path.to_path_buf()])
@@ -62,7 +65,7 @@ async fn with_a_socket_group_it_is_0660_and_owned_by_that_group() {
     );
     let mut c = connect(&sock).await;
     assert_eq!(
-        c.call("status", json!({})).await.unwrap()["version"],
+        c.call(&STATUS).await.unwrap()["version"],
         env!("CARGO_PKG_VERSION")
     );
     drop(d);
@@ -91,7 +94,7 @@ async fn a_stale_socket_is_replaced_and_a_live_one_is_not_stolen() {
     env.push(("APIMON_SOCKET", sock_s.as_str()));
     let d = TestDaemon::start_with(&env).await;
     let mut c = connect(&sock).await;
-    assert!(c.call("status", json!({})).await.is_ok());
+    assert!(c.call(&STATUS).await.is_ok());
 
     // A path that is not a socket is never deleted.
     let not_a_socket = tmp.path().join("precious.db");
@@ -121,7 +124,7 @@ async fn a_stale_socket_is_replaced_and_a_live_one_is_not_stolen() {
         "{err:#}"
     );
     // The first one still answers.
-    assert!(c.call("status", json!({})).await.is_ok());
+    assert!(c.call(&STATUS).await.is_ok());
     drop(d);
 }
 
@@ -177,11 +180,13 @@ async fn malformed_frames_get_their_codes_and_the_connection_keeps_working() {
     long.push(b'\n');
     expect(&long, code::INVALID_REQUEST).await;
     // The same connection still serves.
-    let v = c.call("status", json!({})).await.unwrap();
+    let v = c.call(&STATUS).await.unwrap();
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     // Bad field values come back as invalid params naming the field.
     let e = c
-        .call("targets.add", json!({"fields": {"name": "x", "base_url": "http://127.0.0.1:9", "api_key": "k", "interval_min": 0}}))
+        .call(&Request::TargetsAdd(TargetsAdd {
+            fields: json!({"name": "x", "base_url": "http://127.0.0.1:9", "api_key": "k", "interval_min": 0}),
+        }))
         .await
         .unwrap_err();
     match e {
@@ -199,7 +204,10 @@ async fn a_client_with_another_protocol_version_is_told_plainly() {
     let path = d.daemon.as_ref().unwrap().socket_path().to_path_buf();
     let mut c = connect(&path).await;
     let e = c
-        .call("hello", json!({"version": "9.9.9", "protocol": 99}))
+        .call(&Request::Hello(Hello {
+            version: "9.9.9".into(),
+            protocol: 99,
+        }))
         .await
         .unwrap_err();
     match e {
@@ -226,7 +234,9 @@ async fn a_subscription_streams_events_and_a_slow_one_is_told_it_lagged() {
     let path = d.daemon.as_ref().unwrap().socket_path().to_path_buf();
     let mut c = connect(&path).await;
     assert_eq!(
-        c.call("events.subscribe", json!({})).await.unwrap()["subscribed"],
+        c.call(&Request::EventsSubscribe(NoParams {}))
+            .await
+            .unwrap()["subscribed"],
         true
     );
     d.trigger(id).await;

@@ -1,15 +1,21 @@
 //! Clients of a running apimond: the control socket (JSON-RPC) with its path search,
-//! and the HTTP API of a remote daemon.
+//! and the HTTP API of a remote daemon. Requests are built from [`Request`]; the
+//! methods whose replies apimonctl reads field by field have typed calls here.
 
 use std::path::{Path, PathBuf};
 
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::traits::tokio::Stream as _;
 use interprocess::local_socket::{GenericFilePath, ToFsName};
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::Secret;
+use crate::rpc::params::{Export, Hello, Import, NoParams, TargetRef};
+use crate::rpc::reply::{
+    ExportChunk, HelloReply, ImportReply, StatusReply, Subscribed, TriggerReply,
+};
 use crate::rpc::{MAX_LINE, MAX_REPLY, Message, PROTOCOL_VERSION, Request, RpcError};
 
 #[derive(Debug, thiserror::Error)]
@@ -87,13 +93,13 @@ impl RpcClient {
                         path: path.clone(),
                         daemon_version: String::new(),
                     };
-                    let hello = client
-                        .call(
-                            "hello",
-                            json!({"version": crate::VERSION, "protocol": PROTOCOL_VERSION}),
-                        )
+                    let hello: HelloReply = client
+                        .call_as(&Request::Hello(Hello {
+                            version: crate::VERSION.into(),
+                            protocol: PROTOCOL_VERSION.into(),
+                        }))
                         .await?;
-                    client.daemon_version = hello["version"].as_str().unwrap_or("").to_string();
+                    client.daemon_version = hello.version;
                     return Ok(client);
                 }
                 Err(e) => tried.push((path.clone(), e.to_string())),
@@ -104,12 +110,10 @@ impl RpcClient {
 
     /// Sends one request and waits for its answer (notifications in between are
     /// skipped).
-    pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+    pub async fn call(&mut self, request: &Request) -> Result<Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut line =
-            serde_json::to_string(&Request::new(id, method, params)).expect("requests serialise");
-        line.push('\n');
+        let line = request.to_line(id);
         if line.len() > MAX_LINE {
             return Err(ClientError::Protocol(format!(
                 "request larger than {MAX_LINE} bytes"
@@ -125,6 +129,40 @@ impl RpcClient {
                 return Ok(msg.result.unwrap_or(Value::Null));
             }
         }
+    }
+
+    /// Sends one request and reads its answer as the reply type of its method.
+    async fn call_as<R: DeserializeOwned>(&mut self, request: &Request) -> Result<R, ClientError> {
+        let result = self.call(request).await?;
+        serde_json::from_value(result).map_err(|e| {
+            ClientError::Protocol(format!(
+                "a `{}` reply of another shape: {e}",
+                request.method()
+            ))
+        })
+    }
+
+    pub async fn status(&mut self) -> Result<StatusReply, ClientError> {
+        self.call_as(&Request::Status(NoParams {})).await
+    }
+
+    /// Starts a run of the target, or queues it; a run already going is an RPC error
+    /// with code `CONFLICT`.
+    pub async fn trigger(&mut self, target: TargetRef) -> Result<TriggerReply, ClientError> {
+        self.call_as(&Request::RunsTrigger(target)).await
+    }
+
+    /// Asks for `event` notifications on this connection; read them with [`Self::read`].
+    pub async fn subscribe(&mut self) -> Result<Subscribed, ClientError> {
+        self.call_as(&Request::EventsSubscribe(NoParams {})).await
+    }
+
+    pub async fn export_chunk(&mut self, params: Export) -> Result<ExportChunk, ClientError> {
+        self.call_as(&Request::Export(params)).await
+    }
+
+    pub async fn import_chunk(&mut self, params: Import) -> Result<ImportReply, ClientError> {
+        self.call_as(&Request::Import(params)).await
     }
 
     /// The next message from the daemon (for subscriptions: notifications).

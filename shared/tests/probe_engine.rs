@@ -78,7 +78,7 @@ async fn each_protocol_sends_its_own_auth_headers_and_extra_headers() {
     let p = Prober::new(default_rules());
     let mut s = settings(&up.base_url());
     s.extra_headers
-        .insert("x-relay-tenant".into(), "team-a".into());
+        .insert("x-relay-tenant".into(), shared::Secret::new("team-a"));
     s.user_agent = Some("Mozilla/5.0 (apimon test)".into());
     s.anthropic_version = "2024-01-01".into();
     for (model, header, value) in [

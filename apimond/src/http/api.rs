@@ -1,5 +1,5 @@
-//! `/api/*` handlers for health, dashboard, targets, runs and logs: parse, call the
-//! service, return its JSON.
+//! `/api/*` handlers for health, dashboard, targets, runs and logs: parse (queries into
+//! the service's typed queries), call the service, return its JSON.
 
 use std::collections::HashMap;
 
@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use super::error::AppError;
 use super::extract::{ApiBody, AppState};
+use crate::service::query::{ListTargetsQuery, LogsQuery, QueryString, RunsQuery, StatsQuery};
 use crate::service::{Caller, ServiceError};
+use shared::rpc::reply::TriggerReply;
 
 type ApiResult = Result<Json<Value>, AppError>;
 type RawResult = Result<Json<Box<serde_json::value::RawValue>>, AppError>;
@@ -47,13 +49,10 @@ pub async fn dashboard(State(core): State<AppState>, caller: Caller) -> ApiResul
 pub async fn list_targets(
     State(core): State<AppState>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<QueryString>,
 ) -> RawResult {
-    let get = |k: &str| q.get(k).map(String::as_str);
-    Ok(Json(
-        core.list_targets(&caller, get("history"), get("history_format"))
-            .await?,
-    ))
+    let query = ListTargetsQuery::from_query(&q);
+    Ok(Json(core.list_targets(&caller, query).await?))
 }
 
 pub async fn trigger_run(
@@ -62,16 +61,10 @@ pub async fn trigger_run(
     TargetId(id): TargetId,
 ) -> ApiResult {
     let outcome = core.trigger_run(&caller, id).await?;
-    let message = match outcome {
-        crate::service::runs::TriggerOutcome::Started => "run started",
-        crate::service::runs::TriggerOutcome::Queued => "run queued behind the parallel limit",
-    };
-    Ok(Json(serde_json::json!({
-        "ok": true,
-        "message": message,
-        "queued": outcome == crate::service::runs::TriggerOutcome::Queued,
-        "target_id": id,
-    })))
+    let queued = outcome == crate::service::runs::TriggerOutcome::Queued;
+    Ok(Json(
+        serde_json::to_value(TriggerReply::new(id, queued)).expect("replies serialise"),
+    ))
 }
 
 pub async fn target_models(
@@ -144,41 +137,28 @@ pub async fn list_runs(
     State(core): State<AppState>,
     caller: Caller,
     TargetId(id): TargetId,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<QueryString>,
 ) -> ApiResult {
-    let limit = q.get("limit").map(String::as_str);
-    Ok(Json(core.list_runs(&caller, id, limit).await?))
+    let query = RunsQuery::from_query(&q);
+    Ok(Json(core.list_runs(&caller, id, query).await?))
 }
 
 pub async fn run_logs(
     State(core): State<AppState>,
     caller: Caller,
     TargetId(id): TargetId,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<QueryString>,
 ) -> ApiResult {
-    let get = |k: &str| q.get(k).map(String::as_str);
-    Ok(Json(
-        core.run_logs(
-            &caller,
-            id,
-            get("scope"),
-            get("run_id"),
-            get("limit"),
-            get("offset"),
-        )
-        .await?,
-    ))
+    let query = LogsQuery::from_query(&q);
+    Ok(Json(core.run_logs(&caller, id, query).await?))
 }
 
 pub async fn target_stats(
     State(core): State<AppState>,
     caller: Caller,
     TargetId(id): TargetId,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<QueryString>,
 ) -> ApiResult {
-    let get = |k: &str| q.get(k).map(String::as_str);
-    Ok(Json(
-        core.target_stats(&caller, id, get("period"), get("days"))
-            .await?,
-    ))
+    let query = StatsQuery::from_query(&q);
+    Ok(Json(core.target_stats(&caller, id, query).await?))
 }

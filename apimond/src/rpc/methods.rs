@@ -1,9 +1,14 @@
-//! One function per method family: parse the params, call the service, shape the
+//! Request handling: read a line into a [`Request`] once, then one arm per method
+//! (matched exhaustively) that takes the typed params, calls the service, shapes the
 //! result. Errors carry JSON-RPC codes.
 
-use serde_json::{Value, json};
-use shared::rpc::{CHUNK, Message, PROTOCOL_VERSION, code};
+use serde::Serialize;
+use serde_json::Value;
+use shared::rpc::params::Hello;
+use shared::rpc::reply::{HelloReply, Subscribed, TriggerReply};
+use shared::rpc::{CHUNK, Message, PROTOCOL_VERSION, Request, code};
 
+use crate::service::query::{ListTargetsQuery, LogsQuery, RunsQuery};
 use crate::service::{Caller, Core, ServiceError};
 
 type MethodResult = Result<Value, (i64, String)>;
@@ -24,9 +29,14 @@ fn bad(msg: impl Into<String>) -> (i64, String) {
     (code::INVALID_PARAMS, msg.into())
 }
 
+/// A typed reply as the JSON of a result.
+fn reply(r: impl Serialize) -> MethodResult {
+    Ok(serde_json::to_value(r).expect("replies serialise"))
+}
+
 /// Handles one request line; the flag asks the connection to start streaming events.
 pub async fn handle(core: &Core, caller: &Caller, text: &str) -> (Message, bool) {
-    let value: Value = match serde_json::from_str(text) {
+    let mut value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             return (
@@ -52,19 +62,14 @@ pub async fn handle(core: &Core, caller: &Caller, text: &str) -> (Message, bool)
             false,
         );
     };
-    let params = match value.get("params") {
-        None | Some(Value::Null) => json!({}),
-        Some(p @ Value::Object(_)) => p.clone(),
-        Some(_) => {
-            return (
-                Message::error(id, code::INVALID_PARAMS, "params must be an object"),
-                false,
-            );
-        }
+    let method = method.to_string();
+    let params = value.get_mut("params").map(Value::take);
+    let request = match Request::parse(&method, params) {
+        Ok(r) => r,
+        Err(e) => return (Message::error(id, e.code(), e.to_string()), false),
     };
-    let subscribe = method == "events.subscribe";
-    let result = dispatch(core, caller, method, params).await;
-    let msg = match result {
+    let subscribe = matches!(request, Request::EventsSubscribe(_));
+    let msg = match dispatch(core, caller, request).await {
         Ok(v) => Message::result(id, v),
         Err((c, m)) => Message::error(id, c, m),
     };
@@ -72,128 +77,101 @@ pub async fn handle(core: &Core, caller: &Caller, text: &str) -> (Message, bool)
     (msg, subscribe && ok)
 }
 
-fn str_param<'a>(params: &'a Value, name: &str) -> Result<&'a str, (i64, String)> {
-    params
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad(format!("{name}: required, a string")))
-}
-
-fn opt_int(params: &Value, name: &str) -> Result<Option<i64>, (i64, String)> {
-    match params.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| bad(format!("{name}: must be an integer"))),
-    }
-}
-
-async fn target_id(core: &Core, params: &Value) -> Result<i64, (i64, String)> {
-    let ident = str_param(params, "target")?;
+/// The id of the target the user named (an id, or `name:x` / a name).
+async fn target_id(core: &Core, ident: &str) -> Result<i64, (i64, String)> {
     core.resolve_target(ident).await.map_err(from_service)
 }
 
-async fn dispatch(core: &Core, caller: &Caller, method: &str, params: Value) -> MethodResult {
-    match method {
-        "hello" => {
-            let theirs = params.get("protocol").and_then(Value::as_u64).unwrap_or(0);
-            if theirs != PROTOCOL_VERSION as u64 {
-                let version = params
-                    .get("version")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown");
-                return Err((
-                    code::VERSION_MISMATCH,
-                    format!(
-                        "apimonctl {version} speaks control protocol {theirs}, apimond {} speaks {PROTOCOL_VERSION}; use the apimonctl that came with this apimond",
-                        shared::VERSION
-                    ),
-                ));
-            }
-            Ok(
-                json!({"version": shared::VERSION, "protocol": PROTOCOL_VERSION, "daemon": "apimond"}),
-            )
-        }
-        "status" => Ok(core.status(caller).await.map_err(from_service)?),
-        "targets.list" => {
+async fn dispatch(core: &Core, caller: &Caller, request: Request) -> MethodResult {
+    match request {
+        Request::Hello(h) => hello(h),
+        Request::Status(_) => reply(core.status(caller).await.map_err(from_service)?),
+        Request::TargetsList(_) => {
+            let query = ListTargetsQuery::new(Some(0), None);
             let raw = core
-                .list_targets(caller, Some("0"), None)
+                .list_targets(caller, query)
                 .await
                 .map_err(from_service)?;
             serde_json::from_str(raw.get()).map_err(|e| (code::INTERNAL, e.to_string()))
         }
-        "targets.get" => {
-            let id = target_id(core, &params).await?;
+        Request::TargetsGet(t) => {
+            let id = target_id(core, &t.target).await?;
             core.get_target(caller, id).await.map_err(from_service)
         }
-        "targets.add" => {
-            let fields = params.get("fields").cloned().unwrap_or(Value::Null);
-            let raw = serde_json::to_vec(&fields).expect("JSON values serialise");
+        Request::TargetsAdd(p) => {
+            let raw = serde_json::to_vec(&p.fields).expect("JSON values serialise");
             core.create_target(caller, &raw).await.map_err(from_service)
         }
-        "targets.edit" => {
-            let id = target_id(core, &params).await?;
-            let fields = params.get("fields").cloned().unwrap_or(Value::Null);
-            let raw = serde_json::to_vec(&fields).expect("JSON values serialise");
+        Request::TargetsEdit(p) => {
+            let id = target_id(core, &p.target).await?;
+            let raw = serde_json::to_vec(&p.fields).expect("JSON values serialise");
             core.update_target(caller, id, &raw)
                 .await
                 .map_err(from_service)
         }
-        "targets.remove" => {
-            let id = target_id(core, &params).await?;
+        Request::TargetsRemove(t) => {
+            let id = target_id(core, &t.target).await?;
             core.delete_target(caller, id).await.map_err(from_service)
         }
-        "targets.models" => {
-            let id = target_id(core, &params).await?;
+        Request::TargetsModels(t) => {
+            let id = target_id(core, &t.target).await?;
             core.target_models(caller, id).await.map_err(from_service)
         }
-        "runs.trigger" => {
-            let id = target_id(core, &params).await?;
+        Request::RunsTrigger(t) => {
+            let id = target_id(core, &t.target).await?;
             let outcome = core.trigger_run(caller, id).await.map_err(from_service)?;
             let queued = outcome == crate::service::runs::TriggerOutcome::Queued;
-            Ok(json!({"ok": true, "target_id": id, "queued": queued,
-                      "message": if queued { "run queued behind the parallel limit" } else { "run started" }}))
+            reply(TriggerReply::new(id, queued))
         }
-        "runs.list" => {
-            let id = target_id(core, &params).await?;
-            let limit = opt_int(&params, "limit")?.map(|n| n.to_string());
-            core.list_runs(caller, id, limit.as_deref())
+        Request::RunsList(p) => {
+            let id = target_id(core, &p.target).await?;
+            core.list_runs(caller, id, RunsQuery::new(p.limit))
                 .await
                 .map_err(from_service)
         }
-        "runs.logs" => {
-            let id = target_id(core, &params).await?;
-            let run = opt_int(&params, "run_id")?.map(|n| n.to_string());
-            let limit = opt_int(&params, "limit")?.map(|n| n.to_string());
-            core.run_logs(caller, id, None, run.as_deref(), limit.as_deref(), None)
+        Request::RunsLogs(p) => {
+            let id = target_id(core, &p.target).await?;
+            core.run_logs(caller, id, LogsQuery::of_run(p.run_id, p.limit))
                 .await
                 .map_err(from_service)
         }
-        "events.subscribe" => Ok(json!({"subscribed": true})),
-        "credentials" => Ok(core.credentials(caller).map_err(from_service)?),
-        "export" => {
-            let with_secrets = params
-                .get("with_secrets")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            let offset = opt_int(&params, "offset")?.unwrap_or(0).max(0) as usize;
-            core.export_targets(caller, with_secrets, offset, CHUNK)
+        Request::EventsSubscribe(_) => reply(Subscribed { subscribed: true }),
+        Request::Credentials(_) => core.credentials(caller).map_err(from_service),
+        Request::Export(p) => reply(
+            core.export_targets(caller, p.with_secrets, p.offset as usize, CHUNK)
                 .await
-                .map_err(from_service)
-        }
-        "import" => {
-            let items = params
-                .get("items")
-                .and_then(Value::as_array)
-                .ok_or_else(|| bad("items: required, a list of targets"))?;
-            if items.len() > CHUNK {
+                .map_err(from_service)?,
+        ),
+        Request::Import(p) => {
+            if p.items.len() > CHUNK {
                 return Err(bad(format!("items: at most {CHUNK} per call")));
             }
-            core.import_targets(caller, items)
-                .await
-                .map_err(from_service)
+            reply(
+                core.import_targets(caller, &p.items)
+                    .await
+                    .map_err(from_service)?,
+            )
         }
-        other => Err((code::METHOD_NOT_FOUND, format!("no method `{other}`"))),
     }
+}
+
+/// Answers with the daemon's version, or refuses a client of another protocol with a
+/// message that says what to do.
+fn hello(h: Hello) -> MethodResult {
+    if h.protocol != u64::from(PROTOCOL_VERSION) {
+        return Err((
+            code::VERSION_MISMATCH,
+            format!(
+                "apimonctl {} speaks control protocol {}, apimond {} speaks {PROTOCOL_VERSION}; use the apimonctl that came with this apimond",
+                h.version,
+                h.protocol,
+                shared::VERSION
+            ),
+        ));
+    }
+    reply(HelloReply {
+        version: shared::VERSION.into(),
+        protocol: PROTOCOL_VERSION,
+        daemon: "apimond".into(),
+    })
 }

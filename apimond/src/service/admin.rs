@@ -4,25 +4,26 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
+use shared::rpc::reply::StatusReply;
 
 use super::{Caller, Core, ServiceError, ServiceResult};
 
 impl Core {
     /// What `apimonctl status` shows: version, uptime, counts, runs, scheduler lag.
-    pub async fn status(&self, caller: &Caller) -> ServiceResult<Value> {
+    pub async fn status(&self, caller: &Caller) -> ServiceResult<StatusReply> {
         caller.require_admin()?;
         let dashboard = self.dashboard(caller).await?;
-        Ok(json!({
-            "version": shared::VERSION,
-            "uptime_s": self.started.elapsed().as_secs_f64(),
-            "started_at": self.started_at,
-            "data_dir": self.config.paths.data_dir.display().to_string(),
-            "http": format!("{}:{}", self.config.listen.host, self.config.listen.port),
-            "running_targets": self.running_targets(),
-            "queued_targets": self.scheduler.queued(),
-            "scheduler_lag_s": self.scheduler.lag_s(),
-            "dashboard": dashboard,
-        }))
+        Ok(StatusReply {
+            version: shared::VERSION.into(),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            started_at: self.started_at,
+            data_dir: self.config.paths.data_dir.display().to_string(),
+            http: format!("{}:{}", self.config.listen.host, self.config.listen.port),
+            running_targets: self.running_targets(),
+            queued_targets: self.scheduler.queued(),
+            scheduler_lag_s: self.scheduler.lag_s(),
+            dashboard,
+        })
     }
 
     /// The admin token and panel password in force, for `apimonctl credentials`.

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod limiter;
 pub mod models;
+pub mod query;
 pub mod runs;
 pub mod settings;
 pub mod targets;

@@ -13,6 +13,7 @@ use crate::store::history::ModelLatest;
 use shared::Secret;
 use shared::probe::{CheckMode, ProbeMode, Protocol, RouteRule};
 
+use super::query::{HistoryFormat, ListTargetsQuery, LogsQuery, Parsed, RunsQuery, StatsQuery};
 use super::validate::Body;
 use super::{Caller, Core, ServiceError, ServiceResult, Settings};
 use crate::config::variables::{INTERVAL_MINUTES, MODELS_PER_TARGET_MAX};
@@ -398,22 +399,12 @@ impl Core {
     pub async fn list_targets(
         &self,
         caller: &Caller,
-        history: Option<&str>,
-        format: Option<&str>,
+        query: Parsed<ListTargetsQuery>,
     ) -> ServiceResult<Box<RawValue>> {
         caller.require_reader()?;
-        let n = query_int(
-            "history",
-            history,
-            30,
-            0,
-            crate::store::history::HISTORY_KEEP as i64,
-        )? as usize;
-        let full = match format.unwrap_or("compact") {
-            "compact" => false,
-            "full" => true,
-            _ => return Err(bad("history_format: must be compact or full")),
-        };
+        let query = query?;
+        let n = query.history;
+        let full = query.format == HistoryFormat::Full;
         let (targets, mut latest) =
             tokio::try_join!(self.store.list_targets(), self.store.model_latest(None, n))?;
 
@@ -708,10 +699,10 @@ impl Core {
         &self,
         caller: &Caller,
         id: i64,
-        limit: Option<&str>,
+        query: Parsed<RunsQuery>,
     ) -> ServiceResult<Value> {
         caller.require_reader()?;
-        let limit = query_int("limit", limit, 20, 1, 200)?;
+        let RunsQuery { limit } = query?;
         let t = self.load_target(id).await?;
         let runs = self.store.list_runs(id, limit).await?;
         Ok(json!({ "items": runs, "target": self.view(&t, caller) }))
@@ -721,27 +712,14 @@ impl Core {
         &self,
         caller: &Caller,
         id: i64,
-        scope: Option<&str>,
-        run_id: Option<&str>,
-        limit: Option<&str>,
-        offset: Option<&str>,
+        query: Parsed<LogsQuery>,
     ) -> ServiceResult<Value> {
         caller.require_reader()?;
-        let limit = query_int("limit", limit, 5000, 1, 20_000)?;
-        let offset = query_int("offset", offset, 0, 0, i64::MAX / 2)?;
-        let run_id = match run_id.filter(|s| !s.is_empty()) {
-            None => None,
-            Some(r) => Some(
-                r.parse::<i64>()
-                    .map_err(|_| bad("run_id: must be an integer"))?,
-            ),
-        };
-        let scope = match (scope.unwrap_or("latest"), run_id) {
-            (_, Some(r)) => LogScope::Run(Some(r)),
-            ("latest", None) => LogScope::Run(None),
-            ("all", None) => LogScope::All,
-            _ => return Err(bad("scope: must be latest or all")),
-        };
+        let LogsQuery {
+            scope,
+            limit,
+            offset,
+        } = query?;
         let t = self.load_target(id).await?;
         let (run, rows) = self.store.run_logs(id, scope, limit, offset).await?;
         if let (LogScope::Run(Some(r)), None) = (scope, &run) {
@@ -767,38 +745,15 @@ impl Core {
         &self,
         caller: &Caller,
         id: i64,
-        period: Option<&str>,
-        days: Option<&str>,
+        query: Parsed<StatsQuery>,
     ) -> ServiceResult<Value> {
         caller.require_reader()?;
-        let (period, default_days, max_days) = match period.unwrap_or("hour") {
-            "hour" => ("hour", 2, 3650),
-            "day" => ("day", 30, 36_500),
-            _ => return Err(bad("period: must be hour or day")),
-        };
-        let days = query_int("days", days, default_days, 1, max_days)?;
+        let StatsQuery { period, days } = query?;
+        let period = period.as_str();
         self.load_target(id).await?;
         self.upkeep.roll_up_all().await;
         let since = crate::store::now() - days as f64 * 86_400.0;
         let items = self.store.rollups(id, period, since).await?;
         Ok(json!({ "items": items, "period": period, "since": since, "target_id": id }))
-    }
-}
-
-fn query_int(
-    name: &str,
-    raw: Option<&str>,
-    default: i64,
-    min: i64,
-    max: i64,
-) -> ServiceResult<i64> {
-    match raw.filter(|s| !s.is_empty()) {
-        None => Ok(default),
-        Some(s) => match s.parse::<i64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(bad(format!(
-                "{name}: must be an integer from {min} to {max}"
-            ))),
-        },
     }
 }

@@ -2,6 +2,7 @@
 //! the key only when asked for, in chunks so each fits a control-socket line.
 
 use serde_json::{Value, json};
+use shared::rpc::reply::{ExportChunk, ImportReply, SkippedTarget};
 
 use super::{Caller, Core, ServiceError, ServiceResult};
 use crate::store::targets::TargetRecord;
@@ -61,7 +62,7 @@ impl Core {
         with_secrets: bool,
         offset: usize,
         limit: usize,
-    ) -> ServiceResult<Value> {
+    ) -> ServiceResult<ExportChunk> {
         caller.require_admin()?;
         let all = self.store.list_targets().await?;
         // At most `limit` targets and about CHUNK_BYTES of them (at least one), so
@@ -81,12 +82,20 @@ impl Core {
         if with_secrets && !items.is_empty() {
             tracing::info!(targets = items.len(), "targets exported with their keys");
         }
-        Ok(json!({ "items": items, "next_offset": next, "total": all.len() }))
+        Ok(ExportChunk {
+            next_offset: next.map(|n| n as u64),
+            total: all.len() as u64,
+            items,
+        })
     }
 
     /// Creates each target; one that cannot be created (a name taken, a field out of
     /// bounds, no key) is reported and the rest go on.
-    pub async fn import_targets(&self, caller: &Caller, items: &[Value]) -> ServiceResult<Value> {
+    pub async fn import_targets(
+        &self,
+        caller: &Caller,
+        items: &[Value],
+    ) -> ServiceResult<ImportReply> {
         caller.require_admin()?;
         let mut created = Vec::new();
         let mut skipped = Vec::new();
@@ -97,18 +106,28 @@ impl Core {
                 .unwrap_or("?")
                 .to_string();
             if item.get("api_key").is_none() {
-                skipped.push(json!({"name": name, "reason": "no api_key: export with --with-secrets to move keys"}));
+                skipped.push(SkippedTarget {
+                    name,
+                    reason: "no api_key: export with --with-secrets to move keys".into(),
+                });
                 continue;
             }
             let raw = serde_json::to_vec(item).expect("JSON values serialise");
             match self.create_target(caller, &raw).await {
-                Ok(v) => created.push(v["item"]["id"].clone()),
+                Ok(v) => created.push(v["item"]["id"].as_i64().unwrap_or_default()),
                 Err(e @ (ServiceError::BadRequest(_) | ServiceError::Conflict(_))) => {
-                    skipped.push(json!({"name": name, "reason": e.to_string()}))
+                    skipped.push(SkippedTarget {
+                        name,
+                        reason: e.to_string(),
+                    })
                 }
                 Err(e) => return Err(e),
             }
         }
-        Ok(json!({ "created": created.len(), "ids": created, "skipped": skipped }))
+        Ok(ImportReply {
+            created: created.len() as u64,
+            ids: created,
+            skipped,
+        })
     }
 }

@@ -1,11 +1,23 @@
 //! The control protocol: newline-delimited JSON-RPC 2.0 over a Unix socket. One
 //! request per line, one response per line; `events.subscribe` is answered, then
 //! followed by `event` notifications until the client leaves.
+//!
+//! This module owns the limits, the error codes and the response envelope; the
+//! requests (one enum, one params struct per method) and the replies the CLI reads are
+//! in [`request`], [`params`] and [`reply`]. Their wire form is pinned by the golden
+//! files under `shared/tests/rpc_golden/`.
+
+pub mod params;
+pub mod reply;
+pub mod request;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Bumped when a method changes incompatibly; `hello` compares it.
+pub use request::{CallError, Request};
+
+/// Bumped when a method changes incompatibly; `hello` compares it. The golden files
+/// of each version live in `shared/tests/rpc_golden/v{PROTOCOL_VERSION}/`.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Longest request line apimond accepts: room for one target at the API's 2 MiB body
 /// limit. Bulk transfers (export, import) are chunked to stay within it.
@@ -32,26 +44,6 @@ pub mod code {
     pub const TOO_MANY: i64 = -32029;
     /// apimonctl and apimond speak different protocol versions.
     pub const VERSION_MISMATCH: i64 = -32010;
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Request {
-    pub jsonrpc: String,
-    pub id: Value,
-    pub method: String,
-    #[serde(default)]
-    pub params: Value,
-}
-
-impl Request {
-    pub fn new(id: u64, method: &str, params: Value) -> Request {
-        Request {
-            jsonrpc: "2.0".into(),
-            id: id.into(),
-            method: method.into(),
-            params,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

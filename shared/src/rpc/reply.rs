@@ -1,0 +1,88 @@
+//! The replies apimonctl reads field by field, as apimond writes them. Replies the
+//! CLI only prints (targets, runs, logs, models, credentials) stay JSON values: the
+//! HTTP API's shapes are their contract.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `hello`: the daemon's version and protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelloReply {
+    pub version: String,
+    pub protocol: u32,
+    /// Always `apimond`.
+    pub daemon: String,
+}
+
+/// `status`: what the daemon is and is doing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub version: String,
+    pub uptime_s: f64,
+    /// Unix seconds.
+    pub started_at: f64,
+    pub data_dir: String,
+    /// `host:port` of the HTTP server.
+    pub http: String,
+    /// Target ids with a run going, and waiting behind the parallel limit.
+    pub running_targets: Vec<i64>,
+    pub queued_targets: Vec<i64>,
+    pub scheduler_lag_s: f64,
+    /// Target counts by status, as `GET /api/dashboard`.
+    pub dashboard: Value,
+}
+
+/// `runs.trigger` (and `POST /api/targets/{id}/run`): the run started or queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerReply {
+    pub ok: bool,
+    pub target_id: i64,
+    pub queued: bool,
+    pub message: String,
+}
+
+impl TriggerReply {
+    pub fn new(target_id: i64, queued: bool) -> TriggerReply {
+        TriggerReply {
+            ok: true,
+            target_id,
+            queued,
+            message: if queued {
+                "run queued behind the parallel limit"
+            } else {
+                "run started"
+            }
+            .into(),
+        }
+    }
+}
+
+/// `events.subscribe`: `event` notifications follow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscribed {
+    pub subscribed: bool,
+}
+
+/// `export`: one chunk of targets and where the next one starts (none at the end).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportChunk {
+    /// Targets in the import format, keys masked unless asked for.
+    pub items: Vec<Value>,
+    pub next_offset: Option<u64>,
+    pub total: u64,
+}
+
+/// `import`: how many targets were created, and which were not and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportReply {
+    pub created: u64,
+    pub ids: Vec<i64>,
+    pub skipped: Vec<SkippedTarget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedTarget {
+    /// `?` when the item had no name.
+    pub name: String,
+    pub reason: String,
+}
