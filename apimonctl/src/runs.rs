@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use shared::probe::TargetStatus;
+use shared::rpc::Notification;
 
 use crate::Threshold;
 use crate::error::CliError;
@@ -410,9 +411,8 @@ pub async fn events(conn: &mut Conn, follow: bool, out: &Out) -> Result<ExitCode
     }
     loop {
         let msg = rpc.read().await?;
-        let params = msg.params.unwrap_or(Value::Null);
-        match msg.method.as_deref() {
-            Some("event") => {
+        match Notification::from_message(&msg) {
+            Some(Notification::Event(params)) => {
                 let line = if out.json {
                     params.to_string()
                 } else {
@@ -435,11 +435,10 @@ pub async fn events(conn: &mut Conn, follow: bool, out: &Out) -> Result<ExitCode
                     return Ok(ExitCode::SUCCESS);
                 }
             }
-            Some("lagged") => eprintln!(
-                "apimonctl: missed {} events (reading too slowly)",
-                cell(&params["missed"])
-            ),
-            _ => {}
+            Some(Notification::Lagged { missed }) => {
+                eprintln!("apimonctl: missed {missed} events (reading too slowly)")
+            }
+            None => {}
         }
     }
 }

@@ -244,3 +244,33 @@ fn every_sample_reply_reads_back_as_its_type() {
         }
     }
 }
+
+#[test]
+fn notifications_match_their_golden_file() {
+    use shared::rpc::Notification;
+    let lines: Vec<Value> = [
+        Notification::Event(json!({"type": "run_started", "target_id": 12, "run_id": 7,
+            "target_name": "prod", "trigger": "manual", "ts": 1_750_000_000.5})),
+        Notification::Lagged { missed: 42 },
+    ]
+    .iter()
+    .map(|n| serde_json::from_str(&n.to_message().to_line()).unwrap())
+    .collect();
+    let actual = json!({"protocol": PROTOCOL_VERSION, "notifications": lines});
+    let file = golden_file("notifications");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(&file);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let expected: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                expected, actual,
+                "notifications no longer match shared/{file}: bump PROTOCOL_VERSION and write \
+                 the new version's golden files (UPDATE_GOLDEN=1)"
+            );
+        }
+        Err(_) if std::env::var_os("UPDATE_GOLDEN").is_some() => {
+            std::fs::write(&path, serde_json::to_string_pretty(&actual).unwrap() + "\n").unwrap();
+        }
+        Err(e) => panic!("no golden file shared/{file} ({e}); write it with UPDATE_GOLDEN=1"),
+    }
+}

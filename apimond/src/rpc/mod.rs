@@ -17,7 +17,7 @@ use interprocess::local_socket::traits::tokio::Listener as _;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
 use serde_json::Value;
-use shared::rpc::{MAX_LINE, Message, code};
+use shared::rpc::{MAX_LINE, Message, Notification, code};
 use tokio_util::codec::{FramedWrite, LinesCodec};
 
 use crate::events::Received;
@@ -258,8 +258,8 @@ async fn serve(core: Arc<Core>, stream: interprocess::local_socket::tokio::Strea
                     line = reader.next() => line,
                     event = crate::events::Subscription::recv(sub) => {
                         let note = match event {
-                            Received::Event(e) => Message::notification("event", e.to_json()),
-                            Received::Lagged(n) => Message::notification("lagged", serde_json::json!({"missed": n})),
+                            Received::Event(e) => Notification::Event(e.to_json()).to_message(),
+                            Received::Lagged(missed) => Notification::Lagged { missed }.to_message(),
                             Received::Closed => return,
                         };
                         if out.send(note.to_line().trim_end().to_string()).await.is_err() {

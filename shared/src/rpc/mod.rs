@@ -7,6 +7,7 @@
 //! in [`request`], [`params`] and [`reply`]. Their wire form is pinned by the golden
 //! files under `shared/tests/rpc_golden/`.
 
+pub mod notification;
 pub mod params;
 pub mod reply;
 pub mod request;
@@ -14,6 +15,7 @@ pub mod request;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use notification::Notification;
 pub use request::{CallError, Request};
 
 /// Bumped when a method changes incompatibly; `hello` compares it. The golden files
