@@ -13,17 +13,31 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
     rustup component add rustfmt clippy
 fi
 
-echo "== formatting"
+# Each stage says how long it took.
+stage_start=$SECONDS
+stage() {
+    if [ -n "${stage_name:-}" ]; then
+        echo "== $stage_name took $((SECONDS - stage_start)) s"
+    fi
+    stage_name=$1
+    stage_start=$SECONDS
+    [ -n "$stage_name" ] && echo "== $stage_name"
+    return 0
+}
+
+stage formatting
 cargo fmt --all -- --check
-echo "== lints"
+stage lints
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== tests"
+stage tests
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+stage ""
+echo "== total $SECONDS s"
 # One closing line over every test binary (cargo prints one result line per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
