@@ -1,5 +1,7 @@
 //! The real `apimonctl` binary against a real daemon started in-process on a
 //! temporary data directory and socket, with a fake relay behind it.
+//! One file for the CLI binary, so every pinned behaviour of `apimonctl` sits in one
+//! place next to the `ctl` harness all its tests drive it through.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -1,5 +1,7 @@
 //! Who may do what (SPEC §6), lockouts and rate limits (§10), and what visitors can
 //! see, against real daemons over loopback HTTP.
+//! One file for access, so every pinned rule of who may do what sits in one place next
+//! to the route table and expected-status matrix its tests check against.
 
 mod common;
 

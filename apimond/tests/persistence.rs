@@ -1,6 +1,8 @@
 //! What survives a restart, what configuration pins, and what the data directory
 //! never holds: restarts, environment precedence, the data-dir lock, the secret key
 //! check, schema upgrades, and the plaintext channel key absent from every file.
+//! One file for what outlives a daemon process, so every pinned behaviour of the data
+//! directory and its configuration sits in one place.
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! Runs end to end: a real daemon probing a fake relay over loopback, storing what it
 //! found, serving it through the API, logging it to JSONL and streaming events.
+//! One file for the run lifecycle, trigger to pruning, so a reader finds every pinned
+//! behaviour of a run in one place.
 
 mod common;
 

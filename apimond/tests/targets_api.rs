@@ -1,5 +1,7 @@
 //! The targets API end to end: CRUD, validation bounds, conflicts, unknown ids, body
 //! limits, reorder and the key reveal, against a real daemon over loopback HTTP.
+//! One file per API surface, so a reader finds every pinned behaviour of the targets
+//! API in one place.
 
 mod common;
 

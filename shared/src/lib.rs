@@ -1,5 +1,5 @@
-//! What both `apimond` and `apimonctl` use: secrets, data types, and (with later
-//! issues) the RPC protocol, socket path resolution, clients and the probe engine.
+//! What both `apimond` and `apimonctl` use: secrets, the control-socket RPC protocol,
+//! the clients (control socket with its path search, remote HTTP API), the probe engine.
 
 pub mod client;
 pub mod rpc;

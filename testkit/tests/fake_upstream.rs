@@ -1,5 +1,7 @@
 //! The fake upstream seen from a real HTTP client: discovery, auth, each protocol's
 //! happy path, and the counters tests elsewhere rely on.
+//! One file for the fake's contract as seen from outside, so a test author finds every
+//! behaviour they may rely on in one place.
 
 use std::time::Duration;
 

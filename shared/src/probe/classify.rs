@@ -1,5 +1,5 @@
 //! Failure classes: every failed probe gets exactly one, decided here from the HTTP
-//! status and the error text (PROTOCOLS.md lists the signals users' tools rely on).
+//! status and the error text (their names are a stable contract; the README lists them).
 
 use serde::{Deserialize, Serialize};
 
