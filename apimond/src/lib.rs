@@ -36,14 +36,15 @@ use anyhow::{Context, bail};
 
 pub use config::Config;
 use lifecycle::Lifecycle;
-use maintenance::{RetentionDays, Upkeep};
+use maintenance::Upkeep;
 use runner::RunContext;
 use scheduler::{HostLimits, Scheduler};
 use service::{Core, CoreParts, Settings};
 use store::{SecretBox, Store};
 
 pub const LOCK_FILE: &str = "apimond.lock";
-/// How long in-flight requests get to finish after a stop signal.
+/// How long each stage of a stop may take: runs in flight to finish, then open
+/// requests, then every remaining task.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A running daemon.
@@ -164,11 +165,7 @@ impl Daemon {
         let upkeep = Arc::new(Upkeep::new(
             store.clone(),
             config.paths.data_dir.clone(),
-            RetentionDays {
-                raw: config.retention.raw_days,
-                hourly: config.retention.hourly_days,
-                daily: config.retention.daily_days,
-            },
+            config.retention,
             service::log_policy(&settings),
         ));
         let runs = Arc::new(RunContext {
@@ -266,7 +263,10 @@ impl Daemon {
         life.upkeep.cancel();
         match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.server).await {
             Ok(joined) => joined??,
-            Err(_) => tracing::warn!("requests still open after the grace period; closing them"),
+            Err(_) => {
+                tracing::warn!("requests still open after the grace period; closing them");
+                self.server.abort();
+            }
         }
         life.cancel_all();
         if tokio::time::timeout(SHUTDOWN_GRACE, life.wait_for_tasks())

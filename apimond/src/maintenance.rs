@@ -1,7 +1,8 @@
 //! Periodic upkeep, in one room: new probe rows folded into the hourly and daily
 //! rollups every minute, old rows, runs and rollups pruned every hour by the retention
 //! settings, and the run-log folder kept under `LOG_MAX_SIZE_MB`. It depends on the
-//! store and the run logs only; the service tells it the log policy in force.
+//! store, the run logs and its configuration only; the service tells it the log
+//! policy in force.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Retention;
 use crate::runlog::{self, ActiveLogs};
 use crate::store::{self, Store};
 
@@ -18,14 +20,6 @@ const ROLLUP_EVERY: Duration = Duration::from_secs(60);
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Rows folded into the rollups per transaction.
 const ROLLUP_BATCH: i64 = 20_000;
-
-/// How many days each kind of probe data is kept.
-#[derive(Debug, Clone, Copy)]
-pub struct RetentionDays {
-    pub raw: u32,
-    pub hourly: u32,
-    pub daily: u32,
-}
 
 /// Whether and where the run-log folder is capped (an admin setting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +31,7 @@ pub struct LogPolicy {
 pub struct Upkeep {
     store: Store,
     data_dir: PathBuf,
-    retention: RetentionDays,
+    retention: Retention,
     log_policy: Mutex<LogPolicy>,
     /// Run logs being written now, and the folder's estimated size.
     pub active_logs: ActiveLogs,
@@ -47,7 +41,7 @@ impl Upkeep {
     pub fn new(
         store: Store,
         data_dir: PathBuf,
-        retention: RetentionDays,
+        retention: Retention,
         log_policy: LogPolicy,
     ) -> Upkeep {
         Upkeep {
@@ -90,9 +84,9 @@ impl Upkeep {
         match self
             .store
             .prune(
-                t - r.raw as f64 * day,
-                t - r.hourly as f64 * day,
-                t - r.daily as f64 * day,
+                t - r.raw_days as f64 * day,
+                t - r.hourly_days as f64 * day,
+                t - r.daily_days as f64 * day,
             )
             .await
         {

@@ -44,7 +44,7 @@ fn modules(src: &Path) -> BTreeMap<String, String> {
     out
 }
 
-/// The longest module named by a path such as `crate::store::probes::RunFinish`.
+/// The longest module named by a path such as `crate::store::probe_runs::RunFinish`.
 fn resolve(path: &[&str], names: &BTreeSet<String>) -> Option<String> {
     (1..=path.len())
         .rev()
@@ -52,13 +52,13 @@ fn resolve(path: &[&str], names: &BTreeSet<String>) -> Option<String> {
         .find(|m| names.contains(m))
 }
 
-/// Paths this source names from `crate::` or `super::`, with `{a, b}` groups
-/// expanded one level.
+/// Paths this source names from `crate::`, `super::` or `self::`, with `{a, b}`
+/// groups expanded one level.
 fn referenced_paths(module: &str, text: &str) -> Vec<Vec<String>> {
     let own: Vec<&str> = module.split("::").collect();
     let mut out = Vec::new();
     let bytes = text.as_bytes();
-    for start in ["crate::", "super::"] {
+    for start in ["crate::", "super::", "self::"] {
         let mut from = 0;
         while let Some(i) = text[from..].find(start) {
             let at = from + i;
@@ -74,6 +74,9 @@ fn referenced_paths(module: &str, text: &str) -> Vec<Vec<String>> {
             let mut base: Vec<String> = Vec::new();
             if segs.first() == Some(&"crate") {
                 segs.remove(0);
+            } else if segs.first() == Some(&"self") {
+                segs.remove(0);
+                base = own.iter().map(|s| s.to_string()).collect();
             } else {
                 base = own.iter().map(|s| s.to_string()).collect();
                 while segs.first() == Some(&"super") {

@@ -19,6 +19,7 @@ use interprocess::os::unix::local_socket::ListenerOptionsExt;
 use serde_json::Value;
 use shared::rpc::{MAX_LINE, Message, Notification, code};
 use tokio_util::codec::{FramedWrite, LinesCodec};
+use tokio_util::sync::CancellationToken;
 
 use crate::events::Received;
 use crate::lifecycle::Lifecycle;
@@ -150,11 +151,7 @@ pub fn bind(
                     let _ = out.send(refusal.to_line().trim_end().to_string()).await;
                     return;
                 }
-                tokio::select! {
-                    _ = serve(core, stream) => {}
-                    // Dropping the connection closes it: the peer reads the end.
-                    _ = stop.cancelled() => {}
-                }
+                serve(core, stream, stop).await;
             });
         }
     });
@@ -245,16 +242,27 @@ impl<R: tokio::io::AsyncBufRead + Unpin> LineReader<R> {
     }
 }
 
-async fn serve(core: Arc<Core>, stream: interprocess::local_socket::tokio::Stream) {
+/// Answers one peer until it leaves or apimond stops. A stop ends the connection
+/// between requests (the peer reads the end), never in the middle of one: a request
+/// already read is answered first.
+async fn serve(
+    core: Arc<Core>,
+    stream: interprocess::local_socket::tokio::Stream,
+    stop: CancellationToken,
+) {
     let (r, w) = tokio::io::split(stream);
     let mut reader = LineReader::new(tokio::io::BufReader::new(r));
     let mut out = FramedWrite::new(w, LinesCodec::new_with_max_length(usize::MAX));
     let mut subscription = None;
     loop {
         let line = match &mut subscription {
-            None => reader.next().await,
+            None => tokio::select! {
+                line = reader.next() => line,
+                _ = stop.cancelled() => return,
+            },
             Some(sub) => {
                 tokio::select! {
+                    _ = stop.cancelled() => return,
                     line = reader.next() => line,
                     event = crate::events::Subscription::recv(sub) => {
                         let note = match event {

@@ -165,6 +165,13 @@ const STEPS: &[&str] = &[
     );
     CREATE INDEX rollups_by_time ON rollups(period, bucket_start);
     "#,
+    // 4: `targets.extra_headers` holds its map sealed (base64) instead of plaintext
+    // JSON. The sealing needs the secret key, so `Store::open` does it in code after
+    // the migrations; this step only marks the format, so an older apimond refuses the
+    // database instead of failing to read its targets.
+    r#"
+    UPDATE targets SET extra_headers = extra_headers WHERE 0;
+    "#,
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;

@@ -150,7 +150,7 @@ impl Store {
         let sealed = targets::seal_plaintext_headers(&conn, &secrets)?;
         if sealed > 0 {
             // Push the plaintext out of the WAL too (secure_delete cleared the pages).
-            conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             tracing::info!(
                 targets = sealed,
                 "sealed extra header values stored in plaintext"

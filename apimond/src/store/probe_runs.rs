@@ -50,8 +50,8 @@ impl Store {
     }
 
     /// Stores probes: each one's row and the model's latest result and history (the
-    /// rollups fold the rows in later, see `roll_up`). Returns once queued (runs write as they go; the run's
-    /// closing write, awaited, commits after these).
+    /// rollups fold the rows in later, see `roll_up`). Returns once queued: runs write
+    /// as they go, and the run's closing write, awaited, commits after these.
     pub async fn record_probes(
         &self,
         run_id: i64,

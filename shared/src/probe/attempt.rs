@@ -15,7 +15,7 @@ use super::classify::{ErrorClass, classify};
 use super::discovery::normalise_base_url;
 use super::judge::{fill_reply, judge};
 use super::protocol::{self, Ask, Reply, snippet};
-use super::result::{Failure, ProbeResult, scrub};
+use super::result::{Failure, ProbeResult};
 use super::route::{Protocol, route_for};
 use super::settings::{
     BODY_CAP, CheckMode, ERROR_BODY_CAP, MAX_RETRY_WAIT, ProbeSettings, default_max_tokens,
@@ -97,7 +97,7 @@ impl Prober {
             .and_then(|mut reply| {
                 // A reply that quotes the key (a key split across stream events
                 // included) must not carry it into the judged text.
-                reply.text = scrub(&reply.text, &s.api_key);
+                reply.text = s.scrub(&reply.text);
                 judge(reply, challenge.as_ref())
             });
         let total = start.elapsed();
@@ -132,12 +132,12 @@ impl Prober {
                 result.success = true;
                 result.transport_success = true;
                 result.status = ModelStatus::of(true, result.total_ms, s.slow_ms);
-                fill_reply(&mut result, &reply, &timing, total, &s.api_key);
+                fill_reply(&mut result, &reply, &timing, total, s);
             }
             Err((failure, reply)) => {
                 result.transport_success = failure.answered;
                 if let Some(reply) = &reply {
-                    fill_reply(&mut result, reply, &timing, total, &s.api_key);
+                    fill_reply(&mut result, reply, &timing, total, s);
                 }
                 if result.status_code.is_none() {
                     result.status_code = failure.status;
@@ -147,8 +147,8 @@ impl Prober {
                 retry = Some((failure.class, failure.retry_after));
             }
         }
-        result.content = scrub(&result.content, &s.api_key);
-        result.error = result.error.map(|e| scrub(&e, &s.api_key));
+        result.content = s.scrub(&result.content);
+        result.error = result.error.map(|e| s.scrub(&e));
         (result, retry)
     }
 
@@ -202,7 +202,7 @@ impl Prober {
                 .await
                 .map_err(|f| (f, None))?;
             let text = body
-                .map(|b| scrub(&String::from_utf8_lossy(&b), &s.api_key))
+                .map(|b| s.scrub(&String::from_utf8_lossy(&b)))
                 .unwrap_or_default();
             let detail = serde_json::from_str::<Value>(&text)
                 .ok()
@@ -215,7 +215,7 @@ impl Prober {
         }
 
         if stream && content_type.contains("text/event-stream") {
-            return read_stream(resp, protocol, start, deadline, timing, &s.api_key).await;
+            return read_stream(resp, protocol, start, deadline, timing, s).await;
         }
         let body = match read_capped(resp, deadline, BODY_CAP)
             .await
@@ -237,7 +237,7 @@ impl Prober {
             }
         };
         timing.first_token = Some(start.elapsed());
-        let text = scrub(&String::from_utf8_lossy(&body), &s.api_key);
+        let text = s.scrub(&String::from_utf8_lossy(&body));
         let v: Value = serde_json::from_str(&text).map_err(|_| {
             (
                 Failure::new(

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::classify::{ErrorClass, classify};
 use super::protocol::{self, snippet};
-use super::result::{DiscoveryError, Failure, scrub};
+use super::result::{DiscoveryError, Failure};
 use super::route::Protocol;
 use super::settings::{BODY_CAP, ProbeSettings};
 use super::transport::{Prober, read_capped, transport_failure};
@@ -26,10 +26,7 @@ impl Prober {
         let deadline = tokio::time::Instant::now() + s.timeout;
         let fail = |f: Failure| DiscoveryError {
             class: f.class,
-            message: scrub(
-                &format!("model discovery failed: {}", f.message),
-                &s.api_key,
-            ),
+            message: s.scrub(&format!("model discovery failed: {}", f.message)),
             status_code: f.status,
         };
         let send = self
@@ -61,7 +58,7 @@ impl Prober {
                 )
             })?;
         // Relays echo keys: scrub before anything is cut to a snippet.
-        let text = scrub(&String::from_utf8_lossy(&body), &s.api_key);
+        let text = s.scrub(&String::from_utf8_lossy(&body));
         if status != 200 {
             let detail = serde_json::from_str::<Value>(&text)
                 .ok()

@@ -10,10 +10,10 @@ use std::time::Duration;
 use super::challenge::Challenge;
 use super::classify::ErrorClass;
 use super::protocol::{Finish, Reply, snippet};
-use super::result::{Failure, ProbeResult, scrub};
+use super::result::{Failure, ProbeResult};
 use super::settings::CONTENT_KEEP;
+use super::settings::ProbeSettings;
 use super::stream::Timing;
-use crate::Secret;
 
 /// Decides whether a complete reply passes: not empty, not filtered, and with the
 /// challenge answer when one was asked.
@@ -68,10 +68,14 @@ pub(super) fn fill_reply(
     reply: &Reply,
     timing: &Timing,
     total: Duration,
-    key: &Secret,
+    settings: &ProbeSettings,
 ) {
     // Scrub the whole text before cutting it, so no part of a key survives the cut.
-    result.content = scrub(&reply.text, key).chars().take(CONTENT_KEEP).collect();
+    result.content = settings
+        .scrub(&reply.text)
+        .chars()
+        .take(CONTENT_KEEP)
+        .collect();
     result.returned_model = reply.model.clone();
     result.model_mismatch = reply
         .model

@@ -110,6 +110,24 @@ pub struct ProbeSettings {
     pub route_overrides: Vec<RouteRule>,
 }
 
+/// Header values shorter than this are not scrubbed: replacing a two-letter value
+/// would mangle the text and hides nothing worth hiding.
+const SCRUB_MIN: usize = 8;
+
+impl ProbeSettings {
+    /// Removes the target's secrets (its key, and the values of its extra headers,
+    /// which often carry credentials) from a text a relay sent back.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = super::scrub(text, &self.api_key);
+        for value in self.extra_headers.values() {
+            if value.expose().len() >= SCRUB_MIN {
+                out = super::scrub(&out, value);
+            }
+        }
+        out
+    }
+}
+
 /// Default output budget: small, but larger for reasoning families, which spend
 /// tokens thinking before they answer.
 pub fn default_max_tokens(model: &str) -> u32 {
@@ -151,6 +169,32 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<ProbeMode>("\"both\"").unwrap(),
             ProbeMode::Both
+        );
+    }
+
+    #[test]
+    fn scrubbing_removes_the_key_and_long_header_values() {
+        let s = ProbeSettings {
+            base_url: "http://127.0.0.1:9".into(),
+            api_key: Secret::new("sk-key-0123456789"),
+            timeout: Duration::from_secs(5),
+            verify_ssl: true,
+            anthropic_version: "2023-06-01".into(),
+            extra_headers: [
+                ("x-auth".to_string(), Secret::new("tenant-secret-42")),
+                ("x-team".to_string(), Secret::new("a")),
+            ]
+            .into(),
+            user_agent: None,
+            max_tokens: None,
+            check_mode: CheckMode::Challenge,
+            prompt: "hi".into(),
+            slow_ms: 1000,
+            route_overrides: Vec::new(),
+        };
+        assert_eq!(
+            s.scrub("bad key sk-key-0123456789 for tenant-secret-42 (team a)"),
+            "bad key [redacted] for [redacted] (team a)"
         );
     }
 }

@@ -8,12 +8,11 @@ use futures_util::StreamExt;
 
 use super::classify::{ErrorClass, classify};
 use super::protocol::{self, Delta, Reply};
-use super::result::{Failure, scrub};
+use super::result::Failure;
 use super::route::Protocol;
-use super::settings::STREAM_CAP;
+use super::settings::{ProbeSettings, STREAM_CAP};
 use super::sse::SseParser;
 use super::transport::transport_failure;
-use crate::Secret;
 
 /// When the parts of one attempt's reply arrived, measured from the request's start.
 #[derive(Default)]
@@ -31,7 +30,7 @@ pub(super) async fn read_stream(
     start: Instant,
     deadline: tokio::time::Instant,
     timing: &mut Timing,
-    key: &Secret,
+    settings: &ProbeSettings,
 ) -> Result<Reply, (Failure, Option<Reply>)> {
     let status = resp.status().as_u16();
     let mut body = resp.bytes_stream();
@@ -84,7 +83,7 @@ pub(super) async fn read_stream(
         for event in &events {
             let event = &super::sse::SseEvent {
                 event: event.event.clone(),
-                data: scrub(&event.data, key),
+                data: settings.scrub(&event.data),
             };
             let deltas = protocol::parse_event(protocol, event)
                 .map_err(|m| (answered(ErrorClass::BadResponse, m), Some(reply.clone())))?;

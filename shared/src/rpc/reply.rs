@@ -64,12 +64,23 @@ pub struct Subscribed {
 }
 
 /// `export`: one chunk of targets and where the next one starts (none at the end).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportChunk {
     /// Targets in the import format, keys masked unless asked for.
     pub items: Vec<Value>,
     pub next_offset: Option<u64>,
     pub total: u64,
+}
+
+/// Exported items may hold keys and header values (`--with-secrets`): never printed.
+impl std::fmt::Debug for ExportChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportChunk")
+            .field("items", &format_args!("<{} targets>", self.items.len()))
+            .field("next_offset", &self.next_offset)
+            .field("total", &self.total)
+            .finish()
+    }
 }
 
 /// `import`: how many targets were created, and which were not and why.
