@@ -688,7 +688,8 @@ async fn a_go_database_apimon_cannot_take_is_left_byte_for_byte_and_the_start_sa
 async fn a_database_without_a_schema_version_that_is_not_the_go_programs_is_refused() {
     let cases: &[(&str, &str)] = &[
         (
-            "CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('keep me');",
+            "PRAGMA journal_mode = WAL; CREATE TABLE notes (x TEXT); \
+             INSERT INTO notes VALUES ('keep me');",
             "notes",
         ),
         // The Go program's table names, but keys that are not in plaintext.
@@ -717,6 +718,9 @@ async fn a_database_without_a_schema_version_that_is_not_the_go_programs_is_refu
         assert!(msg.contains("move it away"), "{msg}");
         assert_eq!(std::fs::read(dir.join("registry.db")).unwrap(), before);
         assert!(!dir.join("secret.key").exists(), "no key made for it");
+        for sidecar in ["registry.db-wal", "registry.db-shm"] {
+            assert!(!dir.join(sidecar).exists(), "looking left {sidecar} behind");
+        }
         assert!(!dir.join(BACKUP).exists());
     }
 

@@ -67,6 +67,40 @@ pub fn prepare(data_dir: &Path, log_dir: &Path, given_key: Option<&str>) -> Resu
     Ok(secrets)
 }
 
+/// The WAL and shared-memory files that reading a WAL-mode database creates when they
+/// are missing; removed again once the reader is gone (declare this before the
+/// connection so it drops after), so that looking at DATA_DIR changes nothing there.
+struct Sidecars {
+    wal: Option<PathBuf>,
+    shm: Option<PathBuf>,
+}
+
+impl Sidecars {
+    fn missing_beside(db: &Path) -> Sidecars {
+        let missing = |suffix| Some(with_suffix(db, suffix)).filter(|p| !p.exists());
+        Sidecars {
+            wal: missing("-wal"),
+            shm: missing("-shm"),
+        }
+    }
+}
+
+impl Drop for Sidecars {
+    fn drop(&mut self) {
+        if let Some(wal) = &self.wal {
+            // A WAL that holds frames is someone else's data, never ours to remove
+            // (nor, then, its shared memory).
+            if std::fs::metadata(wal).is_ok_and(|m| m.len() > 0) {
+                return;
+            }
+            let _ = std::fs::remove_file(wal);
+        }
+        if let Some(shm) = &self.shm {
+            let _ = std::fs::remove_file(shm);
+        }
+    }
+}
+
 fn open_read_only(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
@@ -91,6 +125,7 @@ pub fn inspect(data_dir: &Path) -> Result<Found> {
             path.display()
         ))
     };
+    let _sidecars = Sidecars::missing_beside(&path);
     let conn = open_read_only(&path).map_err(|e| match e {
         StoreError::Sqlite(e) => unreadable(e),
         e => e,
@@ -243,6 +278,7 @@ fn back_up(db: &Path, backup: &Path) -> Result<()> {
         )));
     }
     create_private(backup)?;
+    let _sidecars = Sidecars::missing_beside(db);
     let copied = (|| -> Result<()> {
         let src = open_read_only(db)?;
         let mut dst = Connection::open(backup)?;
