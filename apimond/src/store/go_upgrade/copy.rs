@@ -8,16 +8,14 @@
 //! half-understood. Runs and probe rows of targets the Go program deleted (it did not
 //! enforce its foreign keys) are dropped and counted.
 
-use std::collections::HashMap;
-
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use shared::Secret;
 use shared::probe::{ModelStatus, ProbeResult, Protocol, scrub};
 
 use super::super::targets::{self, TargetRecord};
-use super::super::{
-    Result, SecretBox, StoreError, history, migrations, now, runs::RunStatus, settings,
-};
+use super::super::{Result, SecretBox, history, migrations, now, runs::RunStatus};
+use super::checks::{bad, check_len, check_range, get};
+use super::credentials;
 use super::logs::normalise_log_file;
 
 /// What was copied, and the plaintext keys (for scrubbing the run logs).
@@ -32,10 +30,6 @@ pub(super) struct Copied {
     pub keys: Vec<Secret>,
 }
 
-fn bad(what: String) -> StoreError {
-    StoreError::Corrupt(what)
-}
-
 pub(super) fn copy_all(conn: &mut Connection, secrets: &SecretBox) -> Result<Copied> {
     let txn = conn.transaction()?;
     migrations::create_latest(&txn)?;
@@ -44,8 +38,8 @@ pub(super) fn copy_all(conn: &mut Connection, secrets: &SecretBox) -> Result<Cop
         targets: targets.len(),
         runs: 0,
         run_models: 0,
-        proxy_keys: copy_proxy_keys(&txn)?,
-        settings: copy_settings(&txn, secrets)?,
+        proxy_keys: credentials::copy_proxy_keys(&txn)?,
+        settings: credentials::copy_settings(&txn, secrets)?,
         orphan_runs: 0,
         orphan_rows: 0,
         keys: Vec::new(),
@@ -69,41 +63,6 @@ pub(super) fn copy_all(conn: &mut Connection, secrets: &SecretBox) -> Result<Cop
     copied.keys = targets.into_iter().map(|t| t.api_key).collect();
     copied.keys.dedup();
     Ok(copied)
-}
-
-/// A column of a Go row, its conversion error naming the row and the column.
-fn get<T: rusqlite::types::FromSql>(row: &Row<'_>, idx: usize, what: &str) -> Result<T> {
-    row.get(idx).map_err(|e| {
-        let column = row.as_ref().column_name(idx).unwrap_or("?").to_string();
-        bad(format!("{what}: column {column}: {e}"))
-    })
-}
-
-fn check_len(what: &str, field: &str, value: &str, min: usize, max: usize) -> Result<()> {
-    let n = value.chars().count();
-    if (min..=max).contains(&n) {
-        Ok(())
-    } else {
-        Err(bad(format!(
-            "{what}: {field} has {n} characters; the Go program allows {min} to {max}"
-        )))
-    }
-}
-
-fn check_range<T: PartialOrd + std::fmt::Display>(
-    what: &str,
-    field: &str,
-    value: T,
-    min: T,
-    max: T,
-) -> Result<()> {
-    if value >= min && value <= max {
-        Ok(())
-    } else {
-        Err(bad(format!(
-            "{what}: {field} is {value}; the Go program allows {min} to {max}"
-        )))
-    }
 }
 
 /// Reads, checks and inserts every target; returns them with their plaintext keys.
@@ -312,145 +271,6 @@ fn rebuild_latest(txn: &Connection) -> Result<()> {
         history::record_latest(txn, row.get(0)?, row.get(1)?, &result)?;
     }
     Ok(())
-}
-
-/// The Go settings apimon carries over: its key, apimon's key, and the value's kind.
-const SETTINGS: &[(&str, &str, Kind)] = &[
-    (
-        "runtime_api_monitor_token",
-        "api_monitor_token_admin",
-        Kind::Token,
-    ),
-    (
-        "runtime_api_monitor_visitor_token",
-        "api_monitor_token_visitor",
-        Kind::Token,
-    ),
-    ("proxy_master_token", "proxy_master_token", Kind::Token),
-    ("visitor_mode_enabled", "visitor_mode_enabled", Kind::Bool),
-    ("log_cleanup_enabled", "log_cleanup_enabled", Kind::Bool),
-    ("log_max_size_mb", "log_max_size_mb", Kind::Int(0, 102_400)),
-    (
-        "default_interval_min",
-        "default_interval_min",
-        Kind::Int(1, 1440),
-    ),
-];
-
-#[derive(Clone, Copy)]
-enum Kind {
-    /// Sealed; an empty value means unset and is not stored.
-    Token,
-    Bool,
-    Int(i64, i64),
-}
-
-/// Copies the settings apimon knows; returns how many were stored.
-fn copy_settings(txn: &Connection, secrets: &SecretBox) -> Result<usize> {
-    let mut stmt = txn.prepare("SELECT key, value FROM go.app_settings ORDER BY key")?;
-    let stored: HashMap<String, String> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let ts = now();
-    let mut n = 0;
-    for (go_key, key, kind) in SETTINGS {
-        let Some(value) = stored.get(*go_key) else {
-            continue;
-        };
-        let what = format!("setting {go_key}");
-        let (value, secret) = match kind {
-            Kind::Token if value.is_empty() => continue,
-            Kind::Token => {
-                // Never echoed: it is a credential.
-                if value.chars().count() > 256 || value.chars().any(char::is_control) {
-                    return Err(bad(format!(
-                        "{what}: the Go program allows at most 256 printable characters"
-                    )));
-                }
-                (value.clone(), true)
-            }
-            Kind::Bool => match value.as_str() {
-                "true" | "1" => ("true".to_string(), false),
-                "false" | "0" => ("false".to_string(), false),
-                other => {
-                    return Err(bad(format!("{what} is `{other}`, not true or false")));
-                }
-            },
-            Kind::Int(min, max) => {
-                let v: i64 = value
-                    .parse()
-                    .map_err(|_| bad(format!("{what} is `{value}`, not a whole number")))?;
-                check_range(&what, "the value", v, *min, *max)?;
-                (v.to_string(), false)
-            }
-        };
-        settings::put(txn, secrets, key, &value, secret, ts)?;
-        n += 1;
-    }
-    let ignored: Vec<&str> = stored
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !SETTINGS.iter().any(|(go, _, _)| go == k))
-        .collect();
-    if !ignored.is_empty() {
-        tracing::info!(settings = ?ignored, "Go settings apimon has no use for were not carried over");
-    }
-    Ok(n)
-}
-
-/// Copies the proxy keys as the Go program stored them: the SHA-256 hex digest of the
-/// whole key and its first 12 characters, so existing keys keep working.
-fn copy_proxy_keys(txn: &Connection) -> Result<usize> {
-    let mut read = txn.prepare(
-        "SELECT id, name, key_hash, key_prefix, allowed_targets, allowed_models, description, \
-         enabled, created_at, revoked_at, last_used_at, last_used_target_id \
-         FROM go.proxy_keys ORDER BY id",
-    )?;
-    let mut write = txn.prepare(
-        "INSERT INTO proxy_keys (id, name, key_hash, key_prefix, allowed_target_ids, \
-         allowed_models, description, enabled, created_at, revoked_at, last_used_at, \
-         last_used_target_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?;
-    let mut rows = read.query([])?;
-    let mut n = 0;
-    while let Some(row) = rows.next()? {
-        let id: i64 = row.get(0)?;
-        let what = format!("proxy key {id}");
-        let hash: String = get(row, 2, &what)?;
-        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad(format!(
-                "{what}: key_hash is not a SHA-256 hex digest (64 hexadecimal characters)"
-            )));
-        }
-        let allowed_targets: String = get(row, 4, &what)?;
-        serde_json::from_str::<Vec<i64>>(&allowed_targets).map_err(|e| {
-            bad(format!(
-                "{what}: allowed_targets is not a JSON list of target ids: {e}"
-            ))
-        })?;
-        let allowed_models: String = get(row, 5, &what)?;
-        serde_json::from_str::<Vec<String>>(&allowed_models).map_err(|e| {
-            bad(format!(
-                "{what}: allowed_models is not a JSON list of names: {e}"
-            ))
-        })?;
-        write.execute(params![
-            id,
-            get::<String>(row, 1, &what)?,
-            hash.to_ascii_lowercase(),
-            get::<String>(row, 3, &what)?,
-            allowed_targets,
-            allowed_models,
-            get::<String>(row, 6, &what)?,
-            get::<bool>(row, 7, &what)?,
-            get::<f64>(row, 8, &what)?,
-            get::<Option<f64>>(row, 9, &what)?,
-            get::<Option<f64>>(row, 10, &what)?,
-            get::<Option<i64>>(row, 11, &what)?,
-        ])?;
-        n += 1;
-    }
-    Ok(n)
 }
 
 /// New ids continue after the Go program's last ones, deleted rows included, so a

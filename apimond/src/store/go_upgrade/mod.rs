@@ -8,8 +8,8 @@
 //!    [`BACKUP_FILE`] (0600), the one file under DATA_DIR allowed to hold plaintext
 //!    keys; every start warns about it until it is deleted;
 //! 3. a new database is built beside it from that copy, schema and rows in one
-//!    transaction (`copy`), keys sealed, keys echoed in stored texts and in the old run
-//!    logs scrubbed (`logs`);
+//!    transaction (`copy`, `credentials`, checked by `checks`), keys sealed, keys
+//!    echoed in stored texts and in the old run logs scrubbed (`logs`);
 //! 4. the new file replaces `registry.db` by a rename.
 //!
 //! The original file is only ever read, so a failure before the rename leaves it byte
@@ -18,7 +18,9 @@
 //! plaintext out of apimon's database by construction: no freed page, stale WAL frame
 //! or VACUUM to reason about.
 
+mod checks;
 mod copy;
+mod credentials;
 mod logs;
 
 use std::os::unix::fs::OpenOptionsExt;
