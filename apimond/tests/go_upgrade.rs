@@ -274,6 +274,11 @@ async fn the_go_programs_own_data_directory_upgrades_in_place_and_keeps_working(
     // The copy: private, self-contained, the Go database as it was.
     let backup = dir.join(BACKUP);
     assert_eq!(mode(&backup), 0o600);
+    assert_eq!(
+        mode(&dir.join("registry.db")),
+        0o600,
+        "the new database is private too"
+    );
     assert!(!dir.join(format!("{BACKUP}-wal")).exists());
     assert!(!dir.join("registry.db.upgrading").exists());
     {
