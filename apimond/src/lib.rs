@@ -40,7 +40,7 @@ use maintenance::Upkeep;
 use runner::RunContext;
 use scheduler::{HostLimits, Scheduler};
 use service::{Core, CoreParts, Settings};
-use store::{SecretBox, Store};
+use store::Store;
 
 pub const LOCK_FILE: &str = "apimond.lock";
 /// How long each stage of a stop may take: runs in flight to finish, then open
@@ -109,8 +109,12 @@ impl Daemon {
         let data_dir = config.paths.data_dir.clone();
         let given_key = config.secret_key.clone();
         let store = tokio::task::spawn_blocking(move || {
-            let secrets =
-                SecretBox::load_or_create(&data_dir, given_key.as_ref().map(|k| k.expose()))?;
+            // Under the lock: a Go api_monitor database is upgraded here, before opening.
+            let secrets = store::go_upgrade::prepare(
+                &data_dir,
+                &data_dir.join(runlog::LOG_DIR),
+                given_key.as_ref().map(|k| k.expose()),
+            )?;
             Store::open(&data_dir, secrets)
         })
         .await?

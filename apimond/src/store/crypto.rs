@@ -63,10 +63,15 @@ impl SecretBox {
         Self::from_key(other.key)
     }
 
-    /// Uses the key given by the environment, else the key file, creating it (0600) on
-    /// first start. An existing database without its key file is refused rather than
-    /// given a new key it was never sealed with.
-    pub fn load_or_create(data_dir: &Path, given: Option<&str>) -> Result<Self, StoreError> {
+    /// Uses the key given by the environment, else the key file, creating it (0600) when
+    /// there is none. `sealed_data` says the database already holds apimon's sealed
+    /// values: then a missing key file is refused rather than replaced by a key they were
+    /// never sealed with (a fresh install or a Go database to upgrade gets a new one).
+    pub fn load_or_create(
+        data_dir: &Path,
+        given: Option<&str>,
+        sealed_data: bool,
+    ) -> Result<Self, StoreError> {
         if let Some(text) = given {
             let key = parse_key(text).ok_or_else(|| {
                 StoreError::Config("APIMON_SECRET_KEY must be 64 hexadecimal characters".into())
@@ -86,7 +91,7 @@ impl SecretBox {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let db = data_dir.join(super::DB_FILE);
-                if std::fs::metadata(&db).is_ok_and(|m| m.len() > 0) {
+                if sealed_data {
                     return Err(StoreError::Config(format!(
                         "{} exists but {} is missing; set APIMON_SECRET_KEY to the original key \
                          or restore secret.key",
@@ -192,13 +197,13 @@ mod tests {
     fn the_key_file_is_created_private_and_reused() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let a = SecretBox::load_or_create(dir.path(), None).unwrap();
+        let a = SecretBox::load_or_create(dir.path(), None, false).unwrap();
         let mode = std::fs::metadata(dir.path().join(KEY_FILE))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let b = SecretBox::load_or_create(dir.path(), None).unwrap();
+        let b = SecretBox::load_or_create(dir.path(), None, false).unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
     }
 }

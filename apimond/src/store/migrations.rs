@@ -195,6 +195,16 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// Creates the latest schema in an empty database within the caller's transaction, so
+/// the Go upgrade builds schema and data all or nothing.
+pub(super) fn create_latest(txn: &Connection) -> Result<()> {
+    for sql in STEPS {
+        txn.execute_batch(sql)?;
+    }
+    txn.pragma_update(None, "user_version", LATEST)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,10 +12,12 @@
 //! - `rollups`: hourly and daily aggregates for long windows;
 //! - `discovered_models`, `schedule`: what discovery found, when each target is due;
 //! - `retention`: what is pruned and when;
-//! - `migrations`: the schema.
+//! - `migrations`: the schema;
+//! - `go_upgrade`: a data directory of the Go `api_monitor` upgraded in place.
 
 pub mod crypto;
 pub mod discovered_models;
+pub mod go_upgrade;
 pub mod history;
 pub mod migrations;
 pub mod probe_runs;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use rusqlite::params;
 
-use super::{Result, Store, now};
+use super::{Result, SecretBox, Store, now};
 
 const SEALED_PREFIX: &str = "sealed:";
 
@@ -52,19 +52,7 @@ impl Store {
                     None => {
                         txn.execute("DELETE FROM app_settings WHERE key = ?1", [c.key])?;
                     }
-                    Some(v) => {
-                        let stored = if c.secret {
-                            format!("{SEALED_PREFIX}{}", secrets.seal_text(&context(c.key), v))
-                        } else {
-                            v.clone()
-                        };
-                        txn.execute(
-                            "INSERT INTO app_settings(key, value, updated_at) VALUES (?1, ?2, ?3) \
-                             ON CONFLICT(key) DO UPDATE SET value = excluded.value, \
-                             updated_at = excluded.updated_at",
-                            params![c.key, stored, ts],
-                        )?;
-                    }
+                    Some(v) => put(txn, secrets, c.key, v, c.secret, ts)?,
                 }
             }
             Ok(())
@@ -75,4 +63,26 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Stores one setting, sealed when `secret`: the one place that knows the stored form.
+pub(super) fn put(
+    txn: &rusqlite::Connection,
+    secrets: &SecretBox,
+    key: &str,
+    value: &str,
+    secret: bool,
+    ts: f64,
+) -> Result<()> {
+    let stored = if secret {
+        format!("{SEALED_PREFIX}{}", secrets.seal_text(&context(key), value))
+    } else {
+        value.to_string()
+    };
+    txn.execute(
+        "INSERT INTO app_settings(key, value, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        params![key, stored, ts],
+    )?;
+    Ok(())
 }

@@ -253,6 +253,36 @@ fn write_editable(txn: &Connection, secrets: &SecretBox, t: &TargetRecord) -> Re
     Ok(())
 }
 
+/// Inserts a target written by another program (the Go upgrade): its own id, times and
+/// last results kept, the key and header values sealed like any other target's.
+pub(super) fn insert_imported(
+    txn: &Connection,
+    secrets: &SecretBox,
+    t: &TargetRecord,
+) -> Result<()> {
+    txn.execute(
+        "INSERT INTO targets (id, name, base_url, api_key_sealed, interval_min, timeout_s, \
+         prompt, anthropic_version, created_at, updated_at, sort_order, last_run_at, \
+         last_status, last_total, last_success, last_fail, last_log_file, last_error) \
+         VALUES (?1, ?2, '', x'', 0, 0, '', '', ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            t.id,
+            t.name,
+            t.created_at,
+            t.updated_at,
+            t.last_run_at,
+            t.last_status,
+            t.last_total,
+            t.last_success,
+            t.last_fail,
+            t.last_log_file,
+            t.last_error,
+        ],
+    )
+    .map_err(|e| unique_violation(e, &t.name))?;
+    write_editable(txn, secrets, t)
+}
+
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serialises")
 }
