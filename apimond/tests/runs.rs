@@ -526,7 +526,8 @@ async fn visitors_may_run_only_targets_that_allow_it_and_are_rate_limited() {
 
 #[tokio::test]
 async fn the_most_overdue_target_runs_first_and_the_lag_is_visible() {
-    let up = fake_upstream(&["gpt-4o"], 400).await;
+    // Each run lasts a second, so a loaded machine still sees the queue of two.
+    let up = fake_upstream(&["gpt-4o"], 1000).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let mut env = STANDARD.to_vec();
