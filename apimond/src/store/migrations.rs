@@ -165,6 +165,27 @@ const STEPS: &[&str] = &[
     );
     CREATE INDEX rollups_by_time ON rollups(period, bucket_start);
     "#,
+    // 4: probe rows name their API as the Go program does, `(protocol, route,
+    // endpoint)`; apimon's route rule and request path, kept in `route` and `endpoint`
+    // until now (an endpoint starting with `/`), move to `route_rule` and `path`.
+    r#"
+    ALTER TABLE run_models ADD COLUMN route_rule TEXT;
+    ALTER TABLE run_models ADD COLUMN path TEXT;
+    ALTER TABLE model_latest ADD COLUMN route_rule TEXT;
+    ALTER TABLE model_latest ADD COLUMN path TEXT;
+    UPDATE run_models SET route_rule = route, path = endpoint,
+        protocol = CASE protocol WHEN 'responses' THEN 'openai' ELSE protocol END,
+        route = CASE protocol WHEN 'openai' THEN 'chat' ELSE protocol END,
+        endpoint = CASE protocol WHEN 'openai' THEN 'chat' WHEN 'anthropic' THEN 'messages'
+            ELSE protocol END
+        WHERE endpoint LIKE '/%';
+    UPDATE model_latest SET route_rule = route, path = endpoint,
+        protocol = CASE protocol WHEN 'responses' THEN 'openai' ELSE protocol END,
+        route = CASE protocol WHEN 'openai' THEN 'chat' ELSE protocol END,
+        endpoint = CASE protocol WHEN 'openai' THEN 'chat' WHEN 'anthropic' THEN 'messages'
+            ELSE protocol END
+        WHERE endpoint LIKE '/%';
+    "#,
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;
@@ -201,6 +222,106 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, LATEST);
+    }
+
+    #[test]
+    fn probe_rows_of_older_versions_take_the_go_names_and_keep_rule_and_path() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (i, sql) in STEPS.iter().take(3).enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO targets (id, name, base_url, api_key_sealed, interval_min, timeout_s, \
+             prompt, anthropic_version, created_at, updated_at, sort_order) \
+             VALUES (1, 't', 'http://x', x'00', 30, 30, 'p', 'v', 0, 0, 1);
+             INSERT INTO runs (id, target_id, started_at, status) VALUES (1, 1, 0, 'completed');",
+        )
+        .unwrap();
+        let rows = [
+            ("openai", "default", "/v1/chat/completions"),
+            ("responses", "gpt-5*", "/v1/responses"),
+            ("anthropic", "*claude*", "/v1/messages"),
+            (
+                "gemini",
+                "*gemini*",
+                "/v1beta/models/g:streamGenerateContent",
+            ),
+            // Already in the Go program's names: left as it is.
+            ("openai", "responses", "responses"),
+        ];
+        for (i, (protocol, route, endpoint)) in rows.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO run_models (run_id, target_id, protocol, model, success, route, \
+                 endpoint, timestamp) VALUES (1, 1, ?1, ?2, 1, ?3, ?4, 0)",
+                rusqlite::params![protocol, format!("m{i}"), route, endpoint],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO model_latest (target_id, model, protocol, run_id, success, status, \
+                 stream, route, endpoint, total_ms, model_mismatch, timestamp) \
+                 VALUES (1, ?1, ?2, 1, 1, 'ok', 1, ?3, ?4, 1, 0, 0)",
+                rusqlite::params![format!("m{i}"), protocol, route, endpoint],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        type Row = (String, String, String, Option<String>, Option<String>);
+        let read = |table: &str| -> Vec<Row> {
+            conn.prepare(&format!(
+                "SELECT protocol, route, endpoint, route_rule, path FROM {table} ORDER BY model"
+            ))
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap()
+        };
+        let row = |p: &str, r: &str, e: &str, rule: Option<&str>, path: Option<&str>| {
+            (
+                p.to_string(),
+                r.to_string(),
+                e.to_string(),
+                rule.map(String::from),
+                path.map(String::from),
+            )
+        };
+        let want = vec![
+            row(
+                "openai",
+                "chat",
+                "chat",
+                Some("default"),
+                Some("/v1/chat/completions"),
+            ),
+            row(
+                "openai",
+                "responses",
+                "responses",
+                Some("gpt-5*"),
+                Some("/v1/responses"),
+            ),
+            row(
+                "anthropic",
+                "anthropic",
+                "messages",
+                Some("*claude*"),
+                Some("/v1/messages"),
+            ),
+            row(
+                "gemini",
+                "gemini",
+                "gemini",
+                Some("*gemini*"),
+                Some("/v1beta/models/g:streamGenerateContent"),
+            ),
+            row("openai", "responses", "responses", None, None),
+        ];
+        assert_eq!(read("run_models"), want);
+        assert_eq!(read("model_latest"), want);
     }
 
     #[test]
