@@ -301,7 +301,9 @@ pub fn results_table(out: &Out, rows: &[Value]) {
             vec![
                 cell(&r["model"]),
                 out.status(&cell(&r["status"])),
-                cell(&r["protocol"]),
+                // `route` names the API (chat, responses, anthropic, gemini);
+                // `protocol` is only its wire family.
+                cell(&r["route"]),
                 cell(&r["status_code"]),
                 ms(&r["ttft_ms"]),
                 ms(&r["total_ms"]),

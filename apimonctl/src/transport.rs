@@ -89,8 +89,14 @@ impl Conn {
         let v = match self {
             Conn::Rpc(c) => c.call(&Request::TargetsList(NoParams {})).await?,
             Conn::Http(h) => {
-                h.request(Method::GET, "/api/targets?history=0", None)
-                    .await?
+                // The compact form, asked for by name: the default is the Go
+                // program's full history objects.
+                h.request(
+                    Method::GET,
+                    "/api/targets?history=0&history_format=compact",
+                    None,
+                )
+                .await?
             }
         };
         Ok(v["items"].as_array().cloned().unwrap_or_default())

@@ -24,7 +24,10 @@ pub enum Event {
         target_id: i64,
         run_id: i64,
         model: String,
+        /// The Go program's names of the API the model was probed through.
         protocol: &'static str,
+        route: &'static str,
+        endpoint: &'static str,
         stream: bool,
         success: bool,
         status: &'static str,
@@ -41,10 +44,13 @@ pub enum Event {
         target_id: i64,
         target_name: String,
         run_id: i64,
-        /// `completed` or `error` (the seed's field).
+        /// The target's health as the run found it — `healthy`, `degraded`, `down`,
+        /// `no_models` or `error` — as the Go program sends it.
         status: &'static str,
-        /// What the run found: `healthy`, `degraded`, `down`, `no_models` or `error`.
+        /// The same, under the name apimon's clients read before `status` carried it.
         target_status: &'static str,
+        /// The run's own state: `completed`, `error` or `interrupted`.
+        run_status: &'static str,
         total: i64,
         success: i64,
         fail: i64,

@@ -84,8 +84,9 @@ pub async fn run_target(ctx: Arc<RunContext>, mut slot: RunSlot) {
                         target_id,
                         target_name: String::new(),
                         run_id,
-                        status: "error",
+                        status: TargetStatus::Error.as_str(),
                         target_status: TargetStatus::Error.as_str(),
+                        run_status: RunStatus::Error.as_str(),
                         total: 0,
                         success: 0,
                         fail: 0,
@@ -202,8 +203,9 @@ async fn run(ctx: &RunContext, slot: &mut RunSlot) -> anyhow::Result<()> {
         target_id,
         target_name: target.name.clone(),
         run_id: run.id,
-        status: finish.status.as_str(),
+        status: finish.result.as_str(),
         target_status: finish.result.as_str(),
+        run_status: finish.status.as_str(),
         total: finish.total,
         success: finish.success,
         fail: finish.fail,
@@ -340,11 +342,14 @@ async fn publish(
 ) {
     log.write("probe", serde_json::to_value(r).expect("plain data"))
         .await;
+    let names = r.protocol.seed_names();
     ctx.bus.publish(Event::ModelResult {
         target_id,
         run_id,
         model: r.model.clone(),
-        protocol: r.protocol.as_str(),
+        protocol: names.protocol,
+        route: names.route,
+        endpoint: names.endpoint,
         stream: r.stream,
         success: r.success,
         status: r.status.as_str(),

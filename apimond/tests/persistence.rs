@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const FIXTURE_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 
@@ -423,6 +423,15 @@ async fn a_version_one_database_upgrades_without_losing_rows() {
         .map(|r| r["model"].as_str().unwrap())
         .collect();
     assert_eq!(models, ["gpt-4o-mini", "claude-3-haiku", "gpt-4o"]);
+    // The rows name their API as the Go program does; the request path moved aside.
+    let claude = &logs["items"][1];
+    assert_eq!(
+        (&claude["protocol"], &claude["route"], &claude["endpoint"]),
+        (&json!("anthropic"), &json!("anthropic"), &json!("messages"))
+    );
+    assert_eq!(claude["path"], "/v1/messages");
+    assert_eq!(claude["route_rule"], Value::Null);
+    assert_eq!(claude["tool_calls"], json!([]));
     let (_, _, settings) = d
         .send(Method::GET, "/api/admin/settings", Some(token), None)
         .await;
@@ -434,7 +443,7 @@ async fn a_version_one_database_upgrades_without_losing_rows() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4, "the latest schema");
+    assert_eq!(version, apimond::store::migrations::LATEST);
     drop(conn);
     env.push(("API_MONITOR_TOKEN", ADMIN_TOKEN));
     d.restart_with(&env).await;

@@ -49,7 +49,10 @@ async fn a_triggered_run_probes_every_model_and_stores_what_it_found() {
     assert_eq!(n.iter().filter(|e| **e == "model_result").count(), 4);
     assert_eq!(n.last(), Some(&"run_completed"));
     let done = &events.last().unwrap().1;
-    assert_eq!(done["status"], "completed");
+    // `status` is the target's health, as the Go program sends it; the run's own
+    // state is `run_status`.
+    assert_eq!(done["status"], "degraded");
+    assert_eq!(done["run_status"], "completed");
     assert_eq!(done["target_status"], "degraded");
     assert_eq!(done["target_name"], "relay");
     assert_eq!(
@@ -64,8 +67,10 @@ async fn a_triggered_run_probes_every_model_and_stores_what_it_found() {
     assert_eq!(next, "target_updated");
     assert_eq!(data["last_status"], "degraded");
 
-    // The list: latest results with a compact history.
-    let (_, list) = d.admin(Method::GET, "/api/targets", None).await;
+    // The list: latest results with a compact history, asked for by name.
+    let (_, list) = d
+        .admin(Method::GET, "/api/targets?history_format=compact", None)
+        .await;
     let t = &list["items"][0];
     assert_eq!(t["last_status"], "degraded");
     assert_eq!(t["last_success_rate"], 75.0);
@@ -98,7 +103,10 @@ async fn a_triggered_run_probes_every_model_and_stores_what_it_found() {
         .clone();
     assert_eq!(row["success"], true);
     assert_eq!(row["protocol"], "openai");
-    assert_eq!(row["endpoint"], "/v1/chat/completions");
+    assert_eq!(row["route"], "chat");
+    assert_eq!(row["endpoint"], "chat");
+    assert_eq!(row["path"], "/v1/chat/completions");
+    assert_eq!(row["route_rule"], "default");
     assert_eq!(row["stream"], true);
     assert_eq!(row["status_code"], 200);
 
@@ -161,7 +169,7 @@ async fn visitors_get_the_same_events_without_secrets() {
     let d = TestDaemon::start().await;
     let id = d.create_on("relay", &up.base_url(), json!({})).await;
     let mut sse = d.events(Some(VISITOR_TOKEN)).await;
-    assert_eq!(sse.next(5).await.unwrap().1["role"], "visitor");
+    assert_eq!(sse.next(5).await.unwrap().0, "connected");
     d.trigger(id).await;
     let events = sse.until("run_completed", 30).await;
     let text = serde_json::to_string(&events).unwrap();
@@ -748,7 +756,7 @@ async fn global_route_rules_and_target_overrides_pick_the_protocol() {
             .clone();
         (
             e["protocol"].as_str().unwrap().to_string(),
-            e["route"].as_str().unwrap().to_string(),
+            e["route_rule"].as_str().unwrap().to_string(),
             e["latest"]["status"].clone(),
         )
     };

@@ -48,10 +48,11 @@ async fn a_target_round_trips_through_create_read_update_and_delete() {
         .admin(Method::GET, &format!("/api/targets/{id}"), None)
         .await;
     assert_eq!(s, StatusCode::OK);
-    let mut got = got["item"].clone();
-    assert_eq!(got["latest_models"], json!([]), "not probed yet");
-    got.as_object_mut().unwrap().remove("latest_models");
-    assert_eq!(got, *item);
+    assert_eq!(item["latest_models"], json!([]), "not probed yet");
+    assert_eq!(
+        got["item"], *item,
+        "create answers with the item as GET shows it"
+    );
 
     let (s, list) = d.admin(Method::GET, "/api/targets", None).await;
     assert_eq!(s, StatusCode::OK);
@@ -68,6 +69,7 @@ async fn a_target_round_trips_through_create_read_update_and_delete() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{patched}");
+    assert_eq!(patched["ok"], true);
     assert_eq!(patched["item"]["name"], "relay-renamed");
     assert_eq!(patched["item"]["enabled"], false);
     assert_eq!(patched["item"]["source_url"], Value::Null);
@@ -271,7 +273,6 @@ async fn every_bound_is_enforced_and_a_rejected_request_writes_nothing() {
             json!({"x-a": "line\nbreak"}),
             "extra_headers.x-a: must be at most 1024",
         ),
-        ("colour", json!("blue"), "colour: unknown field"),
     ];
     for (field, value, want) in &bad {
         let mut create = base();
@@ -386,7 +387,6 @@ async fn unknown_ids_are_404_with_a_detail() {
         (Method::POST, "/api/targets/999/reveal_key"),
         (Method::GET, "/api/targets/999/runs"),
         (Method::GET, "/api/targets/999/logs"),
-        (Method::GET, "/api/targets/abc"),
         (Method::GET, "/api/targets/-1"),
         (Method::PATCH, "/api/admin/channels/999/advanced"),
         (Method::GET, "/api/no-such-thing"),

@@ -113,8 +113,8 @@ async fn each_protocol_sends_its_own_auth_headers_and_extra_headers() {
     }];
     s.max_tokens = Some(64);
     let r = p.probe(&s, "o3-mini", true).await;
-    assert_eq!(r.endpoint, "/v1/chat/completions");
-    assert_eq!(r.route, "o3*");
+    assert_eq!(r.path, "/v1/chat/completions");
+    assert_eq!(r.route_rule, "o3*");
     assert_eq!(up.last_body().unwrap()["max_completion_tokens"], 64);
 }
 

@@ -16,7 +16,8 @@ use shared::rpc::reply::TriggerReply;
 type ApiResult = Result<Json<Value>, AppError>;
 type RawResult = Result<Json<Box<serde_json::value::RawValue>>, AppError>;
 
-/// Target ids in paths: anything but a positive integer names no target.
+/// Target ids in paths: text that is no integer is a bad request (400, as the Go
+/// program answers); an integer below 1 names no target (404).
 pub struct TargetId(pub i64);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TargetId {
@@ -30,11 +31,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TargetId {
             .await
             .map_err(|e| AppError(ServiceError::BadRequest(e.to_string())))?;
         let raw = params.get("id").map(String::as_str).unwrap_or("");
-        raw.parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
-            .map(TargetId)
-            .ok_or_else(|| AppError(ServiceError::NotFound(format!("no target with id {raw}"))))
+        let id = raw.parse::<i64>().map_err(|_| {
+            AppError(ServiceError::BadRequest(format!(
+                "target id: `{raw}` is not an integer"
+            )))
+        })?;
+        if id < 1 {
+            return Err(AppError(ServiceError::NotFound(format!(
+                "no target with id {id}"
+            ))));
+        }
+        Ok(TargetId(id))
     }
 }
 

@@ -1,6 +1,7 @@
 //! `GET /api/events`: the event bus as server-sent events. The first event is
-//! `connected`; a heartbeat comment goes out every 30 s; a reader that falls behind
-//! gets a `lagged` event with the number of events it missed.
+//! `connected` with the data `ok`, as the Go program sends it; a heartbeat comment
+//! goes out every 30 s; a reader that falls behind gets a `lagged` event with the
+//! number of events it missed.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -23,9 +24,8 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, AppError> {
     caller.require_reader()?;
     let sub = core.bus.subscribe();
-    let connected = SseEvent::default()
-        .event("connected")
-        .data(json!({"role": caller.role.as_str(), "ts": crate::store::now()}).to_string());
+    // Plain `ok`, not JSON: the Go program's pages and scripts compare the text.
+    let connected = SseEvent::default().event("connected").data("ok");
     let first = futures_util::stream::once(async move { Ok(connected) });
     let rest = futures_util::stream::unfold(sub, |mut sub| async move {
         let event = match sub.recv().await {

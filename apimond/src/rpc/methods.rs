@@ -8,7 +8,7 @@ use shared::rpc::params::Hello;
 use shared::rpc::reply::{HelloReply, Subscribed, TriggerReply};
 use shared::rpc::{CHUNK, Message, PROTOCOL_VERSION, Request, code};
 
-use crate::service::query::{ListTargetsQuery, LogsQuery, RunsQuery};
+use crate::service::query::{HistoryFormat, ListTargetsQuery, LogsQuery, RunsQuery};
 use crate::service::{Caller, Core, ServiceError};
 
 type MethodResult = Result<Value, (i64, String)>;
@@ -87,7 +87,7 @@ async fn dispatch(core: &Core, caller: &Caller, request: Request) -> MethodResul
         Request::Hello(h) => hello(h),
         Request::Status(_) => reply(core.status(caller).await.map_err(from_service)?),
         Request::TargetsList(_) => {
-            let query = ListTargetsQuery::new(Some(0), None);
+            let query = ListTargetsQuery::new(Some(0), Some(HistoryFormat::Compact));
             let raw = core
                 .list_targets(caller, query)
                 .await

@@ -89,8 +89,8 @@ fn round(v: f64, places: i32) -> f64 {
     (v * f).round() / f
 }
 
-/// A model in the target list: the seed's `latest_models` fields and apimon's, nulls
-/// and defaults left out to keep 10,000 models small.
+/// A model in the target list: the seed's `latest_models` fields (always there) and
+/// apimon's (nulls and defaults left out to keep 10,000 models small).
 #[derive(Serialize)]
 pub struct ListedModel<'a, H: Serialize> {
     protocol: &'a str,
@@ -98,7 +98,6 @@ pub struct ListedModel<'a, H: Serialize> {
     success: bool,
     status: &'static str,
     duration: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_class: Option<&'a str>,
@@ -136,21 +135,34 @@ impl<'a, H: Serialize> ListedModel<'a, H> {
     }
 }
 
+/// One point of a model's history in the seed's form (`success, duration, timestamp,
+/// error, status_code`) plus apimon's `run_id` and `status`. A typed struct rather
+/// than a JSON tree: the default target list writes 300,000 of them.
+#[derive(Serialize)]
+pub struct FullPoint {
+    run_id: i64,
+    success: bool,
+    status: &'static str,
+    duration: f64,
+    timestamp: i64,
+    /// The error class of a failure.
+    error: Option<&'static str>,
+    status_code: Option<u16>,
+}
+
 /// The seed's history objects, oldest first.
-pub fn full_history(points: &[HistoryPoint], n: usize) -> Vec<Value> {
+pub fn full_history(points: &[HistoryPoint], n: usize) -> Vec<FullPoint> {
     let start = points.len().saturating_sub(n);
     points[start..]
         .iter()
-        .map(|p| {
-            json!({
-                "run_id": p.run_id,
-                "success": p.status != ModelStatus::Fail,
-                "status": p.status.as_str(),
-                "duration": p.total_ms as f64 / 1000.0,
-                "timestamp": p.ts,
-                "error": p.error_class,
-                "status_code": p.status_code,
-            })
+        .map(|p| FullPoint {
+            run_id: p.run_id,
+            success: p.status != ModelStatus::Fail,
+            status: p.status.as_str(),
+            duration: p.total_ms as f64 / 1000.0,
+            timestamp: p.ts,
+            error: p.error_class.map(|c| c.as_str()),
+            status_code: p.status_code,
         })
         .collect()
 }
@@ -172,6 +184,8 @@ pub fn latest_view(m: &ModelLatest, history: Value) -> Value {
         "tokens_per_s": r.tokens_per_s,
         "route": r.route,
         "endpoint": r.endpoint,
+        "route_rule": r.route_rule,
+        "path": r.path,
         "stream": r.stream,
         "returned_model": r.returned_model,
         "model_mismatch": r.model_mismatch,
@@ -182,6 +196,10 @@ pub fn latest_view(m: &ModelLatest, history: Value) -> Value {
 }
 
 impl Core {
+    /// A target's models: the Go program's `target_name` and `available_models`
+    /// (`model, protocol, success` of each discovered model; `success` is false for a
+    /// model not probed yet) and `selected_models`, plus apimon's view of each model:
+    /// selected, excluded, probed, its route and its latest result.
     pub async fn target_models(&self, caller: &Caller, id: i64) -> ServiceResult<Value> {
         caller.require_reader()?;
         let t = self
@@ -203,24 +221,34 @@ impl Core {
             .remove(&id)
             .unwrap_or_default();
         let rules = self.prober.rules();
-        let models: Vec<Value> = discovered
-            .iter()
-            .map(|m| {
-                let r = route::route_for(m, &t.route_overrides, rules);
-                json!({
-                    "model": m,
-                    "selected": t.selected_models.is_empty() || t.selected_models.contains(m),
-                    "excluded": route::matches_any(m, &t.exclude_models),
-                    "probed": probed.contains(m),
-                    "protocol": r.protocol,
-                    "route": r.rule,
-                    "latest": latest.iter().find(|l| &l.model == m).map(|l| latest_view(l, Value::Null)),
-                })
-            })
-            .collect();
+        let mut available = Vec::with_capacity(discovered.len());
+        let mut models = Vec::with_capacity(discovered.len());
+        for m in &discovered {
+            let r = route::route_for(m, &t.route_overrides, rules);
+            let names = r.protocol.seed_names();
+            let last = latest.iter().find(|l| &l.model == m);
+            available.push(json!({
+                "model": m,
+                "protocol": names.protocol,
+                "success": last.is_some_and(|l| l.result.success),
+            }));
+            models.push(json!({
+                "model": m,
+                "selected": t.selected_models.is_empty() || t.selected_models.contains(m),
+                "excluded": route::matches_any(m, &t.exclude_models),
+                "probed": probed.contains(m),
+                "protocol": names.protocol,
+                "route": names.route,
+                "endpoint": names.endpoint,
+                "route_rule": r.rule,
+                "latest": last.map(|l| latest_view(l, Value::Null)),
+            }));
+        }
         Ok(json!({
             "item": {
                 "target_id": id,
+                "target_name": t.name,
+                "available_models": available,
                 "discovered": discovered,
                 "selected_models": t.selected_models,
                 "exclude_models": t.exclude_models,
@@ -278,8 +306,11 @@ impl Core {
             if let Some(e) = exclude {
                 t.exclude_models = e;
             }
+            Ok(())
         })
         .await?;
-        self.target_models(caller, id).await
+        let mut answer = self.target_models(caller, id).await?;
+        answer["ok"] = json!(true);
+        Ok(answer)
     }
 }

@@ -17,7 +17,7 @@ impl Core {
         let RunsQuery { limit } = query?;
         let t = self.load_target(id).await?;
         let runs = self.store.list_runs(id, limit).await?;
-        Ok(json!({ "items": runs, "target": self.view(&t, caller) }))
+        Ok(json!({ "items": runs, "target": self.target_item(&t, caller).await? }))
     }
 
     pub async fn run_logs(
@@ -44,7 +44,7 @@ impl Core {
             "count": rows.len(),
             "offset": offset,
             "run": run,
-            "target": self.view(&t, caller),
+            "target": self.target_item(&t, caller).await?,
         }))
     }
 }

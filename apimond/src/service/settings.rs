@@ -392,7 +392,10 @@ impl Core {
                     ServiceError::Internal(format!("cannot write the credentials file: {e}"))
                 })?;
         }
-        self.settings_view(caller)
+        // `ok` as the Go program answers a settings change.
+        let mut answer = self.settings_view(caller)?;
+        answer["ok"] = Value::Bool(true);
+        Ok(answer)
     }
 }
 

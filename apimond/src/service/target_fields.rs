@@ -1,6 +1,11 @@
 //! The fields of a target a client may send: each one's bounds and parsing, into a
 //! [`TargetPatch`] applied to the stored record. Create, update and the admin panel's
 //! advanced form all read bodies through here.
+//!
+//! A target read back and sent again must work, as with the Go program: its
+//! read-only fields are skipped, its masked key and masked `base_url` credentials
+//! keep the stored values, and fields apimon does not know are ignored and named
+//! back to the client (`ignored_fields`), so a misspelt field is still seen.
 
 use std::collections::BTreeMap;
 
@@ -32,12 +37,57 @@ pub const ADVANCED_FIELDS: &[&str] = &[
     "route_overrides",
 ];
 
+/// Fields a target shows but a client cannot set: sent back with the rest of an
+/// item, they are skipped without a word.
+pub const READ_ONLY_FIELDS: &[&str] = &[
+    "id",
+    "created_at",
+    "updated_at",
+    "last_run_at",
+    "last_status",
+    "last_total",
+    "last_success",
+    "last_fail",
+    "last_log_file",
+    "last_error",
+    "last_success_rate",
+    "running",
+    "can_operate",
+    "latest_models",
+    "history_runs",
+];
+
+/// Hides credentials embedded in a URL (`https://user:pass@host` → `https://***@host`).
+pub fn mask_url_credentials(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("***");
+            u.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+/// The character every masked secret carries (`sk-ab…wxyz`); no key has it, since
+/// keys are ASCII.
+const MASK_MARK: char = '…';
+
+/// An `api_key` as sent.
+#[derive(Debug)]
+enum KeyChange {
+    /// A new key.
+    New(Secret),
+    /// A masked key, as the API shows it: the stored key stays if it is its mask.
+    AsShown(String),
+}
+
 /// A validated change to a target; `None` leaves a field as it is.
 #[derive(Debug, Default)]
 pub struct TargetPatch {
     name: Option<String>,
     base_url: Option<String>,
-    api_key: Option<Secret>,
+    api_key: Option<KeyChange>,
     enabled: Option<bool>,
     interval_min: Option<i64>,
     timeout_s: Option<f64>,
@@ -57,6 +107,8 @@ pub struct TargetPatch {
     extra_headers: Option<BTreeMap<String, Secret>>,
     user_agent: Option<Option<String>>,
     route_overrides: Option<Vec<RouteRule>>,
+    /// Fields of the body that are no target field, by name.
+    ignored: Vec<String>,
 }
 
 pub(super) fn bad(msg: impl Into<String>) -> ServiceError {
@@ -104,9 +156,12 @@ fn base_url(body: &mut Body) -> ServiceResult<Option<String>> {
     Ok(Some(raw))
 }
 
-fn api_key(body: &mut Body) -> ServiceResult<Option<Secret>> {
+fn api_key(body: &mut Body) -> ServiceResult<Option<KeyChange>> {
     match body.value("api_key") {
         None => Ok(None),
+        Some(Value::String(s)) if s.contains(MASK_MARK) => {
+            Ok(Some(KeyChange::AsShown(s.trim().to_string())))
+        }
         Some(Value::String(s)) => {
             let s = s.trim();
             let len = s.chars().count();
@@ -120,7 +175,7 @@ fn api_key(body: &mut Body) -> ServiceResult<Option<Secret>> {
             {
                 return Err(bad("api_key: must be printable ASCII without spaces"));
             }
-            Ok(Some(Secret::new(s)))
+            Ok(Some(KeyChange::New(Secret::new(s))))
         }
         Some(_) => Err(bad("api_key: must be a string")),
     }
@@ -208,8 +263,12 @@ fn route_overrides(body: &mut Body) -> ServiceResult<Option<Vec<RouteRule>>> {
 }
 
 impl TargetPatch {
-    /// Reads every target field the body carries; unknown fields are refused.
+    /// Reads every target field the body carries; read-only fields are skipped and
+    /// unknown ones kept aside ([`TargetPatch::ignored_fields`]).
     pub fn from_body(mut body: Body) -> ServiceResult<TargetPatch> {
+        for field in READ_ONLY_FIELDS {
+            body.value(field);
+        }
         let b = &mut body;
         let p = TargetPatch {
             name: b.string("name", 1, 128)?,
@@ -234,12 +293,45 @@ impl TargetPatch {
             extra_headers: extra_headers(b)?,
             user_agent: b.nullable_string("user_agent", 512)?,
             route_overrides: route_overrides(b)?,
+            ignored: Vec::new(),
         };
-        body.finish()?;
-        Ok(p)
+        Ok(TargetPatch {
+            ignored: body.unread(),
+            ..p
+        })
     }
 
-    pub fn apply(mut self, t: &mut TargetRecord) {
+    /// Fields of the body that are no target field: ignored, as the Go program
+    /// does, and named in the answer.
+    pub fn ignored_fields(&self) -> &[String] {
+        &self.ignored
+    }
+
+    /// Applies the change to a stored target, or to a new one's defaults. A masked
+    /// key that is not the stored key's mask is refused: it would store the mask.
+    pub fn apply(mut self, t: &mut TargetRecord) -> ServiceResult<()> {
+        let api_key = match self.api_key.take() {
+            None => None,
+            Some(KeyChange::New(key)) => Some(key),
+            Some(KeyChange::AsShown(shown))
+                if !t.api_key.is_empty() && shown == t.api_key.masked() =>
+            {
+                None
+            }
+            Some(KeyChange::AsShown(_)) => {
+                return Err(bad(
+                    "api_key: this is a masked key (it has `…`) and not the stored key's mask; send the whole key",
+                ));
+            }
+        };
+        // A URL sent back as it was shown, its credentials masked, keeps them.
+        if self
+            .base_url
+            .as_ref()
+            .is_some_and(|u| *u != t.base_url && *u == mask_url_credentials(&t.base_url))
+        {
+            self.base_url = None;
+        }
         // A header sent back as it was shown (masked) keeps its stored value.
         if let Some(headers) = self.extra_headers.as_mut() {
             for (name, value) in headers.iter_mut() {
@@ -255,10 +347,12 @@ impl TargetPatch {
                 if let Some(v) = self.$field { t.$field = v; }
             )*};
         }
+        if let Some(key) = api_key {
+            t.api_key = key;
+        }
         set!(
             name,
             base_url,
-            api_key,
             enabled,
             interval_min,
             timeout_s,
@@ -279,5 +373,6 @@ impl TargetPatch {
             user_agent,
             route_overrides
         );
+        Ok(())
     }
 }

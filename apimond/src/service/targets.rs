@@ -5,26 +5,21 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use super::models::{CompactHistory, ListedModel, compact_histories, full_history};
+use super::models::{
+    CompactHistory, FullPoint, ListedModel, compact_histories, full_history, latest_view,
+};
 use crate::store::history::ModelLatest;
 
 use super::query::{HistoryFormat, ListTargetsQuery, Parsed};
+pub use super::target_fields::mask_url_credentials;
 use super::target_fields::{ADVANCED_FIELDS, TargetPatch, bad};
 use super::validate::Body;
 use super::{Caller, Core, ServiceError, ServiceResult, Settings};
 use crate::store::targets::TargetRecord;
 
-/// Hides credentials embedded in a URL (`https://user:pass@host` → `https://***@host`).
-pub fn mask_url_credentials(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            let _ = u.set_password(None);
-            let _ = u.set_username("***");
-            u.to_string()
-        }
-        _ => raw.to_string(),
-    }
-}
+/// History points of each model in a single target's `latest_models`, as the Go
+/// program shows them.
+const ITEM_HISTORY: usize = 30;
 
 /// The JSON form of a target for this caller.
 pub fn target_view(t: &TargetRecord, caller: &Caller, settings: &Settings, running: bool) -> Value {
@@ -87,6 +82,29 @@ impl Core {
         target_view(t, caller, &self.settings(), self.scheduler.is_running(t.id))
     }
 
+    /// A target as one item: its view with `latest_models`, each model's latest
+    /// result and its last 30 points of history in the seed's form. Every answer that
+    /// carries one target (get, create, update, runs, logs) carries this.
+    pub(super) async fn target_item(
+        &self,
+        t: &TargetRecord,
+        caller: &Caller,
+    ) -> ServiceResult<Value> {
+        let models = self
+            .store
+            .model_latest(Some(t.id), ITEM_HISTORY)
+            .await?
+            .remove(&t.id)
+            .unwrap_or_default();
+        let mut v = self.view(t, caller);
+        let latest: Vec<Value> = models
+            .iter()
+            .map(|m| latest_view(m, json!(full_history(&m.history, ITEM_HISTORY))))
+            .collect();
+        v["latest_models"] = json!(latest);
+        Ok(v)
+    }
+
     /// A target named by the command line: all digits is an id, `name:…` forces a
     /// name, anything else is a name.
     pub async fn resolve_target(&self, ident: &str) -> ServiceResult<i64> {
@@ -119,8 +137,8 @@ impl Core {
     }
 
     /// The target list with each target's latest model results and their history:
-    /// `history` points per model (default 30, at most 100) in the compact encoding,
-    /// or the seed's objects with `history_format=full`. Returned serialised: the list
+    /// `history` points per model (default 30) as the seed's objects, or in the
+    /// compact encoding with `history_format=compact`. Returned serialised: the list
     /// of 10,000 models is written straight out, without a JSON tree in between.
     pub async fn list_targets(
         &self,
@@ -154,7 +172,7 @@ impl Core {
             .collect();
         let permissions = json!({ "role": caller.role.as_str() });
         let text = if full {
-            let items: Vec<Item<'_, Vec<Value>>> = models
+            let items: Vec<Item<'_, Vec<FullPoint>>> = models
                 .iter()
                 .map(|(t, ms)| Item {
                     target: self.view(t, caller),
@@ -201,34 +219,17 @@ impl Core {
     pub async fn get_target(&self, caller: &Caller, id: i64) -> ServiceResult<Value> {
         caller.require_reader()?;
         let t = self.load_target(id).await?;
-        let models = self
-            .store
-            .model_latest(Some(id), 30)
-            .await?
-            .remove(&id)
-            .unwrap_or_default();
-        let mut v = self.view(&t, caller);
-        let latest: Vec<Value> = models
-            .iter()
-            .map(|m| {
-                super::models::latest_view(m, json!(super::models::full_history(&m.history, 30)))
-            })
-            .collect();
-        v["latest_models"] = json!(latest);
-        Ok(json!({ "item": v }))
+        Ok(json!({ "item": self.target_item(&t, caller).await? }))
     }
 
     /// Changes a stored target in one transaction and tells subscribers.
     pub(crate) async fn edit_target<F>(&self, id: i64, edit: F) -> ServiceResult<TargetRecord>
     where
-        F: FnOnce(&mut TargetRecord) + Send + 'static,
+        F: FnOnce(&mut TargetRecord) -> ServiceResult<()> + Send + 'static,
     {
         let t = self
             .store
-            .update_target(id, move |t| {
-                edit(t);
-                Ok::<(), ServiceError>(())
-            })
+            .update_target(id, edit)
             .await
             .map_err(|e| match e {
                 crate::store::StoreError::NotFound => {
@@ -262,12 +263,17 @@ impl Core {
             }
         }
         let patch = TargetPatch::from_body(body)?;
+        let ignored = patch.ignored_fields().to_vec();
         let mut t = TargetRecord::new_with_defaults(self.settings().default_interval_min.into());
-        patch.apply(&mut t);
+        patch.apply(&mut t)?;
         let t = self.store.create_target(t).await?;
         tracing::info!(target_id = t.id, name = %t.name, "target created");
         self.target_changed(t.id).await;
-        Ok(json!({ "item": self.view(&t, caller) }))
+        Ok(json!({
+            "ok": true,
+            "item": self.target_item(&t, caller).await?,
+            "ignored_fields": ignored,
+        }))
     }
 
     pub async fn update_target(
@@ -290,9 +296,14 @@ impl Core {
             return Err(bad("nothing to change: send at least one field"));
         }
         let patch = TargetPatch::from_body(body)?;
+        let ignored = patch.ignored_fields().to_vec();
         let t = self.edit_target(id, move |t| patch.apply(t)).await?;
         tracing::info!(target_id = id, "target updated");
-        Ok(json!({ "item": self.view(&t, caller) }))
+        Ok(json!({
+            "ok": true,
+            "item": self.target_item(&t, caller).await?,
+            "ignored_fields": ignored,
+        }))
     }
 
     /// The admin panel's advanced form: the same change, limited to its fields.

@@ -52,6 +52,12 @@ impl Body {
         }
     }
 
+    /// The fields nobody asked for, for operations that ignore them rather than
+    /// refuse them.
+    pub fn unread(self) -> Vec<String> {
+        self.fields.into_iter().map(|(k, _)| k).collect()
+    }
+
     fn take(&mut self, name: &str) -> Option<Value> {
         self.fields.remove(name)
     }

@@ -18,8 +18,13 @@ pub struct LatestResult {
     pub success: bool,
     pub status: ModelStatus,
     pub stream: bool,
+    /// The Go program's `route` and `endpoint` of the API (beside `protocol`).
     pub route: String,
     pub endpoint: String,
+    /// The route rule that chose the API and the request path; none on rows from
+    /// before apimon recorded them.
+    pub route_rule: Option<String>,
+    pub path: Option<String>,
     pub total_ms: f64,
     pub ttft_ms: Option<f64>,
     pub tokens_per_s: Option<f64>,
@@ -139,7 +144,7 @@ impl Store {
             let mut stmt = conn.prepare_cached(
                 "SELECT target_id, model, protocol, run_id, success, status, stream, route, endpoint, \
                  total_ms, ttft_ms, tokens_per_s, status_code, error_class, error, returned_model, \
-                 model_mismatch, timestamp, history FROM model_latest \
+                 model_mismatch, timestamp, history, route_rule, path FROM model_latest \
                  WHERE (?1 IS NULL OR target_id = ?1) ORDER BY target_id, rowid",
             )?;
             let mut rows = stmt.query([target_id])?;
@@ -161,6 +166,8 @@ impl Store {
                         stream: row.get(6)?,
                         route: row.get(7)?,
                         endpoint: row.get(8)?,
+                        route_rule: row.get(19)?,
+                        path: row.get(20)?,
                         total_ms: row.get(9)?,
                         ttft_ms: row.get(10)?,
                         tokens_per_s: row.get(11)?,
@@ -221,11 +228,13 @@ pub(super) fn record_latest(
         error_class: r.error_class,
     };
     let history = push_history(old.as_deref().unwrap_or(&[]), &point);
+    let names = r.protocol.seed_names();
     txn.prepare_cached(
             "INSERT INTO model_latest (target_id, model, protocol, run_id, success, status, stream, \
              route, endpoint, total_ms, ttft_ms, tokens_per_s, status_code, error_class, error, \
-             returned_model, model_mismatch, timestamp, history) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
+             returned_model, model_mismatch, timestamp, history, route_rule, path) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+             ?20, ?21) \
              ON CONFLICT(target_id, model) DO UPDATE SET protocol = excluded.protocol, \
              run_id = excluded.run_id, success = excluded.success, status = excluded.status, \
              stream = excluded.stream, route = excluded.route, endpoint = excluded.endpoint, \
@@ -233,18 +242,19 @@ pub(super) fn record_latest(
              tokens_per_s = excluded.tokens_per_s, status_code = excluded.status_code, \
              error_class = excluded.error_class, error = excluded.error, \
              returned_model = excluded.returned_model, model_mismatch = excluded.model_mismatch, \
-             timestamp = excluded.timestamp, history = excluded.history",
+             timestamp = excluded.timestamp, history = excluded.history, \
+             route_rule = excluded.route_rule, path = excluded.path",
         )?
         .execute(params![
             target_id,
             r.model,
-            r.protocol.as_str(),
+            names.protocol,
             run_id,
             r.success,
             r.status.as_str(),
             r.stream,
-            r.route,
-            r.endpoint,
+            names.route,
+            names.endpoint,
             r.total_ms,
             r.ttft_ms,
             r.tokens_per_s,
@@ -255,6 +265,8 @@ pub(super) fn record_latest(
             r.model_mismatch,
             r.started_at,
             history,
+            r.route_rule,
+            r.path,
         ])?;
 
     Ok(())

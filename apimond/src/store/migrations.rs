@@ -172,6 +172,29 @@ const STEPS: &[&str] = &[
     r#"
     UPDATE targets SET extra_headers = extra_headers WHERE 0;
     "#,
+    // 5: probe rows name their API as the Go program does, `(protocol, route,
+    // endpoint)`; apimon's route rule and request path, kept in `route` and `endpoint`
+    // until now (an endpoint starting with `/`), move to `route_rule` and `path`. Rows
+    // from before the probe engine (no `status`) had no rule in `route`.
+    r#"
+    ALTER TABLE run_models ADD COLUMN route_rule TEXT;
+    ALTER TABLE run_models ADD COLUMN path TEXT;
+    ALTER TABLE model_latest ADD COLUMN route_rule TEXT;
+    ALTER TABLE model_latest ADD COLUMN path TEXT;
+    UPDATE run_models SET route_rule = CASE WHEN status IS NULL THEN NULL ELSE route END,
+        path = endpoint,
+        protocol = CASE protocol WHEN 'responses' THEN 'openai' ELSE protocol END,
+        route = CASE protocol WHEN 'openai' THEN 'chat' ELSE protocol END,
+        endpoint = CASE protocol WHEN 'openai' THEN 'chat' WHEN 'anthropic' THEN 'messages'
+            ELSE protocol END
+        WHERE endpoint LIKE '/%';
+    UPDATE model_latest SET route_rule = route, path = endpoint,
+        protocol = CASE protocol WHEN 'responses' THEN 'openai' ELSE protocol END,
+        route = CASE protocol WHEN 'openai' THEN 'chat' ELSE protocol END,
+        endpoint = CASE protocol WHEN 'openai' THEN 'chat' WHEN 'anthropic' THEN 'messages'
+            ELSE protocol END
+        WHERE endpoint LIKE '/%';
+    "#,
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;
@@ -218,6 +241,126 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, LATEST);
+    }
+
+    /// A database at version 3 holding one target and one run.
+    fn at_version_3_with_a_run() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for (i, sql) in STEPS.iter().take(3).enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO targets (id, name, base_url, api_key_sealed, interval_min, timeout_s, \
+             prompt, anthropic_version, created_at, updated_at, sort_order) \
+             VALUES (1, 't', 'http://x', x'00', 30, 30, 'p', 'v', 0, 0, 1);
+             INSERT INTO runs (id, target_id, started_at, status) VALUES (1, 1, 0, 'completed');",
+        )
+        .unwrap();
+        conn
+    }
+
+    /// `protocol, route, endpoint, route_rule, path` of a probe row.
+    type Names = (String, String, String, Option<String>, Option<String>);
+
+    fn names(p: &str, r: &str, e: &str, rule: Option<&str>, path: Option<&str>) -> Names {
+        let own = |s: Option<&str>| s.map(String::from);
+        (p.into(), r.into(), e.into(), own(rule), own(path))
+    }
+
+    fn read_names(conn: &Connection, table: &str) -> Vec<Names> {
+        conn.prepare(&format!(
+            "SELECT protocol, route, endpoint, route_rule, path FROM {table} ORDER BY model"
+        ))
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap()
+    }
+
+    #[test]
+    fn probe_rows_of_older_versions_take_the_go_names_and_keep_rule_and_path() {
+        let mut conn = at_version_3_with_a_run();
+        let gemini_path = "/v1beta/models/g:streamGenerateContent";
+        let rows = [
+            ("openai", "default", "/v1/chat/completions"),
+            ("responses", "gpt-5*", "/v1/responses"),
+            ("anthropic", "*claude*", "/v1/messages"),
+            ("gemini", "*gemini*", gemini_path),
+            // Already in the Go program's names: left as it is.
+            ("openai", "responses", "responses"),
+        ];
+        for (i, (protocol, route, endpoint)) in rows.iter().enumerate() {
+            let model = format!("m{i}");
+            conn.execute(
+                "INSERT INTO run_models (run_id, target_id, protocol, model, success, route, \
+                 endpoint, timestamp, status) VALUES (1, 1, ?1, ?2, 1, ?3, ?4, 0, 'ok')",
+                rusqlite::params![protocol, model, route, endpoint],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO model_latest (target_id, model, protocol, run_id, success, status, \
+                 stream, route, endpoint, total_ms, model_mismatch, timestamp) \
+                 VALUES (1, ?1, ?2, 1, 1, 'ok', 1, ?3, ?4, 1, 0, 0)",
+                rusqlite::params![model, protocol, route, endpoint],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let chat = "/v1/chat/completions";
+        let want = vec![
+            names("openai", "chat", "chat", Some("default"), Some(chat)),
+            names(
+                "openai",
+                "responses",
+                "responses",
+                Some("gpt-5*"),
+                Some("/v1/responses"),
+            ),
+            names(
+                "anthropic",
+                "anthropic",
+                "messages",
+                Some("*claude*"),
+                Some("/v1/messages"),
+            ),
+            names(
+                "gemini",
+                "gemini",
+                "gemini",
+                Some("*gemini*"),
+                Some(gemini_path),
+            ),
+            names("openai", "responses", "responses", None, None),
+        ];
+        assert_eq!(read_names(&conn, "run_models"), want);
+        assert_eq!(read_names(&conn, "model_latest"), want);
+    }
+
+    #[test]
+    fn a_probe_row_from_before_the_probe_engine_gets_no_route_rule() {
+        // Such rows have no status, and their `route` named the API, not a rule.
+        let mut conn = at_version_3_with_a_run();
+        conn.execute_batch(
+            "INSERT INTO run_models (run_id, target_id, protocol, model, success, route, \
+             endpoint, timestamp) VALUES (1, 1, 'anthropic', 'm', 1, 'messages', '/v1/messages', 0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(
+            read_names(&conn, "run_models"),
+            [names(
+                "anthropic",
+                "anthropic",
+                "messages",
+                None,
+                Some("/v1/messages")
+            )]
+        );
     }
 
     #[test]

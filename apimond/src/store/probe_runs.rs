@@ -149,33 +149,35 @@ impl Store {
     }
 }
 
-/// One probe's writes.
+/// One probe's writes. The row names its API as the Go program does (its rows and
+/// apimon's share the table); the rule and path that chose it go beside.
 fn record_one(
     txn: &rusqlite::Connection,
     run_id: i64,
     target_id: i64,
     r: &ProbeResult,
 ) -> Result<()> {
+    let names = r.protocol.seed_names();
     txn.prepare_cached(
         "INSERT INTO run_models (run_id, target_id, protocol, model, success, duration, \
              status_code, error, content, route, endpoint, timestamp, stream, transport_success, \
              status, error_class, ttfb_ms, ttft_ms, total_ms, output_tokens, tokens_estimated, \
-             tokens_per_s, returned_model, model_mismatch, attempts) \
+             tokens_per_s, returned_model, model_mismatch, attempts, route_rule, path) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
     )?
     .execute(params![
         run_id,
         target_id,
-        r.protocol.as_str(),
+        names.protocol,
         r.model,
         r.success,
         r.total_ms / 1000.0,
         r.status_code,
         r.error,
         r.content,
-        r.route,
-        r.endpoint,
+        names.route,
+        names.endpoint,
         r.started_at,
         r.stream,
         r.transport_success,
@@ -190,6 +192,8 @@ fn record_one(
         r.returned_model,
         r.model_mismatch,
         r.attempts,
+        r.route_rule,
+        r.path,
     ])?;
     history::record_latest(txn, run_id, target_id, r)
 }

@@ -58,8 +58,8 @@ mod tests {
         ProbeResult {
             model: model.into(),
             protocol: shared::probe::Protocol::Openai,
-            route: "default".into(),
-            endpoint: "/v1/chat/completions".into(),
+            route_rule: "default".into(),
+            path: "/v1/chat/completions".into(),
             stream: true,
             success: true,
             status: ModelStatus::Ok,

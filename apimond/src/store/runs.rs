@@ -106,13 +106,20 @@ pub struct RunModelRecord {
     pub status_code: Option<i64>,
     pub error: Option<String>,
     pub content: Option<String>,
+    /// The Go program's names of the API: `protocol` above, `route` and `endpoint`
+    /// (`chat`, `responses`, `anthropic`/`messages`, `gemini`).
     pub route: Option<String>,
     pub endpoint: Option<String>,
+    /// The route rule that chose the API, and the request path (none on the Go
+    /// program's rows).
+    pub route_rule: Option<String>,
+    pub path: Option<String>,
     pub timestamp: f64,
     pub stream: bool,
     pub transport_success: bool,
     pub tool_calls_count: i64,
-    pub tool_calls: Option<serde_json::Value>,
+    /// Always a list, as the Go program answers (its rows store it as JSON text).
+    pub tool_calls: Vec<serde_json::Value>,
     /// `ok`, `slow` or `fail` (null for rows from before the probe engine).
     pub status: Option<String>,
     pub error_class: Option<String>,
@@ -125,6 +132,15 @@ pub struct RunModelRecord {
     pub returned_model: Option<String>,
     pub model_mismatch: bool,
     pub attempts: i64,
+}
+
+/// A row's stored `tool_calls` text as a list: none, `null` or text that is no JSON
+/// list reads as an empty one.
+fn tool_calls_list(text: Option<&str>) -> Vec<serde_json::Value> {
+    match text.map(serde_json::from_str::<serde_json::Value>) {
+        Some(Ok(serde_json::Value::Array(calls))) => calls,
+        _ => Vec::new(),
+    }
 }
 
 /// Which probe rows a log query returns.
@@ -186,7 +202,7 @@ impl Store {
                  error, content, route, endpoint, timestamp, stream, transport_success, \
                  tool_calls_count, tool_calls, status, error_class, ttfb_ms, ttft_ms, total_ms, \
                  output_tokens, tokens_estimated, tokens_per_s, returned_model, model_mismatch, \
-                 attempts FROM run_models WHERE {filter} \
+                 attempts, route_rule, path FROM run_models WHERE {filter} \
                  ORDER BY id DESC LIMIT ?2 OFFSET ?3"
             );
             let mut stmt = conn.prepare(&sql)?;
@@ -205,11 +221,13 @@ impl Store {
                     content: r.get(9)?,
                     route: r.get(10)?,
                     endpoint: r.get(11)?,
+                    route_rule: r.get(28)?,
+                    path: r.get(29)?,
                     timestamp: r.get(12)?,
                     stream: r.get(13)?,
                     transport_success: r.get(14)?,
                     tool_calls_count: r.get(15)?,
-                    tool_calls: tool_calls.and_then(|t| serde_json::from_str(&t).ok()),
+                    tool_calls: tool_calls_list(tool_calls.as_deref()),
                     status: r.get(17)?,
                     error_class: r.get(18)?,
                     ttfb_ms: r.get(19)?,
@@ -258,5 +276,18 @@ mod tests {
             ["running", "completed", "error", "interrupted"]
         );
         assert_eq!(RunStatus::parse("Running"), None);
+    }
+
+    #[test]
+    fn stored_tool_calls_always_read_as_a_list() {
+        let call = serde_json::json!({"name": "f"});
+        assert_eq!(tool_calls_list(Some(r#"[{"name": "f"}]"#)), vec![call]);
+        for text in [None, Some("[]"), Some("null"), Some("{}"), Some("not json")] {
+            assert_eq!(
+                tool_calls_list(text),
+                Vec::<serde_json::Value>::new(),
+                "{text:?}"
+            );
+        }
     }
 }

@@ -73,7 +73,7 @@ impl Prober {
             max_tokens: s.max_tokens.unwrap_or_else(|| default_max_tokens(model)),
         };
         let call = protocol::build(route.protocol, &ask);
-        let endpoint = call
+        let path = call
             .path
             .split('?')
             .next()
@@ -105,8 +105,8 @@ impl Prober {
         let mut result = ProbeResult {
             model: model.to_string(),
             protocol: route.protocol,
-            route: route.rule,
-            endpoint,
+            route_rule: route.rule,
+            path,
             stream,
             success: false,
             status: ModelStatus::Fail,

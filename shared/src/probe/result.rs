@@ -14,10 +14,14 @@ use crate::Secret;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ProbeResult {
     pub model: String,
+    /// The API the model was probed through, written as the Go program's
+    /// `protocol`, `route` and `endpoint` ([`Protocol::seed_names`]).
+    #[serde(flatten, with = "seed_names")]
     pub protocol: Protocol,
-    /// The route rule that chose the protocol.
-    pub route: String,
-    pub endpoint: String,
+    /// The route rule that chose the API (`default` when none matched).
+    pub route_rule: String,
+    /// The request path the probe was sent to.
+    pub path: String,
     pub stream: bool,
     pub success: bool,
     pub status: ModelStatus,
@@ -39,6 +43,32 @@ pub struct ProbeResult {
     pub error: Option<String>,
     pub attempts: u32,
     pub started_at: f64,
+}
+
+/// A [`Protocol`] as its seed names, and back.
+mod seed_names {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Protocol;
+
+    pub fn serialize<S: Serializer>(p: &Protocol, s: S) -> Result<S::Ok, S::Error> {
+        p.seed_names().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
+        #[derive(Deserialize)]
+        struct Names {
+            protocol: String,
+            route: String,
+        }
+        let n = Names::deserialize(d)?;
+        Protocol::from_seed_names(&n.protocol, &n.route).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "no API is named protocol `{}`, route `{}`",
+                n.protocol, n.route
+            ))
+        })
+    }
 }
 
 /// Why discovery failed.
@@ -91,6 +121,48 @@ pub fn scrub(text: &str, key: &Secret) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn result(protocol: Protocol) -> ProbeResult {
+        ProbeResult {
+            model: "gpt-5".into(),
+            protocol,
+            route_rule: "gpt-5*".into(),
+            path: "/v1/responses".into(),
+            stream: true,
+            success: true,
+            status: ModelStatus::Ok,
+            transport_success: true,
+            status_code: Some(200),
+            ttfb_ms: None,
+            ttft_ms: None,
+            total_ms: 1.0,
+            output_tokens: None,
+            tokens_estimated: false,
+            tokens_per_s: None,
+            returned_model: None,
+            model_mismatch: false,
+            content: String::new(),
+            error_class: None,
+            error: None,
+            attempts: 1,
+            started_at: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_result_is_written_with_the_go_names_and_apimons_rule_and_path_beside_them() {
+        let v = serde_json::to_value(result(Protocol::Responses)).unwrap();
+        assert_eq!(v["protocol"], "openai");
+        assert_eq!(v["route"], "responses");
+        assert_eq!(v["endpoint"], "responses");
+        assert_eq!(v["route_rule"], "gpt-5*");
+        assert_eq!(v["path"], "/v1/responses");
+        for p in Protocol::ALL {
+            let back: ProbeResult =
+                serde_json::from_value(serde_json::to_value(result(p)).unwrap()).unwrap();
+            assert_eq!(back.protocol, p);
+        }
+    }
 
     #[test]
     fn keys_are_scrubbed_from_text() {

@@ -37,6 +37,41 @@ impl Protocol {
     pub fn parse(s: &str) -> Option<Protocol> {
         Self::ALL.into_iter().find(|p| p.as_str() == s)
     }
+
+    /// The names the Go program gives this API in its log and model rows.
+    pub fn seed_names(self) -> SeedNames {
+        let (protocol, route, endpoint) = match self {
+            Protocol::Openai => ("openai", "chat", "chat"),
+            Protocol::Responses => ("openai", "responses", "responses"),
+            Protocol::Anthropic => ("anthropic", "anthropic", "messages"),
+            Protocol::Gemini => ("gemini", "gemini", "gemini"),
+        };
+        SeedNames {
+            protocol,
+            route,
+            endpoint,
+        }
+    }
+
+    /// The API a row names by its seed `protocol` and `route` (the Go program's rows
+    /// and apimon's read the same way).
+    pub fn from_seed_names(protocol: &str, route: &str) -> Option<Protocol> {
+        Self::ALL.into_iter().find(|p| {
+            let n = p.seed_names();
+            n.protocol == protocol && n.route == route
+        })
+    }
+}
+
+/// The Go program's `(protocol, route, endpoint)` triple: `protocol` is the wire
+/// family (`openai` also for the Responses API), `route` and `endpoint` name the API.
+/// Log and model rows carry these; apimon's own route rule and request path go in
+/// `route_rule` and `path` beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SeedNames {
+    pub protocol: &'static str,
+    pub route: &'static str,
+    pub endpoint: &'static str,
 }
 
 /// One rule: models whose id (lower-cased) matches the glob `pattern` use `protocol`.
@@ -121,6 +156,29 @@ mod tests {
             "o1 only as a prefix"
         );
         assert_eq!(route_for("gpt-4o", &[], &rules).rule, "default");
+    }
+
+    #[test]
+    fn each_api_has_the_go_programs_names_and_reads_back_from_them() {
+        let names = |p: Protocol| {
+            let n = p.seed_names();
+            (n.protocol, n.route, n.endpoint)
+        };
+        assert_eq!(names(Protocol::Openai), ("openai", "chat", "chat"));
+        assert_eq!(
+            names(Protocol::Responses),
+            ("openai", "responses", "responses")
+        );
+        assert_eq!(
+            names(Protocol::Anthropic),
+            ("anthropic", "anthropic", "messages")
+        );
+        assert_eq!(names(Protocol::Gemini), ("gemini", "gemini", "gemini"));
+        for p in Protocol::ALL {
+            let n = p.seed_names();
+            assert_eq!(Protocol::from_seed_names(n.protocol, n.route), Some(p));
+        }
+        assert_eq!(Protocol::from_seed_names("openai", "messages"), None);
     }
 
     #[test]

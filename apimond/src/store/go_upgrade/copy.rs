@@ -237,8 +237,11 @@ fn rebuild_latest(txn: &Connection) -> Result<()> {
     let mut rows = stmt.query([history::HISTORY_KEEP as i64])?;
     while let Some(row) = rows.next()? {
         let protocol: String = row.get(2)?;
-        // The Go program names three protocols; a row with another has no place here.
-        let Some(protocol) = Protocol::parse(&protocol) else {
+        let route: Option<String> = row.get(8)?;
+        // The Go program names its APIs by (protocol, route); a row naming another
+        // has no place here.
+        let Some(protocol) = Protocol::from_seed_names(&protocol, route.as_deref().unwrap_or(""))
+        else {
             continue;
         };
         let success: bool = row.get(4)?;
@@ -247,8 +250,9 @@ fn rebuild_latest(txn: &Connection) -> Result<()> {
         let result = ProbeResult {
             model: row.get(3)?,
             protocol,
-            route: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
-            endpoint: row.get::<_, Option<String>>(9)?.unwrap_or_default(),
+            // The Go program recorded neither a route rule nor a request path.
+            route_rule: String::new(),
+            path: String::new(),
             stream: row.get(11)?,
             success,
             status: ModelStatus::of(success, total_ms, targets::DEFAULT_SLOW_MS as u64),
