@@ -257,7 +257,10 @@ fn the_go_programs_admin_token_name_works_and_is_remembered() {
         c.auth.admin_token.as_ref().map(|t| t.expose()),
         Some("same-admin-token-0123")
     );
-    assert_eq!(c.name_of(&variables::API_MONITOR_TOKEN), "API_MONITOR_TOKEN");
+    assert_eq!(
+        c.name_of(&variables::API_MONITOR_TOKEN),
+        "API_MONITOR_TOKEN"
+    );
 }
 
 #[test]
@@ -296,7 +299,11 @@ fn errors_name_the_alias_that_was_given() {
 fn the_file_takes_either_name_and_refuses_two_that_disagree() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("apimon.toml");
-    std::fs::write(&file, "api_monitor_token_admin = \"file-admin-token-0123\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "api_monitor_token_admin = \"file-admin-token-0123\"\n",
+    )
+    .unwrap();
     let c = Config::from_sources(&env(&[]), Some(&file)).unwrap();
     assert_eq!(
         c.auth.admin_token.as_ref().map(|t| t.expose()),
@@ -318,7 +325,10 @@ fn the_file_takes_either_name_and_refuses_two_that_disagree() {
         c.auth.admin_token.as_ref().map(|t| t.expose()),
         Some("env-admin-token-0123")
     );
-    assert_eq!(c.name_of(&variables::API_MONITOR_TOKEN), "API_MONITOR_TOKEN");
+    assert_eq!(
+        c.name_of(&variables::API_MONITOR_TOKEN),
+        "API_MONITOR_TOKEN"
+    );
 
     std::fs::write(
         &file,
@@ -334,7 +344,10 @@ fn the_file_takes_either_name_and_refuses_two_that_disagree() {
         ),
         "{e}"
     );
-    assert!(!e.contains("file-admin") && !e.contains("other-admin"), "{e}");
+    assert!(
+        !e.contains("file-admin") && !e.contains("other-admin"),
+        "{e}"
+    );
 
     // One key in two spellings.
     std::fs::write(&file, "port = 9000\nPORT = 9001\n").unwrap();

@@ -277,7 +277,10 @@ mod tests {
     fn the_go_programs_names_find_their_variable() {
         assert_eq!(find("API_MONITOR_TOKEN_ADMIN"), Some(&API_MONITOR_TOKEN));
         assert_eq!(find("API_MONITOR_TOKEN"), Some(&API_MONITOR_TOKEN));
-        assert_eq!(find("API_MONITOR_TOKEN_VISITOR"), Some(&API_MONITOR_TOKEN_VISITOR));
+        assert_eq!(
+            find("API_MONITOR_TOKEN_VISITOR"),
+            Some(&API_MONITOR_TOKEN_VISITOR)
+        );
         assert_eq!(find("NOPE"), None);
     }
 }
