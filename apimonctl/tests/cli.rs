@@ -691,3 +691,84 @@ async fn replies_larger_than_a_request_line_still_arrive() {
         5000
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_line_relay_error_is_one_line_cut_to_the_width_and_whole_in_json() {
+    let up = fake(&["gpt-4o", "gpt-4o-multiline"]).await;
+    let e = start().await;
+    e.add("litellm", &up.base_url(), &["--disabled"]).await;
+    let out = e.ctl(&["run", "litellm", "--wait"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+
+    // The whole message, newlines included, only under --json.
+    let rows = e.json(&["models", "litellm"]).await;
+    let row = rows["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "gpt-4o-multiline")
+        .unwrap_or_else(|| panic!("{rows}"));
+    let error = row["error"].as_str().unwrap_or_else(|| panic!("{row}"));
+    assert!(
+        error.contains("Error code: 400\nReceived Model Group=gpt-4o-multiline\n\tAvailable"),
+        "{error}"
+    );
+
+    // Not on a terminal and no width given: one line per row, nothing cut.
+    let table = text(&e.ctl(&["models", "litellm"]).await.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.contains("gpt-4o-multiline"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains(
+            "HTTP 400: litellm.BadRequestError: OpenAIException - Error code: 400 Received Model Group=gpt-4o-multiline Available Model Group Fallbacks=None"
+        ),
+        "{row}"
+    );
+    assert_eq!(
+        table.lines().count(),
+        6,
+        "borders, header and two rows:\n{table}"
+    );
+
+    // At a width of 120 columns (over the socket and over HTTP alike): every line fits,
+    // the error, the widest cell, is cut with an ellipsis, rows stay one line each.
+    let socket = e.socket_path().display().to_string();
+    let url = e.base.clone();
+    for args in [
+        vec!["--socket", socket.as_str(), "models", "litellm"],
+        vec![
+            "--url",
+            url.as_str(),
+            "--token-env",
+            "APIMON_TOKEN",
+            "models",
+            "litellm",
+        ],
+    ] {
+        let out = ctl(
+            &args,
+            &[("COLUMNS", "120"), ("APIMON_TOKEN", ADMIN_TOKEN)],
+            None,
+        )
+        .await;
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        let table = text(&out.stdout);
+        assert_eq!(table.lines().count(), 6, "{table}");
+        for line in table.lines() {
+            assert!(
+                line.chars().count() <= 120,
+                "{} wide: {line}",
+                line.chars().count()
+            );
+        }
+        let row = table
+            .lines()
+            .find(|l| l.contains("│ gpt-4o-multiline │ fail "))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(row.contains("HTTP 400: litellm"), "{row}");
+        assert!(row.contains('…'), "{row}");
+        assert!(!row.contains("Fallbacks=None"), "{row}");
+    }
+}
