@@ -772,3 +772,94 @@ async fn a_multi_line_relay_error_is_one_line_cut_to_the_width_and_whole_in_json
         assert!(!row.contains("Fallbacks=None"), "{row}");
     }
 }
+
+/// The id of the target's latest run.
+async fn latest_run(e: &TestDaemon, target: &str) -> i64 {
+    e.json(&["runs", target, "--limit", "1"]).await[0]["id"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_max_age_judges_recent_runs_and_runs_only_the_others() {
+    let up = fake(&["gpt-4o"]).await;
+    let broken = fake(&["gpt-4o-err500"]).await;
+    let e = start().await;
+    for name in ["recent", "stale", "never"] {
+        e.add(name, &up.base_url(), &["--disabled"]).await;
+    }
+    e.add("down", &broken.base_url(), &["--disabled"]).await;
+    assert_eq!(code(&e.ctl(&["run", "stale", "--wait"]).await), 0);
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(code(&e.ctl(&["run", "recent", "down", "--wait"]).await), 0);
+    let recent = latest_run(&e, "recent").await;
+    let stale = latest_run(&e, "stale").await;
+
+    // Over the socket: `recent` finished within 3 s and is judged as it is; `stale` is
+    // older and `never` has no run, so both run now.
+    let out = e
+        .ctl(&[
+            "check",
+            "recent",
+            "stale",
+            "never",
+            "--max-age",
+            "3s",
+            "--json",
+        ])
+        .await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["run_id"], recent, "{v}");
+    assert_eq!(v[0]["reused"], true);
+    assert!(v[1]["run_id"].as_i64().unwrap() > stale, "{v}");
+    assert_eq!(v[1]["reused"], false);
+    assert!(v[2]["run_id"].is_i64(), "{v}");
+    assert_eq!(v[2]["reused"], false);
+    for row in v.as_array().unwrap() {
+        assert_eq!(row["status"], "healthy", "{row}");
+    }
+    assert_eq!(latest_run(&e, "recent").await, recent, "no new run");
+    assert_eq!(latest_run(&e, "stale").await, v[1]["run_id"]);
+
+    // Over HTTP, a longer age: every run is recent, nothing runs again, and the table
+    // and exit code are the usual ones (`down` crosses the default threshold).
+    let runs_before: Vec<i64> = [
+        latest_run(&e, "recent").await,
+        latest_run(&e, "stale").await,
+        latest_run(&e, "never").await,
+        latest_run(&e, "down").await,
+    ]
+    .to_vec();
+    let out = e
+        .ctl_http(&[
+            "check",
+            "recent",
+            "stale",
+            "never",
+            "down",
+            "--max-age",
+            "10m",
+        ])
+        .await;
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("check failed: down at or past `down`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let table = text(&out.stdout);
+    assert!(table.contains("│ recent │ healthy │ 1/1"), "{table}");
+    assert!(table.contains("│ down   │ down    │ 0/1"), "{table}");
+    let runs_after = vec![
+        latest_run(&e, "recent").await,
+        latest_run(&e, "stale").await,
+        latest_run(&e, "never").await,
+        latest_run(&e, "down").await,
+    ];
+    assert_eq!(runs_before, runs_after, "no target ran again");
+
+    // A bad duration is a usage error.
+    let out = e.ctl(&["check", "--max-age", "soon"]).await;
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+}
