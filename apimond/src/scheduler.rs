@@ -135,7 +135,6 @@ pub struct Scheduler {
     in_flight: watch::Sender<usize>,
     /// `MONITOR_MAX_PARALLEL_TARGETS`: scheduled runs start only below it.
     max_parallel: usize,
-    lag: Mutex<f64>,
     stop: CancellationToken,
 }
 
@@ -174,7 +173,6 @@ impl Scheduler {
             wake: Notify::new(),
             in_flight: watch::Sender::new(0),
             max_parallel,
-            lag: Mutex::new(0.0),
             stop,
         })
     }
@@ -206,7 +204,17 @@ impl Scheduler {
 
     /// Seconds the most overdue waiting target has waited.
     pub fn lag_s(&self) -> f64 {
-        *self.lag.lock().expect("poisoned")
+        // Read from the queue when asked, so it grows while runs wait and is never
+        // behind the queue it describes.
+        let t = now();
+        let lag = self
+            .queue
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .map(|w| t - w.since)
+            .fold(0.0, f64::max);
+        (lag * 10.0).round() / 10.0
     }
 
     pub fn stopping(&self) -> bool {
@@ -246,7 +254,6 @@ impl Scheduler {
             self.new_slot(id, Trigger::Manual)
         };
         (self.launcher)(slot);
-        self.update_lag();
         Ok(())
     }
 
@@ -279,19 +286,6 @@ impl Scheduler {
             };
             (self.launcher)(slot);
         }
-        self.update_lag();
-    }
-
-    fn update_lag(&self) {
-        let t = now();
-        let lag = self
-            .queue
-            .lock()
-            .expect("poisoned")
-            .iter()
-            .map(|w| t - w.since)
-            .fold(0.0, f64::max);
-        *self.lag.lock().expect("poisoned") = (lag * 10.0).round() / 10.0;
     }
 
     /// One scheduling pass: queue every due target, most overdue first, then start
