@@ -77,8 +77,8 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
-    /// Run targets (all enabled ones by default), wait, and exit 1 if any reaches the
-    /// threshold: the CI health check.
+    /// Run targets (all enabled ones by default; with --max-age only those without a
+    /// recent run), wait, and exit 1 if any reaches the threshold: the CI health check.
     Check {
         targets: Vec<String>,
         /// The status from which the check fails.
@@ -87,6 +87,10 @@ enum Command {
         /// Give up waiting after this many seconds.
         #[arg(long, default_value_t = 900)]
         timeout: u64,
+        /// Judge a target by its latest run when that finished within this long (e.g.
+        /// `10m`, `1h30m`), and run only the targets whose latest run is older.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        max_age: Option<std::time::Duration>,
     },
     /// Probe a relay once, with no daemon and no database.
     Probe(probe::ProbeArgs),
@@ -233,7 +237,8 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     targets,
                     fail_on,
                     timeout,
-                } => runs::check(&mut conn, &targets, fail_on, timeout, &out).await,
+                    max_age,
+                } => runs::check(&mut conn, &targets, fail_on, timeout, max_age, &out).await,
                 Command::Credentials => admin::credentials(&mut conn, &out).await,
                 Command::Export {
                     with_secrets,

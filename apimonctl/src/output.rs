@@ -1,5 +1,8 @@
 //! Output: tables sized to the terminal, or JSON with `--json`; colour only on a
-//! terminal and without `NO_COLOR`.
+//! terminal and without `NO_COLOR`. A table row is one line: relays send multi-line
+//! error messages (LiteLLM's, for one), so every cell has its whitespace collapsed
+//! and its control characters dropped, and the widest cells are cut to the width with
+//! an ellipsis; `--json` keeps the full text.
 
 use std::io::IsTerminal;
 
@@ -19,9 +22,14 @@ impl Out {
     pub fn new(json: bool) -> Out {
         let tty = std::io::stdout().is_terminal();
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let width = tty
-            .then(|| terminal_size::terminal_size().map(|(w, _)| w.0 as usize))
-            .flatten();
+        let width = if tty {
+            terminal_size::terminal_size().map(|(w, _)| w.0 as usize)
+        } else {
+            // Not a terminal: cut only when asked to, as `COLUMNS=100 apimonctl … | less`.
+            std::env::var("COLUMNS")
+                .ok()
+                .and_then(|c| c.trim().parse().ok())
+        };
         Out {
             json,
             color: tty && !no_color,
@@ -42,7 +50,9 @@ impl Out {
         let mut b = Builder::default();
         b.push_record(headers.iter().map(|h| h.to_string()));
         for r in rows {
-            b.push_record(r);
+            // Cells from `cell` are one line already; this also covers cells built
+            // around them (and keeps the colour codes of `status`).
+            b.push_record(r.iter().map(|c| collapse_whitespace(c)));
         }
         let mut t = b.build();
         t.with(Style::sharp());
@@ -68,14 +78,27 @@ impl Out {
     }
 }
 
-/// A value for a table cell: strings bare, numbers as they are, null as `-`.
+/// A value for a table cell or a line of text: strings bare on one line, numbers as
+/// they are, null as `-`.
 pub fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => one_line(s),
         Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
         other => other.to_string(),
     }
+}
+
+/// `text` on one line: runs of whitespace (newlines and tabs included) become one
+/// space, and other control characters are dropped, so a relay's message can neither
+/// break a table row nor send escape sequences to the terminal.
+pub fn one_line(text: &str) -> String {
+    collapse_whitespace(&text.replace(|c: char| c.is_control() && !c.is_whitespace(), ""))
+}
+
+/// Runs of whitespace become one space, without the ends.
+fn collapse_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Milliseconds, rounded.
@@ -100,6 +123,22 @@ pub fn time(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_line_messages_become_one_line_without_control_characters() {
+        let litellm = "litellm.BadRequestError: OpenAIException - Error code: 400\n\n  \
+                       Received Model Group=gpt-4o\r\n\tAvailable Model Group Fallbacks=None";
+        assert_eq!(
+            cell(&Value::String(litellm.into())),
+            "litellm.BadRequestError: OpenAIException - Error code: 400 Received Model \
+             Group=gpt-4o Available Model Group Fallbacks=None"
+        );
+        assert_eq!(
+            one_line("red \x1b[31malert\x1b[0m\u{7}"),
+            "red [31malert[0m"
+        );
+        assert_eq!(cell(&serde_json::json!(null)), "-");
+    }
 
     #[test]
     fn unix_times_print_as_utc() {

@@ -165,20 +165,22 @@ pub async fn run(
         return Ok(ExitCode::SUCCESS);
     }
     let runs = wait(conn, &waiting, Duration::from_secs(3600), out).await?;
-    summary(&waiting, &runs, out)?;
+    summary(&waiting, &runs, &vec![false; runs.len()], out)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// One row per finished run, with the target's status; returns each status.
+/// `reused[i]` says the run was an earlier one, recent enough for `check --max-age`.
 fn summary(
     waiting: &[Waiting],
     runs: &[Value],
+    reused: &[bool],
     out: &Out,
 ) -> Result<Vec<(String, TargetStatus)>, CliError> {
     let mut rows = Vec::new();
     let mut json_rows = Vec::new();
     let mut statuses = Vec::new();
-    for (w, r) in waiting.iter().zip(runs) {
+    for ((w, r), reused) in waiting.iter().zip(runs).zip(reused) {
         // Only a completed run (or a run ended by a discovery error) says how the
         // target is; an interrupted one proves nothing and fails the check.
         let status = match (r["status"].as_str(), r["result"].as_str()) {
@@ -199,6 +201,7 @@ fn summary(
         json_rows.push(json!({
             "target_id": w.id, "name": w.name, "status": status, "run_id": r["id"],
             "run_status": r["status"], "total": r["total"], "success": r["success"], "fail": r["fail"], "error": r["error"],
+            "reused": reused,
         }));
     }
     if out.json {
@@ -209,11 +212,93 @@ fn summary(
     Ok(statuses)
 }
 
+/// The target's latest run, when it can stand for a new one under `check --max-age`:
+/// it finished at most `max_age` before `now` with a verdict on the target (completed,
+/// or ended by a discovery error). A running or interrupted run says nothing yet.
+fn recent_verdict(latest: Option<&Value>, max_age: Duration, now: f64) -> Option<Value> {
+    let run = latest?;
+    let finished = run["finished_at"].as_f64()?;
+    let verdict = matches!(run["status"].as_str(), Some("completed" | "error"));
+    (verdict && now - finished <= max_age.as_secs_f64()).then(|| run.clone())
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The runs `check` judges, in the order of `idents`, and whether each is an earlier
+/// run reused: with `max_age`, targets whose latest run is recent enough are judged by
+/// it, and only the others are run (and waited for).
+async fn runs_to_judge(
+    conn: &mut Conn,
+    idents: &[String],
+    max_age: Option<Duration>,
+    timeout: Duration,
+    out: &Out,
+) -> Result<(Vec<Waiting>, Vec<Value>, Vec<bool>), CliError> {
+    let Some(max_age) = max_age else {
+        let waiting = start(conn, idents, out, true).await?;
+        let runs = wait(conn, &waiting, timeout, out).await?;
+        let reused = vec![false; runs.len()];
+        return Ok((waiting, runs, reused));
+    };
+    let now = unix_now();
+    // Per target: the recent run to reuse, or `None` for one to run now.
+    let mut judged: Vec<Option<(Waiting, Value)>> = Vec::new();
+    let mut stale = Vec::new();
+    for ident in idents {
+        let id = conn.resolve(ident).await?;
+        let latest = conn.runs(id, 1).await?;
+        match recent_verdict(latest.first(), max_age, now) {
+            Some(run) => {
+                let name = cell(&conn.target(id).await?["name"]);
+                let w = Waiting {
+                    id,
+                    name,
+                    min_run: 0,
+                    probes: 0,
+                };
+                judged.push(Some((w, run)));
+            }
+            None => {
+                judged.push(None);
+                stale.push(id.to_string());
+            }
+        }
+    }
+    let mut fresh = if stale.is_empty() {
+        Vec::new()
+    } else {
+        let waiting = start(conn, &stale, out, true).await?;
+        let runs = wait(conn, &waiting, timeout, out).await?;
+        waiting.into_iter().zip(runs).collect()
+    }
+    .into_iter();
+    let (mut waiting, mut runs, mut reused) = (Vec::new(), Vec::new(), Vec::new());
+    for j in judged {
+        let (w, r, old) = match j {
+            Some((w, r)) => (w, r, true),
+            None => {
+                let (w, r) = fresh.next().expect("one new run per stale target");
+                (w, r, false)
+            }
+        };
+        waiting.push(w);
+        runs.push(r);
+        reused.push(old);
+    }
+    Ok((waiting, runs, reused))
+}
+
 pub async fn check(
     conn: &mut Conn,
     targets: &[String],
     fail_on: Threshold,
     timeout: u64,
+    max_age: Option<Duration>,
     out: &Out,
 ) -> Result<ExitCode, CliError> {
     let idents: Vec<String> = if targets.is_empty() {
@@ -231,9 +316,9 @@ pub async fn check(
             "no targets to check: none is enabled; name them on the command line".into(),
         ));
     }
-    let waiting = start(conn, &idents, out, true).await?;
-    let runs = wait(conn, &waiting, Duration::from_secs(timeout), out).await?;
-    let statuses = summary(&waiting, &runs, out)?;
+    let (waiting, runs, reused) =
+        runs_to_judge(conn, &idents, max_age, Duration::from_secs(timeout), out).await?;
+    let statuses = summary(&waiting, &runs, &reused, out)?;
     let failing: Vec<&str> = statuses
         .iter()
         .filter(|(_, s)| s.severity() >= fail_on.severity())
@@ -442,5 +527,31 @@ pub async fn events(conn: &mut Conn, follow: bool, out: &Out) -> Result<ExitCode
             }
             None => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_recent_finished_verdict_stands_for_a_new_run() {
+        let age = Duration::from_secs(600);
+        let now = 10_000.0;
+        let run =
+            |status: &str, finished: Value| json!({"status": status, "finished_at": finished});
+        let judged = |r: Value| recent_verdict(Some(&r), age, now).is_some();
+        assert!(judged(run("completed", json!(now - 599.0))));
+        assert!(
+            judged(run("error", json!(now - 10.0))),
+            "a discovery error is a verdict"
+        );
+        assert!(!judged(run("completed", json!(now - 601.0))), "too old");
+        assert!(
+            !judged(run("interrupted", json!(now - 10.0))),
+            "proves nothing"
+        );
+        assert!(!judged(run("running", Value::Null)));
+        assert!(recent_verdict(None, age, now).is_none(), "never ran");
     }
 }

@@ -691,3 +691,175 @@ async fn replies_larger_than_a_request_line_still_arrive() {
         5000
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_line_relay_error_is_one_line_cut_to_the_width_and_whole_in_json() {
+    let up = fake(&["gpt-4o", "gpt-4o-multiline"]).await;
+    let e = start().await;
+    e.add("litellm", &up.base_url(), &["--disabled"]).await;
+    let out = e.ctl(&["run", "litellm", "--wait"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+
+    // The whole message, newlines included, only under --json.
+    let rows = e.json(&["models", "litellm"]).await;
+    let row = rows["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "gpt-4o-multiline")
+        .unwrap_or_else(|| panic!("{rows}"));
+    let error = row["error"].as_str().unwrap_or_else(|| panic!("{row}"));
+    assert!(
+        error.contains("Error code: 400\nReceived Model Group=gpt-4o-multiline\n\tAvailable"),
+        "{error}"
+    );
+
+    // Not on a terminal and no width given: one line per row, nothing cut.
+    let table = text(&e.ctl(&["models", "litellm"]).await.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.contains("gpt-4o-multiline"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains(
+            "HTTP 400: litellm.BadRequestError: OpenAIException - Error code: 400 Received Model Group=gpt-4o-multiline Available Model Group Fallbacks=None"
+        ),
+        "{row}"
+    );
+    assert_eq!(
+        table.lines().count(),
+        6,
+        "borders, header and two rows:\n{table}"
+    );
+
+    // At a width of 120 columns (over the socket and over HTTP alike): every line fits,
+    // the error, the widest cell, is cut with an ellipsis, rows stay one line each.
+    let socket = e.socket_path().display().to_string();
+    let url = e.base.clone();
+    for args in [
+        vec!["--socket", socket.as_str(), "models", "litellm"],
+        vec![
+            "--url",
+            url.as_str(),
+            "--token-env",
+            "APIMON_TOKEN",
+            "models",
+            "litellm",
+        ],
+    ] {
+        let out = ctl(
+            &args,
+            &[("COLUMNS", "120"), ("APIMON_TOKEN", ADMIN_TOKEN)],
+            None,
+        )
+        .await;
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        let table = text(&out.stdout);
+        assert_eq!(table.lines().count(), 6, "{table}");
+        for line in table.lines() {
+            assert!(
+                line.chars().count() <= 120,
+                "{} wide: {line}",
+                line.chars().count()
+            );
+        }
+        let row = table
+            .lines()
+            .find(|l| l.contains("│ gpt-4o-multiline │ fail "))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(row.contains("HTTP 400: litellm"), "{row}");
+        assert!(row.contains('…'), "{row}");
+        assert!(!row.contains("Fallbacks=None"), "{row}");
+    }
+}
+
+/// The id of the target's latest run.
+async fn latest_run(e: &TestDaemon, target: &str) -> i64 {
+    e.json(&["runs", target, "--limit", "1"]).await[0]["id"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_max_age_judges_recent_runs_and_runs_only_the_others() {
+    let up = fake(&["gpt-4o"]).await;
+    let broken = fake(&["gpt-4o-err500"]).await;
+    let e = start().await;
+    for name in ["recent", "stale", "never"] {
+        e.add(name, &up.base_url(), &["--disabled"]).await;
+    }
+    e.add("down", &broken.base_url(), &["--disabled"]).await;
+    assert_eq!(code(&e.ctl(&["run", "stale", "--wait"]).await), 0);
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(code(&e.ctl(&["run", "recent", "down", "--wait"]).await), 0);
+    let recent = latest_run(&e, "recent").await;
+    let stale = latest_run(&e, "stale").await;
+
+    // Over the socket: `recent` finished within 3 s and is judged as it is; `stale` is
+    // older and `never` has no run, so both run now.
+    let out = e
+        .ctl(&[
+            "check",
+            "recent",
+            "stale",
+            "never",
+            "--max-age",
+            "3s",
+            "--json",
+        ])
+        .await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["run_id"], recent, "{v}");
+    assert_eq!(v[0]["reused"], true);
+    assert!(v[1]["run_id"].as_i64().unwrap() > stale, "{v}");
+    assert_eq!(v[1]["reused"], false);
+    assert!(v[2]["run_id"].is_i64(), "{v}");
+    assert_eq!(v[2]["reused"], false);
+    for row in v.as_array().unwrap() {
+        assert_eq!(row["status"], "healthy", "{row}");
+    }
+    assert_eq!(latest_run(&e, "recent").await, recent, "no new run");
+    assert_eq!(latest_run(&e, "stale").await, v[1]["run_id"]);
+
+    // Over HTTP, a longer age: every run is recent, nothing runs again, and the table
+    // and exit code are the usual ones (`down` crosses the default threshold).
+    let runs_before: Vec<i64> = [
+        latest_run(&e, "recent").await,
+        latest_run(&e, "stale").await,
+        latest_run(&e, "never").await,
+        latest_run(&e, "down").await,
+    ]
+    .to_vec();
+    let out = e
+        .ctl_http(&[
+            "check",
+            "recent",
+            "stale",
+            "never",
+            "down",
+            "--max-age",
+            "10m",
+        ])
+        .await;
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("check failed: down at or past `down`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let table = text(&out.stdout);
+    assert!(table.contains("│ recent │ healthy │ 1/1"), "{table}");
+    assert!(table.contains("│ down   │ down    │ 0/1"), "{table}");
+    let runs_after = vec![
+        latest_run(&e, "recent").await,
+        latest_run(&e, "stale").await,
+        latest_run(&e, "never").await,
+        latest_run(&e, "down").await,
+    ];
+    assert_eq!(runs_before, runs_after, "no target ran again");
+
+    // A bad duration is a usage error.
+    let out = e.ctl(&["check", "--max-age", "soon"]).await;
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+}

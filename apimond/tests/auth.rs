@@ -422,6 +422,101 @@ async fn repeated_wrong_passwords_lock_that_client_out_but_not_others() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
 
+/// Logs in from `client` with `password`; the status and the session cookie, if any.
+async fn login_as(
+    d: &TestDaemon,
+    client: &reqwest::Client,
+    password: &str,
+) -> (StatusCode, Option<String>) {
+    let resp = client
+        .post(d.url("/api/admin/login"))
+        .json(&json!({"password": password}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
+    (resp.status(), cookie)
+}
+
+#[tokio::test]
+async fn the_admin_token_is_a_login_password_too_with_the_same_back_off() {
+    let d = TestDaemon::start().await;
+    let settings_with = |cookie: String| {
+        let d = &d;
+        async move {
+            send_with(
+                &d.http,
+                Method::GET,
+                &d.url("/api/admin/settings"),
+                None,
+                None,
+                &[("cookie", cookie.as_str())],
+            )
+            .await
+            .0
+        }
+    };
+    // Both secrets open an admin session, as the Go program's login takes its token.
+    for password in [PASSWORD, ADMIN_TOKEN] {
+        let (s, cookie) = login_as(&d, &d.http, password).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(settings_with(cookie.unwrap()).await, StatusCode::OK);
+    }
+    // The visitor token is no password.
+    let (s, cookie) = login_as(&d, &client_from("127.0.0.3"), VISITOR_TOKEN).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(cookie.is_none());
+
+    // Wrong guesses back off, and then the admin token waits like the password.
+    let attacker = client_from("127.0.0.4");
+    for _ in 0..4 {
+        assert_eq!(
+            login_as(&d, &attacker, "wrong-password").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    for password in [ADMIN_TOKEN, PASSWORD] {
+        let (s, cookie) = login_as(&d, &attacker, password).await;
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{password}");
+        assert!(cookie.is_none());
+    }
+    assert_eq!(
+        login_as(&d, &client_from("127.0.0.5"), ADMIN_TOKEN).await.0,
+        StatusCode::OK,
+        "another client is not held back"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_admin_token_logs_in_and_the_old_one_no_longer_does() {
+    // Only the password pinned: the admin token is the panel's to change.
+    let d = TestDaemon::start_with(&[("ADMIN_PANEL_PASSWORD", PASSWORD)]).await;
+    let (_, cookie) = login_as(&d, &d.http, PASSWORD).await;
+    let cookie = cookie.unwrap();
+    let old = d.core().settings().admin_token.expose().to_string();
+    assert_eq!(login_as(&d, &d.http, &old).await.0, StatusCode::OK);
+    let new_token = "a-new-admin-token-0123456789";
+    let origin = d.base.clone();
+    let (s, raw, _) = send_with(
+        &d.http,
+        Method::PATCH,
+        &d.url("/api/admin/settings"),
+        None,
+        Some(&json!({"api_monitor_token_admin": new_token})),
+        &[("cookie", cookie.as_str()), ("origin", origin.as_str())],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{raw}");
+    assert_eq!(login_as(&d, &d.http, new_token).await.0, StatusCode::OK);
+    assert_eq!(
+        login_as(&d, &client_from("127.0.0.6"), &old).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
 #[tokio::test]
 async fn failed_tokens_are_rate_limited_but_a_valid_token_is_never_refused() {
     let d = TestDaemon::start().await;

@@ -88,7 +88,14 @@ struct Running {
 
 /// Starts the binary with JSON logs and waits for its "listening" line.
 fn spawn(dir: &std::path::Path) -> Running {
-    let mut child = apimond(dir, &[("LOG_FORMAT", "json")])
+    spawn_with(dir, &[])
+}
+
+/// [`spawn`] with more variables.
+fn spawn_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Running {
+    let mut env = env.to_vec();
+    env.push(("LOG_FORMAT", "json"));
+    let mut child = apimond(dir, &env)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -177,4 +184,80 @@ fn a_second_process_on_the_same_data_dir_exits_with_a_clear_message() {
     assert!(err.contains(&first.child.id().to_string()), "{err}");
     unsafe { libc::kill(first.child.id() as i32, libc::SIGTERM) };
     assert_eq!(wait_exit(&mut first.child).code(), Some(0));
+}
+
+#[test]
+fn the_go_programs_token_names_are_read_and_two_that_disagree_stop_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let out = apimond(
+        &dir,
+        &[
+            ("API_MONITOR_TOKEN", "readme-admin-token-0123"),
+            ("API_MONITOR_TOKEN_ADMIN", "compose-admin-token-0123"),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.starts_with(
+            "apimond: API_MONITOR_TOKEN and API_MONITOR_TOKEN_ADMIN are both set in the environment, to different values"
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.contains("readme-admin") && !err.contains("compose-admin"),
+        "{err}"
+    );
+    assert!(!dir.exists(), "a refused start creates nothing");
+
+    // As the Go program's compose file sets them: the admin token works, the settings
+    // name the variable it came from, and nothing was generated for it.
+    let token = "compose-admin-token-0123";
+    let mut run = spawn_with(
+        &dir,
+        &[
+            ("API_MONITOR_TOKEN_ADMIN", token),
+            ("API_MONITOR_TOKEN_VISITOR", "compose-visitor-token-0123"),
+        ],
+    );
+    let client = reqwest::blocking::Client::new();
+    let get = |token: &str| {
+        client
+            .get(format!("http://{}/api/admin/settings", run.address))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    let settings: serde_json::Value = get(token).json().unwrap();
+    assert_eq!(
+        settings["read_only"]["api_monitor_token_admin"],
+        "API_MONITOR_TOKEN_ADMIN"
+    );
+    assert_eq!(
+        settings["read_only"]["api_monitor_token_visitor"],
+        "API_MONITOR_TOKEN_VISITOR"
+    );
+    let visitor = get("compose-visitor-token-0123");
+    assert_eq!(visitor.status(), reqwest::StatusCode::FORBIDDEN);
+    let refused = client
+        .patch(format!("http://{}/api/admin/settings", run.address))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"api_monitor_token_admin": "another-admin-token-0123"}))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::CONFLICT);
+    let detail: serde_json::Value = refused.json().unwrap();
+    assert_eq!(
+        detail["detail"],
+        "api_monitor_token_admin: set by API_MONITOR_TOKEN_ADMIN in the environment; change it there and restart"
+    );
+    let creds = std::fs::read_to_string(dir.join("credentials.toml")).unwrap();
+    assert!(!creds.contains("admin_token"), "{creds}");
+    unsafe { libc::kill(run.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(wait_exit(&mut run.child).code(), Some(0));
+    assert!(!run.log.lock().unwrap().contains(token));
 }

@@ -218,7 +218,7 @@ async fn a_stalled_event_reader_is_told_how_many_events_it_missed() {
 }
 
 #[tokio::test]
-async fn probes_per_run_and_runs_in_flight_stay_within_their_limits() {
+async fn probes_per_run_stay_within_their_limit_and_manual_runs_start_at_once() {
     let models: Vec<String> = (0..12).map(|i| format!("gpt-4o-{i:02}")).collect();
     let refs: Vec<&str> = models.iter().map(String::as_str).collect();
     let up = fake_upstream(&refs, 300).await;
@@ -241,33 +241,149 @@ async fn probes_per_run_and_runs_in_flight_stay_within_their_limits() {
         "MONITOR_DETECT_CONCURRENCY reached and held"
     );
 
-    // Three triggers, two run: the third waits for a slot.
+    // Three manual triggers past a parallel limit of two: all three start at once, as
+    // in the Go program, each still with three probes at a time.
     up.reset_peak();
-    let (_, v) = d.trigger(a).await;
-    assert_eq!(v["message"], "run started");
-    let (_, v) = d.trigger(b).await;
-    assert_eq!(v["message"], "run started");
-    let (s, v) = d.trigger(c).await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(v["queued"], true, "{v}");
-    // A target never runs twice, and is never queued twice.
+    for id in [a, b, c] {
+        let (s, v) = d.trigger(id).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["message"], "run started");
+        assert_eq!(v["queued"], false, "{v}");
+    }
+    // A target never runs twice.
     let (s, v) = d.trigger(a).await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(v["detail"], format!("target {a} is already running"));
-    let (s, v) = d.trigger(c).await;
-    assert_eq!(s, StatusCode::CONFLICT);
-    assert_eq!(v["detail"], format!("target {c} is already queued"));
     let (_, health) = d.admin(Method::GET, "/api/health", None).await;
-    assert_eq!(health["queued_targets"], json!([c]));
-    assert_eq!(health["running_targets"].as_array().unwrap().len(), 2);
+    assert_eq!(health["queued_targets"], json!([]));
+    assert_eq!(health["running_targets"], json!([a, b, c]));
     for id in [a, b, c] {
-        assert_eq!(d.wait_run(id).await["status"], "completed");
+        let run = d.wait_run(id).await;
+        assert_eq!(run["status"], "completed");
+        assert_eq!(run["trigger"], "manual");
     }
     assert_eq!(
         up.peak_in_flight(),
-        6,
-        "two runs of three probes, never more"
+        9,
+        "three runs of three probes, never more"
     );
+}
+
+#[tokio::test]
+async fn scheduled_runs_wait_while_manual_runs_fill_the_parallel_limit() {
+    // The manual run takes a few seconds: 12 models, 3 at a time, 800 ms each.
+    let models: Vec<String> = (0..12).map(|i| format!("gpt-4o-{i:02}")).collect();
+    let refs: Vec<&str> = models.iter().map(String::as_str).collect();
+    let slow = fake_upstream(&refs, 800).await;
+    let quick = fake_upstream(&["gpt-4o"], 50).await;
+    let mut env = STANDARD.to_vec();
+    env.push(("MONITOR_MAX_PARALLEL_TARGETS", "1"));
+    let d = TestDaemon::start_with(&env).await;
+    let manual = d
+        .create_on("manual", &slow.base_url(), json!({"enabled": false}))
+        .await;
+    let s1 = d
+        .create_on("s1", &quick.base_url(), json!({"enabled": false}))
+        .await;
+    let s2 = d
+        .create_on("s2", &quick.base_url(), json!({"enabled": false}))
+        .await;
+    let (_, v) = d.trigger(manual).await;
+    assert_eq!(v["message"], "run started");
+
+    // Two scheduled runs fall due while the manual run fills the limit of one.
+    let now = apimond::store::now();
+    for (id, late) in [(s1, 100.0), (s2, 50.0)] {
+        let (s, v) = d
+            .admin(
+                Method::PATCH,
+                &format!("/api/targets/{id}"),
+                Some(&json!({"enabled": true})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        d.core().store.set_next_due(id, now - late).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, health) = d.admin(Method::GET, "/api/health", None).await;
+        if health["queued_targets"] == json!([s1, s2]) {
+            assert_eq!(health["running_targets"], json!([manual]), "{health}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scheduled runs never queued: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A manual trigger of a queued target starts it now, in place of its queued run.
+    let (s, v) = d.trigger(s2).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["message"], "run started");
+    let (_, health) = d.admin(Method::GET, "/api/health", None).await;
+    assert_eq!(health["queued_targets"], json!([s1]), "{health}");
+    assert_eq!(health["running_targets"], json!([manual, s2]), "{health}");
+
+    // The scheduled run starts only once both manual runs are over.
+    let m = d.wait_run(manual).await;
+    let r2 = d.wait_run(s2).await;
+    let r1 = d.wait_run(s1).await;
+    assert_eq!(m["trigger"], "manual");
+    assert_eq!(r2["trigger"], "manual");
+    assert_eq!(r1["trigger"], "schedule");
+    let started = r1["started_at"].as_f64().unwrap();
+    for other in [&m, &r2] {
+        assert!(
+            started >= other["finished_at"].as_f64().unwrap(),
+            "the scheduled run started at {started} while {other} ran"
+        );
+    }
+    let (_, runs) = d
+        .admin(Method::GET, &format!("/api/targets/{s2}/runs"), None)
+        .await;
+    assert_eq!(
+        runs["items"].as_array().unwrap().len(),
+        1,
+        "s2 ran once: its queued slot was taken over"
+    );
+}
+
+#[tokio::test]
+async fn a_stop_waits_for_manual_runs_past_the_parallel_limit() {
+    let up = fake_upstream(&["gpt-4o"], 1500).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut env = STANDARD.to_vec();
+    env.push(("MONITOR_MAX_PARALLEL_TARGETS", "1"));
+    let mut d = TestDaemon::start_in(&dir, &env).await;
+    let mut ids = Vec::new();
+    for name in ["a", "b", "c"] {
+        ids.push(
+            d.create_on(name, &up.base_url(), json!({"enabled": false}))
+                .await,
+        );
+    }
+    for id in &ids {
+        d.trigger(*id).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.in_flight() < 3 {
+        assert!(Instant::now() < deadline, "three probes never in flight");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Well within the grace period: every run ends on its own and is recorded whole.
+    d.stop().await;
+    d.restart_with(&env).await;
+    for id in ids {
+        let (_, runs) = d
+            .admin(Method::GET, &format!("/api/targets/{id}/runs"), None)
+            .await;
+        let run = &runs["items"][0];
+        assert_eq!(run["status"], "completed", "{run}");
+        assert_eq!(run["total"], 1, "{run}");
+    }
 }
 
 #[tokio::test]

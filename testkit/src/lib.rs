@@ -34,6 +34,7 @@
 //! - `err401`: 401 `invalid_api_key`, echoing the key.
 //! - `notfound`: 404 `model_not_found`, "The model `X` does not exist".
 //! - `err400`: 400 `invalid_request_error`.
+//! - `multiline`: 400 whose message runs over three lines, as LiteLLM's do.
 //! - `error200`: 200 `{"error":{"message":"upstream channel error",...}}`, also for
 //!   stream requests (as `application/json`).
 //! - `cnfail`: 200 `{"success":false,"message":"余额不足"}`.

@@ -39,8 +39,10 @@ pub struct Config {
     pub panel: PanelDefaults,
     /// `APIMON_SECRET_KEY`: the key for stored secrets, else the one in `DATA_DIR`.
     pub secret_key: Option<Secret>,
-    /// Which variables were given, and where.
+    /// Which variables were given (by main name), and where.
     pub sources: BTreeMap<&'static str, Source>,
+    /// The alias a variable was given under, where it was not its main name.
+    pub given_names: BTreeMap<&'static str, &'static str>,
 }
 
 /// Where the HTTP server listens.
@@ -158,9 +160,11 @@ impl Config {
         if let (Some(a), Some(v)) = (&admin_token, &visitor_token)
             && a == v
         {
-            return Err(ConfigError::Other(
-                "API_MONITOR_TOKEN_VISITOR must differ from API_MONITOR_TOKEN".into(),
-            ));
+            return Err(ConfigError::Other(format!(
+                "{} must differ from {}",
+                raw.name_of(&API_MONITOR_TOKEN_VISITOR),
+                raw.name_of(&API_MONITOR_TOKEN)
+            )));
         }
         let panel = PanelDefaults {
             default_interval_min: raw.opt_int(&DEFAULT_INTERVAL_MIN)?.map(|v| v as u32),
@@ -202,11 +206,21 @@ impl Config {
             panel,
             secret_key,
             sources: raw.sources,
+            given_names: raw.given_names,
         })
     }
 
-    /// Where a variable was given, if it was.
+    /// Where a variable (by main name) was given, if it was.
     pub fn source_of(&self, variable: &str) -> Option<Source> {
         self.sources.get(variable).copied()
+    }
+
+    /// The name a variable was given under (an alias such as the Go program's
+    /// `API_MONITOR_TOKEN_ADMIN`), else its main name: what messages should name.
+    pub fn name_of(&self, variable: &variables::Variable) -> &'static str {
+        self.given_names
+            .get(variable.name)
+            .copied()
+            .unwrap_or(variable.name)
     }
 }

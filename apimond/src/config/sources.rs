@@ -27,10 +27,13 @@ impl Source {
     }
 }
 
-/// The given values, by variable, before parsing. Empty values count as unset.
+/// The given values, by variable (its main name), before parsing. Empty values count
+/// as unset.
 pub(super) struct Raw {
     values: HashMap<&'static str, String>,
     pub(super) sources: BTreeMap<&'static str, Source>,
+    /// The name each given variable was given under, where that is an alias.
+    pub(super) given_names: BTreeMap<&'static str, &'static str>,
 }
 
 impl Raw {
@@ -55,18 +58,33 @@ impl Raw {
         let mut raw = Raw {
             values: HashMap::new(),
             sources: BTreeMap::new(),
+            given_names: BTreeMap::new(),
         };
-        for Variable { name, .. } in VARIABLES {
-            let from_env = env.get(*name).filter(|v| !v.is_empty());
-            if let Some(v) = from_env {
-                raw.values.insert(name, v.clone());
-                raw.sources.insert(name, Source::Env);
-            } else if let Some(v) = file_values.get(*name).filter(|v| !v.is_empty()) {
-                raw.values.insert(name, v.clone());
-                raw.sources.insert(name, Source::File);
+        for variable in VARIABLES {
+            // The environment wins over the file for the setting as a whole, whichever
+            // of its names each one uses.
+            let given = match given_once(variable, env, Source::Env)? {
+                Some(given) => Some((given, Source::Env)),
+                None => given_once(variable, &file_values, Source::File)?
+                    .map(|given| (given, Source::File)),
+            };
+            if let Some(((name, value), source)) = given {
+                raw.values.insert(variable.name, value);
+                raw.sources.insert(variable.name, source);
+                if name != variable.name {
+                    raw.given_names.insert(variable.name, name);
+                }
             }
         }
         Ok(raw)
+    }
+
+    /// The name `variable` was given under: an alias, or its main name.
+    pub(super) fn name_of(&self, variable: &Variable) -> &'static str {
+        self.given_names
+            .get(variable.name)
+            .copied()
+            .unwrap_or(variable.name)
     }
 
     pub(super) fn get(&self, variable: &Variable) -> Option<&str> {
@@ -81,7 +99,7 @@ impl Raw {
             self.values.get(variable.name).cloned().unwrap_or_default()
         };
         ConfigError::Invalid {
-            variable: variable.name,
+            variable: self.name_of(variable),
             value,
             allowed: allowed.into(),
         }
@@ -137,9 +155,38 @@ impl Raw {
     }
 }
 
+/// The one value `variable` is given in `values` under any of its names, with the
+/// name it came under (the first given, in the table's order). Two names with
+/// different values are an error naming both, never the values: apimond cannot know
+/// which one the operator meant.
+fn given_once(
+    variable: &Variable,
+    values: &HashMap<String, String>,
+    source: Source,
+) -> Result<Option<(&'static str, String)>, ConfigError> {
+    let mut given: Option<(&'static str, String)> = None;
+    for name in variable.names() {
+        let Some(value) = values.get(name).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        match &given {
+            None => given = Some((name, value.clone())),
+            Some((first, seen)) if seen.trim() != value.trim() => {
+                return Err(ConfigError::Other(format!(
+                    "{first} and {name} are both set in {}, to different values; they name one setting: set only one of them, or both to the same value",
+                    source.describe()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(given)
+}
+
 /// Reads the TOML file into variable name → string value. Keys are the variable
-/// names, in upper or lower case; an unknown key is an error (a typo must not be
-/// silently ignored).
+/// names (an alias included), in upper or lower case; an unknown key is an error (a
+/// typo must not be silently ignored), and so are two spellings of one key with
+/// different values.
 fn read_file(path: &Path, how: &'static str) -> Result<HashMap<String, String>, ConfigError> {
     let file_error = |reason: String| ConfigError::File {
         path: path.display().to_string(),
@@ -150,6 +197,7 @@ fn read_file(path: &Path, how: &'static str) -> Result<HashMap<String, String>, 
     let table: toml::Table = toml::from_str(&text)
         .map_err(|e| file_error(format!("not valid TOML: {}", e.message())))?;
     let mut out = HashMap::new();
+    let mut spelled: HashMap<String, String> = HashMap::new();
     for (key, value) in table {
         let name = key.to_ascii_uppercase();
         if variables::find(&name).is_none() {
@@ -157,7 +205,8 @@ fn read_file(path: &Path, how: &'static str) -> Result<HashMap<String, String>, 
                 "unknown setting `{key}`; known settings: {}",
                 VARIABLES
                     .iter()
-                    .map(|v| v.name.to_ascii_lowercase())
+                    .flat_map(Variable::names)
+                    .map(str::to_ascii_lowercase)
                     .collect::<Vec<_>>()
                     .join(", ")
             )));
@@ -181,6 +230,15 @@ fn read_file(path: &Path, how: &'static str) -> Result<HashMap<String, String>, 
                 )));
             }
         };
+        // `port` and `PORT` in one file: one key, two spellings.
+        if let Some(first) = spelled.get(&name)
+            && out.get(&name) != Some(&text)
+        {
+            return Err(file_error(format!(
+                "`{first}` and `{key}` are one setting with different values; keep one"
+            )));
+        }
+        spelled.insert(name.clone(), key);
         out.insert(name, text);
     }
     Ok(out)

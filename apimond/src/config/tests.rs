@@ -226,3 +226,144 @@ fn debug_output_hides_tokens() {
     .unwrap();
     assert!(!format!("{c:?}").contains("very-secret"));
 }
+
+#[test]
+fn the_go_programs_admin_token_name_works_and_is_remembered() {
+    let c = Config::from_sources(
+        &env(&[("API_MONITOR_TOKEN_ADMIN", "go-admin-token-0123")]),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        c.auth.admin_token.as_ref().map(|t| t.expose()),
+        Some("go-admin-token-0123")
+    );
+    assert_eq!(c.source_of("API_MONITOR_TOKEN"), Some(Source::Env));
+    assert_eq!(
+        c.name_of(&variables::API_MONITOR_TOKEN),
+        "API_MONITOR_TOKEN_ADMIN"
+    );
+
+    // Both names with the same value: one token, named by the main name.
+    let c = Config::from_sources(
+        &env(&[
+            ("API_MONITOR_TOKEN", "same-admin-token-0123"),
+            ("API_MONITOR_TOKEN_ADMIN", "same-admin-token-0123"),
+        ]),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        c.auth.admin_token.as_ref().map(|t| t.expose()),
+        Some("same-admin-token-0123")
+    );
+    assert_eq!(
+        c.name_of(&variables::API_MONITOR_TOKEN),
+        "API_MONITOR_TOKEN"
+    );
+}
+
+#[test]
+fn two_names_with_different_values_stop_the_start_naming_both_but_no_value() {
+    let got = err(&[
+        ("API_MONITOR_TOKEN", "first-admin-token-0123"),
+        ("API_MONITOR_TOKEN_ADMIN", "second-admin-token-0123"),
+    ]);
+    assert_eq!(
+        got,
+        "API_MONITOR_TOKEN and API_MONITOR_TOKEN_ADMIN are both set in the environment, \
+         to different values; they name one setting: set only one of them, or both to the \
+         same value"
+    );
+    assert!(!got.contains("first-admin") && !got.contains("second-admin"));
+}
+
+#[test]
+fn errors_name_the_alias_that_was_given() {
+    let got = err(&[("API_MONITOR_TOKEN_ADMIN", "short")]);
+    assert!(
+        got.starts_with("invalid API_MONITOR_TOKEN_ADMIN=<hidden>: 8 to 256 characters"),
+        "{got}"
+    );
+    let got = err(&[
+        ("API_MONITOR_TOKEN_ADMIN", "one-token-for-both-0123"),
+        ("API_MONITOR_TOKEN_VISITOR", "one-token-for-both-0123"),
+    ]);
+    assert_eq!(
+        got,
+        "API_MONITOR_TOKEN_VISITOR must differ from API_MONITOR_TOKEN_ADMIN"
+    );
+}
+
+#[test]
+fn the_file_takes_either_name_and_refuses_two_that_disagree() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("apimon.toml");
+    std::fs::write(
+        &file,
+        "api_monitor_token_admin = \"file-admin-token-0123\"\n",
+    )
+    .unwrap();
+    let c = Config::from_sources(&env(&[]), Some(&file)).unwrap();
+    assert_eq!(
+        c.auth.admin_token.as_ref().map(|t| t.expose()),
+        Some("file-admin-token-0123")
+    );
+    assert_eq!(c.source_of("API_MONITOR_TOKEN"), Some(Source::File));
+    assert_eq!(
+        c.name_of(&variables::API_MONITOR_TOKEN),
+        "API_MONITOR_TOKEN_ADMIN"
+    );
+
+    // The environment wins over the file for the setting, whatever name each uses.
+    let c = Config::from_sources(
+        &env(&[("API_MONITOR_TOKEN", "env-admin-token-0123")]),
+        Some(&file),
+    )
+    .unwrap();
+    assert_eq!(
+        c.auth.admin_token.as_ref().map(|t| t.expose()),
+        Some("env-admin-token-0123")
+    );
+    assert_eq!(
+        c.name_of(&variables::API_MONITOR_TOKEN),
+        "API_MONITOR_TOKEN"
+    );
+
+    std::fs::write(
+        &file,
+        "api_monitor_token = \"file-admin-token-0123\"\nAPI_MONITOR_TOKEN_ADMIN = \"other-admin-token-0123\"\n",
+    )
+    .unwrap();
+    let e = Config::from_sources(&env(&[]), Some(&file))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "API_MONITOR_TOKEN and API_MONITOR_TOKEN_ADMIN are both set in the config file, to different values"
+        ),
+        "{e}"
+    );
+    assert!(
+        !e.contains("file-admin") && !e.contains("other-admin"),
+        "{e}"
+    );
+
+    // One key in two spellings.
+    std::fs::write(&file, "port = 9000\nPORT = 9001\n").unwrap();
+    let e = Config::from_sources(&env(&[]), Some(&file))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("are one setting with different values; keep one"),
+        "{e}"
+    );
+    std::fs::write(&file, "port = 9000\nPORT = 9000\n").unwrap();
+    assert_eq!(
+        Config::from_sources(&env(&[]), Some(&file))
+            .unwrap()
+            .listen
+            .port,
+        9000
+    );
+}

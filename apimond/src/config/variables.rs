@@ -89,6 +89,9 @@ pub struct Variable {
     pub kind: Kind,
     /// The admin settings API field this variable pins, when the panel can change it.
     pub panel_field: Option<&'static str>,
+    /// Other names of the same setting (the Go program's), accepted everywhere the
+    /// main name is. Two names given different values stop the start.
+    pub aliases: &'static [&'static str],
 }
 
 impl Variable {
@@ -129,7 +132,17 @@ impl Variable {
             secret: false,
             kind,
             panel_field: None,
+            aliases: &[],
         }
+    }
+
+    const fn also(self, aliases: &'static [&'static str]) -> Variable {
+        Variable { aliases, ..self }
+    }
+
+    /// The main name, then the aliases.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + use<> {
+        std::iter::once(self.name).chain(self.aliases.iter().copied())
     }
 
     const fn secret(self) -> Variable {
@@ -152,11 +165,14 @@ pub const HOST: Variable = Variable::special("HOST");
 pub const DATA_DIR: Variable = Variable::special("DATA_DIR");
 pub const APIMON_SOCKET: Variable = Variable::special("APIMON_SOCKET");
 pub const APIMON_SOCKET_GROUP: Variable = Variable::special("APIMON_SOCKET_GROUP");
+/// The Go program's compose file names it `API_MONITOR_TOKEN_ADMIN`; its README
+/// `API_MONITOR_TOKEN`. Both work.
 pub const API_MONITOR_TOKEN: Variable = Variable::token(
     "API_MONITOR_TOKEN",
     TokenDefault::Generated { random_bytes: 24 },
 )
-.in_panel("api_monitor_token_admin");
+.in_panel("api_monitor_token_admin")
+.also(&["API_MONITOR_TOKEN_ADMIN"]);
 pub const API_MONITOR_TOKEN_VISITOR: Variable =
     Variable::token("API_MONITOR_TOKEN_VISITOR", TokenDefault::Empty)
         .in_panel("api_monitor_token_visitor");
@@ -220,9 +236,9 @@ pub const VARIABLES: &[Variable] = &[
     LOG_FORMAT,
 ];
 
-/// The variable named `name`, if apimond reads one.
+/// The variable named `name` (by its main name or an alias), if apimond reads one.
 pub fn find(name: &str) -> Option<&'static Variable> {
-    VARIABLES.iter().find(|v| v.name == name)
+    VARIABLES.iter().find(|v| v.names().any(|n| n == name))
 }
 
 #[cfg(test)]
@@ -231,12 +247,11 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_panel_fields_belong_to_plain_kinds() {
-        for (i, v) in VARIABLES.iter().enumerate() {
-            assert!(
-                VARIABLES[..i].iter().all(|w| w.name != v.name),
-                "{} twice",
-                v.name
-            );
+        let names: Vec<&str> = VARIABLES.iter().flat_map(Variable::names).collect();
+        for (i, name) in names.iter().enumerate() {
+            assert!(!names[..i].contains(name), "{name} twice");
+        }
+        for v in VARIABLES {
             if v.panel_field.is_some() {
                 assert_ne!(v.kind, Kind::Special, "{} in the panel", v.name);
             }
@@ -256,5 +271,16 @@ mod tests {
         assert!(!rule.accepts(&"x".repeat(TOKEN_MAX_CHARS + 1)));
         assert!(!rule.accepts("has space in it"));
         assert_eq!(rule.describe(), "8 to 256 characters without spaces");
+    }
+
+    #[test]
+    fn the_go_programs_names_find_their_variable() {
+        assert_eq!(find("API_MONITOR_TOKEN_ADMIN"), Some(&API_MONITOR_TOKEN));
+        assert_eq!(find("API_MONITOR_TOKEN"), Some(&API_MONITOR_TOKEN));
+        assert_eq!(
+            find("API_MONITOR_TOKEN_VISITOR"),
+            Some(&API_MONITOR_TOKEN_VISITOR)
+        );
+        assert_eq!(find("NOPE"), None);
     }
 }

@@ -67,10 +67,10 @@ pub async fn trigger_run(
     caller: Caller,
     TargetId(id): TargetId,
 ) -> ApiResult {
-    let outcome = core.trigger_run(&caller, id).await?;
-    let queued = outcome == crate::service::runs::TriggerOutcome::Queued;
+    core.trigger_run(&caller, id).await?;
+    // Manual runs never queue; `queued` stays in the reply for older clients.
     Ok(Json(
-        serde_json::to_value(TriggerReply::new(id, queued)).expect("replies serialise"),
+        serde_json::to_value(TriggerReply::new(id, false)).expect("replies serialise"),
     ))
 }
 

@@ -119,9 +119,9 @@ async fn dispatch(core: &Core, caller: &Caller, request: Request) -> MethodResul
         }
         Request::RunsTrigger(t) => {
             let id = target_id(core, &t.target).await?;
-            let outcome = core.trigger_run(caller, id).await.map_err(from_service)?;
-            let queued = outcome == crate::service::runs::TriggerOutcome::Queued;
-            reply(TriggerReply::new(id, queued))
+            core.trigger_run(caller, id).await.map_err(from_service)?;
+            // Manual runs never queue; `queued` stays in the reply for older clients.
+            reply(TriggerReply::new(id, false))
         }
         Request::RunsList(p) => {
             let id = target_id(core, &p.target).await?;

@@ -176,8 +176,9 @@ impl Core {
         Ok(caller(Role::Nobody, false))
     }
 
-    /// Checks the panel password and opens a session; the returned value goes into the
-    /// session cookie. Repeated failures make the client wait, even for the right
+    /// Checks the login password and opens a session; the returned value goes into the
+    /// session cookie. The password is the panel password or, as with the Go program,
+    /// the admin token. Repeated failures make the client wait, even for the right
     /// password, so guessing cannot go faster than the back-off.
     pub fn login(&self, client: IpAddr, password: &str) -> ServiceResult<String> {
         let key = ClientKey::of(client);
@@ -197,7 +198,11 @@ impl Core {
             });
         }
         let settings = self.settings();
-        if secret_eq(password, settings.admin_password.expose()) {
+        // Both compared every time (`|`, not `||`): the time taken does not tell which
+        // secret matched.
+        let matches = secret_eq(password, settings.admin_password.expose())
+            | secret_eq(password, settings.admin_token.expose());
+        if matches {
             self.login_backoff
                 .lock()
                 .expect("limiter poisoned")

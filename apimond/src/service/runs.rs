@@ -3,15 +3,15 @@
 
 use std::time::Instant;
 
-pub use crate::scheduler::TriggerOutcome;
 use crate::scheduler::TriggerRefused;
 
 use super::limiter::ClientKey;
 use super::{Caller, Core, ServiceError, ServiceResult};
 
 impl Core {
-    /// Starts a run of the target now, or queues it behind the parallel limit.
-    pub async fn trigger_run(&self, caller: &Caller, id: i64) -> ServiceResult<TriggerOutcome> {
+    /// Starts a run of the target now: manual runs never queue (see
+    /// `Scheduler::request_run`), so 409 when one is already running is the only wait.
+    pub async fn trigger_run(&self, caller: &Caller, id: i64) -> ServiceResult<()> {
         caller.require_reader()?;
         let target = self
             .store
@@ -41,7 +41,6 @@ impl Core {
             ServiceError::Conflict(match refused {
                 TriggerRefused::Stopping => "apimond is stopping".into(),
                 TriggerRefused::AlreadyRunning => format!("target {id} is already running"),
-                TriggerRefused::AlreadyQueued => format!("target {id} is already queued"),
             })
         })
     }

@@ -212,10 +212,12 @@ fn configured(config: &Config, name: &str) -> Option<String> {
     }
 }
 
+/// The variable that pins a field, by the name it was given under (the Go program's
+/// `API_MONITOR_TOKEN_ADMIN` stays `API_MONITOR_TOKEN_ADMIN`).
 fn read_only_variable(config: &Config, f: &Field) -> Option<&'static str> {
     f.variable
-        .map(|v| v.name)
-        .filter(|name| config.source_of(name).is_some())
+        .filter(|v| config.source_of(v.name).is_some())
+        .map(|v| config.name_of(v))
 }
 
 /// Writes the credentials that were not given by configuration to the 0600
@@ -331,13 +333,11 @@ impl Core {
                 continue;
             }
             if let Some(var) = read_only_variable(&self.config, f) {
+                let source = f.variable.and_then(|v| self.config.source_of(v.name));
                 return Err(ServiceError::Conflict(format!(
                     "{}: set by {var} in {}; change it there and restart",
                     f.name,
-                    self.config
-                        .source_of(var)
-                        .map(|s| s.describe())
-                        .unwrap_or("configuration"),
+                    source.map(|s| s.describe()).unwrap_or("configuration"),
                 )));
             }
             if let Kind::Token(rule) = f.kind

@@ -121,6 +121,11 @@ pub(super) fn canned(
                 Some("bad_request"),
             ),
         ),
+        // LiteLLM's shape: its proxy's errors run over several lines.
+        Behaviour::MultiLine => Canned::bad_request(&format!(
+            "litellm.BadRequestError: OpenAIException - Error code: 400\n\
+             Received Model Group={model}\n\tAvailable Model Group Fallbacks=None"
+        )),
         Behaviour::Error200 => Canned::error200(),
         Behaviour::Midstream if !stream => Canned::error200(),
         Behaviour::CnFail => Canned::json(
