@@ -103,6 +103,7 @@ pub async fn run(a: ProbeArgs, out: &Out) -> Result<ExitCode, CliError> {
         prompt: a.prompt.clone(),
         slow_ms: a.slow_ms,
         route_overrides: Vec::new(),
+        proxy: Default::default(),
     };
     let prober = Prober::new(route::default_rules());
     let models = if a.models.is_empty() {

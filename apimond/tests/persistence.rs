@@ -434,7 +434,7 @@ async fn a_version_one_database_upgrades_without_losing_rows() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, apimond::store::migrations::LATEST);
     drop(conn);
     env.push(("API_MONITOR_TOKEN", ADMIN_TOKEN));
     d.restart_with(&env).await;

@@ -26,6 +26,7 @@ fn settings(base: &str) -> ProbeSettings {
         prompt: "Say hi".into(),
         slow_ms: 10_000,
         route_overrides: Vec::new(),
+        proxy: Default::default(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Test support: [`FakeUpstream`], a fake LLM relay on 127.0.0.1 that speaks the four
-//! protocols the prober uses and misbehaves on demand, counting what it served.
+//! protocols the prober uses and misbehaves on demand, counting what it served; and
+//! local outbound proxies ([`HttpProxy`], [`Socks5Proxy`]) that count what they relay.
 //!
 //! # Endpoints
 //!
@@ -76,6 +77,7 @@
 
 mod behaviour;
 mod body;
+mod proxies;
 mod request;
 mod server;
 mod state;
@@ -91,6 +93,7 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+pub use proxies::{HttpProxy, Socks5Proxy};
 use state::{Shared, lock};
 
 /// How `GET /v1/models` behaves.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use shared::Secret;
-use shared::probe::{CheckMode, ProbeMode, Protocol, RouteRule};
+use shared::probe::{CheckMode, DIRECT, ProbeMode, Protocol, ProxyChoice, ProxyUrl, RouteRule};
 
 use super::validate::Body;
 use super::{ServiceError, ServiceResult};
@@ -30,6 +30,7 @@ pub const ADVANCED_FIELDS: &[&str] = &[
     "extra_headers",
     "user_agent",
     "route_overrides",
+    "proxy_url",
 ];
 
 /// A validated change to a target; `None` leaves a field as it is.
@@ -57,6 +58,15 @@ pub struct TargetPatch {
     extra_headers: Option<BTreeMap<String, Secret>>,
     user_agent: Option<Option<String>>,
     route_overrides: Option<Vec<RouteRule>>,
+    proxy: Option<ProxyField>,
+}
+
+/// `proxy_url` as sent: a choice, or the masked URL a `GET` showed (credentials `***`),
+/// which keeps the stored proxy: a mask is never stored.
+#[derive(Debug)]
+enum ProxyField {
+    Set(ProxyChoice),
+    AsShown,
 }
 
 pub(super) fn bad(msg: impl Into<String>) -> ServiceError {
@@ -207,6 +217,32 @@ fn route_overrides(body: &mut Body) -> ServiceResult<Option<Vec<RouteRule>>> {
     Ok(Some(out))
 }
 
+/// `proxy_url`: `null` or `""` for the global default (`OUTBOUND_PROXY`), `"direct"`
+/// for no proxy even when a default is set, else an `http`, `https`, `socks5` or
+/// `socks5h` URL with a host and a port, optionally with credentials.
+fn proxy_url(body: &mut Body) -> ServiceResult<Option<ProxyField>> {
+    let raw = match body.value("proxy_url") {
+        None => return Ok(None),
+        Some(Value::Null) => return Ok(Some(ProxyField::Set(ProxyChoice::Default))),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(_) => return Err(bad("proxy_url: must be a string or null")),
+    };
+    if raw.is_empty() {
+        return Ok(Some(ProxyField::Set(ProxyChoice::Default)));
+    }
+    if raw.eq_ignore_ascii_case(DIRECT) {
+        return Ok(Some(ProxyField::Set(ProxyChoice::Direct)));
+    }
+    if raw.chars().count() > 2048 {
+        return Err(bad("proxy_url: at most 2048 characters"));
+    }
+    let parsed = ProxyUrl::parse(&raw).map_err(|e| bad(format!("proxy_url: {e}")))?;
+    if parsed.masked() == raw && raw.contains("://***@") {
+        return Ok(Some(ProxyField::AsShown));
+    }
+    Ok(Some(ProxyField::Set(ProxyChoice::Via(parsed))))
+}
+
 impl TargetPatch {
     /// Reads every target field the body carries; unknown fields are refused.
     pub fn from_body(mut body: Body) -> ServiceResult<TargetPatch> {
@@ -234,6 +270,7 @@ impl TargetPatch {
             extra_headers: extra_headers(b)?,
             user_agent: b.nullable_string("user_agent", 512)?,
             route_overrides: route_overrides(b)?,
+            proxy: proxy_url(b)?,
         };
         body.finish()?;
         Ok(p)
@@ -249,6 +286,9 @@ impl TargetPatch {
                     *value = stored.clone();
                 }
             }
+        }
+        if let Some(ProxyField::Set(choice)) = self.proxy.take() {
+            t.proxy = choice;
         }
         macro_rules! set {
             ($($field:ident),*) => {$(

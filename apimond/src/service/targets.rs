@@ -4,6 +4,7 @@
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use shared::probe::{DIRECT, ProxyChoice};
 
 use super::models::{CompactHistory, ListedModel, compact_histories, full_history};
 use crate::store::history::ModelLatest;
@@ -78,6 +79,12 @@ pub fn target_view(t: &TargetRecord, caller: &Caller, settings: &Settings, runni
             .map(|(k, v)| (k.clone(), json!(v.masked())))
             .collect();
         obj.insert("extra_headers".into(), Value::Object(headers));
+        let proxy = match &t.proxy {
+            ProxyChoice::Default => Value::Null,
+            ProxyChoice::Direct => json!(DIRECT),
+            ProxyChoice::Via(p) => json!(p.masked()),
+        };
+        obj.insert("proxy_url".into(), proxy);
     }
     v
 }

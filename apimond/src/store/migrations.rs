@@ -165,6 +165,11 @@ const STEPS: &[&str] = &[
     );
     CREATE INDEX rollups_by_time ON rollups(period, bucket_start);
     "#,
+    // 4: how probes leave: the target's outbound proxy ('' the global default,
+    // 'direct', else the URL sealed).
+    r#"
+    ALTER TABLE targets ADD COLUMN proxy_url TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;

@@ -22,7 +22,7 @@ use super::settings::{
 };
 use super::status::ModelStatus;
 use super::stream::{Timing, read_stream};
-use super::transport::{Prober, read_capped, retry_after, transport_failure};
+use super::transport::{Outgoing, Prober, read_capped, retry_after};
 
 fn now_unix() -> f64 {
     std::time::SystemTime::now()
@@ -164,12 +164,14 @@ impl Prober {
         timing: &mut Timing,
     ) -> Result<Reply, (Failure, Option<Reply>)> {
         let url = format!("{}{}", normalise_base_url(&s.base_url), call.path);
-        let send = self
-            .client(s)
-            .post(&url)
-            .headers(self.auth_headers(s, protocol))
-            .json(&call.body)
-            .send();
+        let send = self.send(
+            s,
+            Outgoing {
+                url: &url,
+                headers: self.auth_headers(s, protocol),
+                json: Some(&call.body),
+            },
+        );
         let resp = match tokio::time::timeout_at(deadline, send).await {
             Err(_) => {
                 return Err((
@@ -183,7 +185,7 @@ impl Prober {
                     None,
                 ));
             }
-            Ok(Err(e)) => return Err((transport_failure(&e), None)),
+            Ok(Err(f)) => return Err((f, None)),
             Ok(Ok(r)) => r,
         };
         timing.headers = Some(start.elapsed());

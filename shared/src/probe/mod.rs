@@ -4,6 +4,7 @@
 //!
 //! One question per module: `settings` (what a probe is asked to do), `result` (what
 //! it hands back), `transport` (the `Prober`'s HTTP clients, headers, capped reads),
+//! `outbound` (the proxy a probe goes through),
 //! `discovery` (the model list), `attempt` (one probe and its retry), `stream` (a
 //! streamed reply), `judge` (whether a reply passes), `select` (which models a run
 //! probes).
@@ -18,6 +19,7 @@ pub mod status;
 mod attempt;
 mod discovery;
 mod judge;
+mod outbound;
 mod result;
 mod select;
 mod settings;
@@ -27,6 +29,7 @@ mod transport;
 pub use classify::ErrorClass;
 pub use discovery::normalise_base_url;
 pub use judge::models_match;
+pub use outbound::{DIRECT, Egress, PROXY_SCHEMES, ProxyChoice, ProxyUrl};
 pub use result::{DiscoveryError, ProbeResult, scrub};
 pub use route::{Protocol, RouteRule};
 pub use select::select_models;

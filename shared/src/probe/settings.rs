@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::outbound::ProxyChoice;
 use super::route::RouteRule;
 use crate::Secret;
 
@@ -108,6 +109,9 @@ pub struct ProbeSettings {
     pub prompt: String,
     pub slow_ms: u64,
     pub route_overrides: Vec<RouteRule>,
+    /// How probes reach the relay: the global default proxy, directly, or through the
+    /// target's own proxy.
+    pub proxy: ProxyChoice,
 }
 
 /// Default output budget: small, but larger for reasoning families, which spend

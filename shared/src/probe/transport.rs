@@ -3,12 +3,15 @@
 //! errors into failures. Discovery and probe attempts add `impl Prober` blocks in
 //! their own modules.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::classify::ErrorClass;
+use super::outbound::{Egress, ProxyUrl};
 use super::result::Failure;
 use super::route::{Protocol, RouteRule};
 use super::settings::{CONNECT_TIMEOUT, ProbeSettings};
@@ -85,42 +88,113 @@ pub(super) async fn read_capped(
     }
 }
 
-/// Builds HTTP clients; one per `verify_ssl` value, shared by every probe.
+/// Which client a probe needs: clients are built once per combination and shared by
+/// every probe that needs the same one (connection pools included).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    verify_ssl: bool,
+    egress: Egress,
+}
+
+/// Distinct clients kept at most; past it the cache starts afresh (clients in use live
+/// on in the probes holding them). Only edits of many targets' proxies get there.
+const MAX_CLIENTS: usize = 64;
+
+/// Probes relays: routes models, builds and caches the HTTP clients.
 #[derive(Clone)]
 pub struct Prober {
-    verified: reqwest::Client,
-    unverified: reqwest::Client,
+    clients: Arc<Mutex<HashMap<ClientKey, reqwest::Client>>>,
     rules: Vec<RouteRule>,
+    default_proxy: Option<ProxyUrl>,
+}
+
+/// A request a probe sends.
+pub(super) struct Outgoing<'a> {
+    pub(super) url: &'a str,
+    pub(super) headers: HeaderMap,
+    /// A JSON body, sent with POST; `None` is a GET.
+    pub(super) json: Option<&'a serde_json::Value>,
 }
 
 impl Prober {
-    /// A prober routing with `rules` (the global table; targets add their overrides).
+    /// A prober routing with `rules` (the global table; targets add their overrides),
+    /// connecting directly unless a target names a proxy.
     pub fn new(rules: Vec<RouteRule>) -> Prober {
-        let build = |verify: bool| {
-            reqwest::Client::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .danger_accept_invalid_certs(!verify)
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build()
-                .expect("the HTTP client builds with rustls")
-        };
         Prober {
-            verified: build(true),
-            unverified: build(false),
+            clients: Arc::default(),
             rules,
+            default_proxy: None,
         }
+    }
+
+    /// Sends the probes of targets without a proxy of their own through `proxy`
+    /// (`OUTBOUND_PROXY`).
+    pub fn with_default_proxy(mut self, proxy: Option<ProxyUrl>) -> Prober {
+        self.default_proxy = proxy;
+        self
     }
 
     pub fn rules(&self) -> &[RouteRule] {
         &self.rules
     }
 
-    pub(super) fn client(&self, s: &ProbeSettings) -> &reqwest::Client {
-        if s.verify_ssl {
-            &self.verified
-        } else {
-            &self.unverified
+    /// The way a target's probes leave this machine.
+    pub fn egress_for(&self, s: &ProbeSettings) -> Egress {
+        s.proxy.resolve(self.default_proxy.as_ref())
+    }
+
+    fn client(&self, key: ClientKey) -> Result<reqwest::Client, Failure> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
         }
+        let client = build_plain(&key)?;
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Sends a request with the target's client; a failure names neither the relay's
+    /// URL nor the proxy's credentials.
+    pub(super) async fn send(
+        &self,
+        s: &ProbeSettings,
+        req: Outgoing<'_>,
+    ) -> Result<reqwest::Response, Failure> {
+        let key = ClientKey {
+            verify_ssl: s.verify_ssl,
+            egress: self.egress_for(s),
+        };
+        let proxy = key.egress.proxy().cloned();
+        let scrub_proxy = |mut f: Failure| {
+            if let Some(p) = &proxy {
+                f.message = p.scrub(&f.message);
+            }
+            f
+        };
+        let client = self.client(key).map_err(scrub_proxy)?;
+        let builder = match req.json {
+            Some(body) => client.post(req.url).json(body),
+            None => client.get(req.url),
+        };
+        let resp = builder.headers(req.headers).send().await.map_err(|e| {
+            let mut f = transport_failure(&e);
+            if let Some(p) = &proxy {
+                // Say the proxy was on the way: its failures read like the relay's.
+                f.message = format!("through the proxy {}: {}", p.masked(), f.message);
+            }
+            scrub_proxy(f)
+        })?;
+        if let Some(p) = &proxy
+            && resp.status().as_u16() == 407
+        {
+            // A forwarded plain-HTTP request gets the proxy's refusal as a reply; it is
+            // the way out that failed, not the relay.
+            return Err(proxy_refused(p));
+        }
+        Ok(resp)
     }
 
     fn common_headers(&self, s: &ProbeSettings) -> HeaderMap {
@@ -164,4 +238,41 @@ impl Prober {
         }
         h
     }
+}
+
+/// The plain client: reqwest with rustls.
+fn build_plain(key: &ClientKey) -> Result<reqwest::Client, Failure> {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .danger_accept_invalid_certs(!key.verify_ssl)
+        .pool_idle_timeout(Duration::from_secs(30));
+    match &key.egress {
+        Egress::Environment => {}
+        Egress::Direct => b = b.no_proxy(),
+        Egress::Via(p) => {
+            let proxy = reqwest::Proxy::all(p.expose()).map_err(|e| {
+                Failure::new(
+                    ErrorClass::Network,
+                    format!("cannot use the proxy {}: {e}", p.masked()),
+                )
+            })?;
+            b = b.proxy(proxy);
+        }
+    }
+    b.build().map_err(|e| {
+        Failure::new(
+            ErrorClass::Network,
+            format!("cannot build the HTTP client: {e}"),
+        )
+    })
+}
+
+fn proxy_refused(p: &ProxyUrl) -> Failure {
+    Failure::new(
+        ErrorClass::Network,
+        format!(
+            "the proxy {} refused the request: HTTP 407 Proxy Authentication Required (check its user name and password)",
+            p.masked()
+        ),
+    )
 }
