@@ -104,6 +104,7 @@ pub async fn run(a: ProbeArgs, out: &Out) -> Result<ExitCode, CliError> {
         slow_ms: a.slow_ms,
         route_overrides: Vec::new(),
         proxy: Default::default(),
+        client_profile: Default::default(),
     };
     let prober = Prober::new(route::default_rules());
     let models = if a.models.is_empty() {

@@ -176,3 +176,42 @@ async fn a_dead_proxy_fails_the_run_as_network_without_its_password() {
     assert!(!error.contains(UPSTREAM_KEY), "{error}");
     assert_eq!(up.requests(), 0);
 }
+
+#[tokio::test]
+async fn client_profile_is_browser_by_default_and_plain_on_request() {
+    let up = fake_upstream(&["gpt-4o"], 0).await;
+    let d = TestDaemon::start().await;
+    let id = d.create_on("profiled", &up.base_url(), json!({})).await;
+    assert_eq!(
+        item(&d, id, VISITOR_TOKEN).await["client_profile"],
+        "browser"
+    );
+    d.trigger(id).await;
+    assert_eq!(d.wait_run(id).await["result"], "healthy");
+    let ua = up.last_headers().unwrap()["user-agent"].clone();
+    assert!(ua.to_str().unwrap().contains("Chrome/"), "{ua:?}");
+
+    let (s, v) = d
+        .admin(
+            Method::PATCH,
+            &format!("/api/admin/channels/{id}/advanced"),
+            Some(&json!({"client_profile": "plain"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(item(&d, id, ADMIN_TOKEN).await["client_profile"], "plain");
+    d.trigger(id).await;
+    assert_eq!(d.wait_run(id).await["result"], "healthy");
+    let ua = up.last_headers().unwrap()["user-agent"].clone();
+    assert!(ua.to_str().unwrap().starts_with("apimon/"), "{ua:?}");
+
+    let (s, v) = d
+        .admin(
+            Method::PATCH,
+            &format!("/api/targets/{id}"),
+            Some(&json!({"client_profile": "chrome"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["detail"], "client_profile: must be one of browser, plain");
+}

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use shared::Secret;
 use shared::probe::route::default_rules;
-use shared::probe::{CheckMode, ErrorClass, ProbeSettings, Prober, ProxyChoice, ProxyUrl};
+use shared::probe::{
+    CheckMode, ClientProfile, ErrorClass, ProbeSettings, Prober, ProxyChoice, ProxyUrl,
+};
 use testkit::{FakeConfig, FakeUpstream, HttpProxy, Socks5Proxy};
 
 const KEY: &str = "sk-fake-upstream-key-0123456789";
 const PASSWORD: &str = "pr0xy-pa55word";
 
-fn settings(base: &str, proxy: ProxyChoice) -> ProbeSettings {
+fn settings(base: &str, proxy: ProxyChoice, profile: ClientProfile) -> ProbeSettings {
     ProbeSettings {
         base_url: base.to_string(),
         api_key: Secret::new(KEY),
@@ -29,6 +31,7 @@ fn settings(base: &str, proxy: ProxyChoice) -> ProbeSettings {
         slow_ms: 10_000,
         route_overrides: Vec::new(),
         proxy,
+        client_profile: profile,
     }
 }
 
@@ -48,15 +51,18 @@ async fn relays() -> [FakeUpstream; 2] {
 }
 
 /// Discovery and a streamed probe through `proxy` to both relays (plain HTTP is
-/// forwarded, HTTPS tunnelled) pass.
+/// forwarded, HTTPS tunnelled) pass, with both client profiles.
 async fn probes_pass_through(proxy: &str) {
     let p = Prober::new(default_rules());
-    for up in relays().await {
-        let s = settings(&up.base_url(), via(proxy));
+    for (up, profile) in relays().await.into_iter().flat_map(|up| {
+        let up = std::sync::Arc::new(up);
+        ClientProfile::ALL.map(|profile| (up.clone(), profile))
+    }) {
+        let s = settings(&up.base_url(), via(proxy), profile);
         let models = p.discover(&s).await.expect("discovery through the proxy");
         assert!(models.contains(&"gpt-4o-mini".to_string()));
         let r = p.probe(&s, "gpt-4o-mini", true).await;
-        assert!(r.success, "{}: {:?}", up.base_url(), r.error);
+        assert!(r.success, "{} {profile:?}: {:?}", up.base_url(), r.error);
         assert!(up.requests() >= 1);
     }
 }
@@ -65,11 +71,11 @@ async fn probes_pass_through(proxy: &str) {
 async fn probes_pass_through_an_http_proxy_with_and_without_credentials() {
     let open = HttpProxy::start(None).await;
     probes_pass_through(&open.url()).await;
-    assert!(open.relayed() >= 2, "the proxy relayed {}", open.relayed());
+    assert!(open.relayed() >= 4, "the proxy relayed {}", open.relayed());
 
     let guarded = HttpProxy::start(Some(("alice", PASSWORD))).await;
     probes_pass_through(&guarded.url()).await;
-    assert!(guarded.relayed() >= 2);
+    assert!(guarded.relayed() >= 4);
     assert_eq!(guarded.refused(), 0);
 }
 
@@ -77,11 +83,11 @@ async fn probes_pass_through_an_http_proxy_with_and_without_credentials() {
 async fn probes_pass_through_a_socks5_proxy_with_and_without_credentials() {
     let open = Socks5Proxy::start(None).await;
     probes_pass_through(&open.url()).await;
-    assert!(open.relayed() >= 2);
+    assert!(open.relayed() >= 4);
 
     let guarded = Socks5Proxy::start(Some(("alice", PASSWORD))).await;
     probes_pass_through(&guarded.url()).await;
-    assert!(guarded.relayed() >= 2);
+    assert!(guarded.relayed() >= 4);
     assert_eq!(guarded.refused(), 0);
     let socks5h = guarded.url().replacen("socks5://", "socks5h://", 1);
     probes_pass_through(&socks5h).await;
@@ -97,7 +103,7 @@ async fn the_default_proxy_applies_unless_the_target_chooses() {
 
     let r = p
         .probe(
-            &settings(&up.base_url(), ProxyChoice::Default),
+            &settings(&up.base_url(), ProxyChoice::Default, ClientProfile::Browser),
             "gpt-4o",
             false,
         )
@@ -108,7 +114,7 @@ async fn the_default_proxy_applies_unless_the_target_chooses() {
 
     let r = p
         .probe(
-            &settings(&up.base_url(), ProxyChoice::Direct),
+            &settings(&up.base_url(), ProxyChoice::Direct, ClientProfile::Plain),
             "gpt-4o",
             false,
         )
@@ -121,7 +127,11 @@ async fn the_default_proxy_applies_unless_the_target_chooses() {
     );
 
     let r = p
-        .probe(&settings(&up.base_url(), via(&own.url())), "gpt-4o", false)
+        .probe(
+            &settings(&up.base_url(), via(&own.url()), ClientProfile::Browser),
+            "gpt-4o",
+            false,
+        )
         .await;
     assert!(r.success, "{:?}", r.error);
     assert_eq!(own.relayed(), 1);
@@ -158,16 +168,21 @@ async fn a_wrong_proxy_fails_as_network_without_leaking_its_password() {
         format!("socks5://{}", socks_guarded.addr()),
     ];
     for proxy in &cases {
-        for up in [&plain, &tls] {
-            let s = settings(&up.base_url(), via(proxy));
+        for (up, profile) in [
+            (&plain, ClientProfile::Browser),
+            (&tls, ClientProfile::Browser),
+            (&plain, ClientProfile::Plain),
+            (&tls, ClientProfile::Plain),
+        ] {
+            let s = settings(&up.base_url(), via(proxy), profile);
             let r = p.probe(&s, "gpt-4o", true).await;
-            assert!(!r.success, "{proxy} → {}", up.base_url());
+            assert!(!r.success, "{proxy} → {} {profile:?}", up.base_url());
             assert_proxy_failure(r.error_class, r.error.as_deref().unwrap_or(""), proxy);
             let e = p.discover(&s).await.unwrap_err();
             assert_proxy_failure(Some(e.class), &e.message, proxy);
         }
     }
-    assert!(http_guarded.refused() >= 4);
-    assert!(socks_guarded.refused() >= 4);
+    assert!(http_guarded.refused() >= 8);
+    assert!(socks_guarded.refused() >= 8);
     assert_eq!(plain.requests() + tls.requests(), 0);
 }

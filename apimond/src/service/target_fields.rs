@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use shared::Secret;
-use shared::probe::{CheckMode, DIRECT, ProbeMode, Protocol, ProxyChoice, ProxyUrl, RouteRule};
+use shared::probe::{
+    CheckMode, ClientProfile, DIRECT, ProbeMode, Protocol, ProxyChoice, ProxyUrl, RouteRule,
+};
 
 use super::validate::Body;
 use super::{ServiceError, ServiceResult};
@@ -31,6 +33,7 @@ pub const ADVANCED_FIELDS: &[&str] = &[
     "user_agent",
     "route_overrides",
     "proxy_url",
+    "client_profile",
 ];
 
 /// A validated change to a target; `None` leaves a field as it is.
@@ -59,6 +62,7 @@ pub struct TargetPatch {
     user_agent: Option<Option<String>>,
     route_overrides: Option<Vec<RouteRule>>,
     proxy: Option<ProxyField>,
+    client_profile: Option<ClientProfile>,
 }
 
 /// `proxy_url` as sent: a choice, or the masked URL a `GET` showed (credentials `***`),
@@ -271,6 +275,12 @@ impl TargetPatch {
             user_agent: b.nullable_string("user_agent", 512)?,
             route_overrides: route_overrides(b)?,
             proxy: proxy_url(b)?,
+            client_profile: one_of(
+                b,
+                "client_profile",
+                &ClientProfile::ALL,
+                ClientProfile::as_str,
+            )?,
         };
         body.finish()?;
         Ok(p)
@@ -317,7 +327,8 @@ impl TargetPatch {
             slow_ms,
             extra_headers,
             user_agent,
-            route_overrides
+            route_overrides,
+            client_profile
         );
     }
 }

@@ -58,6 +58,7 @@ pub fn target_view(t: &TargetRecord, caller: &Caller, settings: &Settings, runni
         "max_tokens": t.max_tokens,
         "slow_ms": t.slow_ms,
         "route_overrides": t.route_overrides,
+        "client_profile": t.client_profile,
         "running": running,
         "can_operate": admin || t.visitor_channel_actions_enabled,
         "last_success_rate": match (t.last_total, t.last_success) {

@@ -166,9 +166,11 @@ const STEPS: &[&str] = &[
     CREATE INDEX rollups_by_time ON rollups(period, bucket_start);
     "#,
     // 4: how probes leave: the target's outbound proxy ('' the global default,
-    // 'direct', else the URL sealed).
+    // 'direct', else the URL sealed) and client profile (Chrome-like by default, as
+    // the Go program probes).
     r#"
     ALTER TABLE targets ADD COLUMN proxy_url TEXT NOT NULL DEFAULT '';
+    ALTER TABLE targets ADD COLUMN client_profile TEXT NOT NULL DEFAULT 'browser';
     "#,
 ];
 

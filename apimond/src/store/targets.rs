@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, Row, params};
 use shared::Secret;
-use shared::probe::{CheckMode, DIRECT, ProbeMode, ProxyChoice, ProxyUrl};
+use shared::probe::{CheckMode, ClientProfile, DIRECT, ProbeMode, ProxyChoice, ProxyUrl};
 
 use super::{Result, SecretBox, Store, StoreError, now, optional};
 
@@ -118,6 +118,7 @@ pub struct TargetRecord {
     pub route_overrides: Vec<shared::probe::RouteRule>,
     /// Sealed at rest; its `Debug` hides credentials.
     pub proxy: ProxyChoice,
+    pub client_profile: ClientProfile,
 }
 
 pub const DEFAULT_TIMEOUT_S: f64 = 30.0;
@@ -162,6 +163,7 @@ impl TargetRecord {
             user_agent: None,
             route_overrides: Vec::new(),
             proxy: ProxyChoice::Default,
+            client_profile: ClientProfile::default(),
         }
     }
 }
@@ -170,7 +172,8 @@ const COLUMNS: &str = "id, name, base_url, api_key_sealed, enabled, interval_min
     verify_ssl, prompt, anthropic_version, max_models, created_at, updated_at, last_run_at, \
     last_status, last_total, last_success, last_fail, last_log_file, last_error, source_url, \
     sort_order, visitor_channel_actions_enabled, selected_models, exclude_models, probe_mode, \
-    check_mode, max_tokens, slow_ms, extra_headers, user_agent, route_overrides, proxy_url";
+    check_mode, max_tokens, slow_ms, extra_headers, user_agent, route_overrides, proxy_url, \
+    client_profile";
 
 fn json_col<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
     let text: String = row.get(idx)?;
@@ -228,6 +231,7 @@ fn from_row(row: &Row<'_>, secrets: &SecretBox) -> rusqlite::Result<Result<Targe
         user_agent: row.get(30)?,
         route_overrides: json_col(row, 31)?,
         proxy,
+        client_profile: ClientProfile::parse(&row.get::<_, String>(33)?).unwrap_or_default(),
     }))
 }
 
@@ -256,7 +260,7 @@ fn write_editable(txn: &Connection, secrets: &SecretBox, t: &TargetRecord) -> Re
          sort_order = ?14, visitor_channel_actions_enabled = ?15, selected_models = ?16, \
          exclude_models = ?17, probe_mode = ?18, check_mode = ?19, max_tokens = ?20, \
          slow_ms = ?21, extra_headers = ?22, user_agent = ?23, route_overrides = ?24, \
-         proxy_url = ?25 WHERE id = ?1",
+         proxy_url = ?25, client_profile = ?26 WHERE id = ?1",
         params![
             t.id,
             t.name,
@@ -283,6 +287,7 @@ fn write_editable(txn: &Connection, secrets: &SecretBox, t: &TargetRecord) -> Re
             t.user_agent,
             json(&t.route_overrides),
             seal_proxy(secrets, &t.proxy),
+            t.client_profile.as_str(),
         ],
     )
     .map_err(|e| unique_violation(e, &t.name))?;

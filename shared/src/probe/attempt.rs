@@ -189,17 +189,17 @@ impl Prober {
             Ok(Ok(r)) => r,
         };
         timing.headers = Some(start.elapsed());
-        let status = resp.status().as_u16();
+        let status = resp.status;
         timing.status = Some(status);
         let content_type = resp
-            .headers()
+            .headers
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_lowercase();
 
         if !(200..300).contains(&status) {
-            let retry = retry_after(resp.headers());
+            let retry = retry_after(&resp.headers);
             let body = read_capped(resp, deadline, ERROR_BODY_CAP)
                 .await
                 .map_err(|f| (f, None))?;

@@ -50,7 +50,7 @@ impl Prober {
             Ok(Err(f)) => return Err(fail(f)),
             Ok(Ok(r)) => r,
         };
-        let status = resp.status().as_u16();
+        let status = resp.status;
         let body = read_capped(resp, deadline, BODY_CAP * 4)
             .await
             .map_err(fail)?
