@@ -1,6 +1,7 @@
 //! Test support: [`FakeUpstream`], a fake LLM relay on 127.0.0.1 that speaks the four
 //! protocols the prober uses and misbehaves on demand, counting what it served; and
-//! local outbound proxies ([`HttpProxy`], [`Socks5Proxy`]) that count what they relay.
+//! local outbound proxies ([`HttpProxy`], [`Socks5Proxy`]) that count what they relay;
+//! and a [`HelloRecorder`] that reads the JA4 ([`ja4`]) of a client's TLS ClientHello.
 //!
 //! # Endpoints
 //!
@@ -77,6 +78,8 @@
 
 mod behaviour;
 mod body;
+mod hello_recorder;
+pub mod ja4;
 mod proxies;
 mod request;
 mod server;
@@ -93,6 +96,7 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+pub use hello_recorder::HelloRecorder;
 pub use proxies::{HttpProxy, Socks5Proxy};
 use state::{Shared, lock};
 
