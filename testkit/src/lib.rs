@@ -129,6 +129,9 @@ pub struct FakeConfig {
     pub probe_delay: Duration,
     /// First-content delay of models whose name contains `slow`.
     pub slow_delay: Duration,
+    /// Pause between two events of a stream, so each leaves in its own TCP segment
+    /// (zero: written back to back).
+    pub event_gap: Duration,
 }
 
 impl Default for FakeConfig {
@@ -141,6 +144,7 @@ impl Default for FakeConfig {
             discovery: Discovery::Ok,
             probe_delay: Duration::ZERO,
             slow_delay: Duration::from_millis(1500),
+            event_gap: Duration::ZERO,
         }
     }
 }
