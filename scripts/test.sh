@@ -13,6 +13,22 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
     rustup component add rustfmt clippy
 fi
 
+# The `browser` client profile (wreq) builds BoringSSL: it needs cmake and libclang.
+# On Debian and Ubuntu, install them when missing (as root, or through sudo).
+if ! command -v cmake >/dev/null 2>&1 || ! command -v clang >/dev/null 2>&1 \
+    || ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        $sudo apt-get update
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends \
+            cmake libclang-dev clang
+    else
+        echo "scripts/test.sh: install cmake, clang and libclang (needed to build BoringSSL)" >&2
+        exit 1
+    fi
+fi
+
 # Each stage says how long it took.
 stage_start=$SECONDS
 stage() {

@@ -103,6 +103,8 @@ pub async fn run(a: ProbeArgs, out: &Out) -> Result<ExitCode, CliError> {
         prompt: a.prompt.clone(),
         slow_ms: a.slow_ms,
         route_overrides: Vec::new(),
+        proxy: Default::default(),
+        client_profile: Default::default(),
     };
     let prober = Prober::new(route::default_rules());
     let models = if a.models.is_empty() {

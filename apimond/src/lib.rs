@@ -165,7 +165,11 @@ impl Daemon {
                 .cloned()
                 .chain(shared::probe::route::default_rules())
                 .collect(),
-        );
+        )
+        .with_default_proxy(config.scheduler.outbound_proxy.clone());
+        if let Some(p) = &config.scheduler.outbound_proxy {
+            tracing::info!(proxy = %p.masked(), "probes go through OUTBOUND_PROXY unless a target chooses");
+        }
         let upkeep = Arc::new(Upkeep::new(
             store.clone(),
             config.paths.data_dir.clone(),

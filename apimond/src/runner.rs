@@ -38,6 +38,8 @@ pub fn probe_settings(t: &TargetRecord) -> ProbeSettings {
         prompt: t.prompt.clone(),
         slow_ms: t.slow_ms.max(0) as u64,
         route_overrides: t.route_overrides.clone(),
+        proxy: t.proxy.clone(),
+        client_profile: t.client_profile,
     }
 }
 

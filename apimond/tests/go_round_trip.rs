@@ -200,6 +200,15 @@ async fn each_target_field_changed_in_a_read_back_item_is_stored_and_read_back()
             json!([{"pattern": "x*", "protocol": "gemini"}]),
             json!([{"pattern": "x*", "protocol": "gemini"}]),
         ),
+        ("client_profile", json!("plain"), json!("plain")),
+        ("client_profile", json!("browser"), json!("browser")),
+        (
+            "proxy_url",
+            json!("socks5://user:proxy-pass@127.0.0.1:1080"),
+            json!("socks5://***@127.0.0.1:1080"),
+        ),
+        ("proxy_url", json!("direct"), json!("direct")),
+        ("proxy_url", Value::Null, Value::Null),
     ];
 
     // Every field of the item is either read-only or changed here.

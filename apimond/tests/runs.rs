@@ -745,6 +745,8 @@ async fn old_raw_rows_are_pruned_and_rollups_kept() {
         prompt: "hi".into(),
         slow_ms: 10_000,
         route_overrides: vec![],
+        proxy: Default::default(),
+        client_profile: Default::default(),
     };
     let mut old = d.core().prober.probe(&s, "gpt-4o", true).await;
     let ten_days = 10.0 * 86_400.0;

@@ -1,18 +1,21 @@
 //! The probe engine against the fake upstream: every protocol streamed and plain,
 //! every misbehaviour classified, the retry, timeouts, size caps, the answer check and
-//! discovery failures. Real HTTP over loopback.
+//! discovery failures. Real HTTP over loopback. Every behaviour runs with both client
+//! profiles (`browser::…` and `plain::…`): they must not differ in what they report.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use shared::Secret;
 use shared::probe::route::default_rules;
-use shared::probe::{CheckMode, ErrorClass, ModelStatus, ProbeSettings, Prober, Protocol};
+use shared::probe::{
+    CheckMode, ClientProfile, ErrorClass, ModelStatus, ProbeSettings, Prober, Protocol,
+};
 use testkit::{Discovery, FakeConfig, FakeUpstream};
 
 const KEY: &str = "sk-fake-upstream-key-0123456789";
 
-fn settings(base: &str) -> ProbeSettings {
+fn settings(base: &str, profile: ClientProfile) -> ProbeSettings {
     ProbeSettings {
         base_url: format!("{base}/v1/"),
         api_key: Secret::new(KEY),
@@ -26,6 +29,8 @@ fn settings(base: &str) -> ProbeSettings {
         prompt: "Say hi".into(),
         slow_ms: 10_000,
         route_overrides: Vec::new(),
+        proxy: Default::default(),
+        client_profile: profile,
     }
 }
 
@@ -38,11 +43,10 @@ async fn fake() -> FakeUpstream {
     .await
 }
 
-#[tokio::test]
-async fn every_protocol_passes_streamed_and_plain_with_timings() {
+async fn every_protocol_passes_streamed_and_plain_with_timings(profile: ClientProfile) {
     let up = fake().await;
     let p = Prober::new(default_rules());
-    let s = settings(&up.base_url());
+    let s = settings(&up.base_url(), profile);
     for (model, protocol) in [
         ("gpt-4o", Protocol::Openai),
         ("gpt-5-mini", Protocol::Responses),
@@ -72,11 +76,10 @@ async fn every_protocol_passes_streamed_and_plain_with_timings() {
     assert_eq!(headers["x-goog-api-key"], KEY, "gemini's own auth header");
 }
 
-#[tokio::test]
-async fn each_protocol_sends_its_own_auth_headers_and_extra_headers() {
+async fn each_protocol_sends_its_own_auth_headers_and_extra_headers(profile: ClientProfile) {
     let up = fake().await;
     let p = Prober::new(default_rules());
-    let mut s = settings(&up.base_url());
+    let mut s = settings(&up.base_url(), profile);
     s.extra_headers
         .insert("x-relay-tenant".into(), shared::Secret::new("team-a"));
     s.user_agent = Some("Mozilla/5.0 (apimon test)".into());
@@ -118,11 +121,10 @@ async fn each_protocol_sends_its_own_auth_headers_and_extra_headers() {
     assert_eq!(up.last_body().unwrap()["max_completion_tokens"], 64);
 }
 
-#[tokio::test]
-async fn time_to_first_token_ignores_a_role_only_chunk() {
+async fn time_to_first_token_ignores_a_role_only_chunk(profile: ClientProfile) {
     let up = fake().await;
     let p = Prober::new(default_rules());
-    let s = settings(&up.base_url());
+    let s = settings(&up.base_url(), profile);
     // The role-only chunk and headers come at once; the content 1.2 s later.
     for model in ["gpt-4o-slow", "claude-slow", "gpt-5-slow"] {
         let r = p.probe(&s, model, true).await;
@@ -147,11 +149,10 @@ async fn time_to_first_token_ignores_a_role_only_chunk() {
     assert!(r.success, "{:?}", r.error);
 }
 
-#[tokio::test]
-async fn a_passing_probe_over_slow_ms_is_slow() {
+async fn a_passing_probe_over_slow_ms_is_slow(profile: ClientProfile) {
     let up = fake().await;
     let p = Prober::new(default_rules());
-    let mut s = settings(&up.base_url());
+    let mut s = settings(&up.base_url(), profile);
     s.slow_ms = 500;
     let r = p.probe(&s, "gpt-4o-slow", true).await;
     assert!(r.success);
@@ -196,11 +197,12 @@ const MISBEHAVIOURS: &[(&str, bool, ErrorClass, usize)] = &[
     ("gpt-4o-huges", true, ErrorClass::BadResponse, 1),
 ];
 
-#[tokio::test]
-async fn every_misbehaviour_fails_with_its_class_and_only_momentary_ones_retry() {
+async fn every_misbehaviour_fails_with_its_class_and_only_momentary_ones_retry(
+    profile: ClientProfile,
+) {
     let up = fake().await;
     let p = Prober::new(default_rules());
-    let s = settings(&up.base_url());
+    let s = settings(&up.base_url(), profile);
     for (model, stream, class, requests) in MISBEHAVIOURS {
         let r = p.probe(&s, model, *stream).await;
         assert!(!r.success, "{model}: {r:?}");
@@ -229,11 +231,10 @@ async fn every_misbehaviour_fails_with_its_class_and_only_momentary_ones_retry()
     );
 }
 
-#[tokio::test]
-async fn momentary_failures_that_recover_pass_on_the_retry() {
+async fn momentary_failures_that_recover_pass_on_the_retry(profile: ClientProfile) {
     let up = fake().await;
     let p = Prober::new(default_rules());
-    let s = settings(&up.base_url());
+    let s = settings(&up.base_url(), profile);
     for model in ["gpt-4o-flaky", "claude-flaky429"] {
         let started = Instant::now();
         let r = p.probe(&s, model, true).await;
@@ -247,11 +248,10 @@ async fn momentary_failures_that_recover_pass_on_the_retry() {
     }
 }
 
-#[tokio::test]
-async fn relay_framing_and_returned_model_quirks_are_handled() {
+async fn relay_framing_and_returned_model_quirks_are_handled(profile: ClientProfile) {
     let up = fake().await;
     let p = Prober::new(default_rules());
-    let s = settings(&up.base_url());
+    let s = settings(&up.base_url(), profile);
     for model in [
         "gpt-4o-relay",
         "claude-relay",
@@ -274,11 +274,10 @@ async fn relay_framing_and_returned_model_quirks_are_handled() {
     );
 }
 
-#[tokio::test]
-async fn prompt_mode_passes_any_text_and_challenge_mode_needs_the_answer() {
+async fn prompt_mode_passes_any_text_and_challenge_mode_needs_the_answer(profile: ClientProfile) {
     let up = fake().await;
     let p = Prober::new(default_rules());
-    let mut s = settings(&up.base_url());
+    let mut s = settings(&up.base_url(), profile);
     s.check_mode = CheckMode::Prompt;
     let r = p.probe(&s, "gpt-4o-wronganswer", true).await;
     assert!(r.success, "prompt mode passes on any text: {:?}", r.error);
@@ -288,11 +287,10 @@ async fn prompt_mode_passes_any_text_and_challenge_mode_needs_the_answer() {
     assert_eq!(r.error_class, Some(ErrorClass::WrongAnswer));
 }
 
-#[tokio::test]
-async fn a_hanging_model_times_out_within_its_limit() {
+async fn a_hanging_model_times_out_within_its_limit(profile: ClientProfile) {
     let up = fake().await;
     let p = Prober::new(default_rules());
-    let mut s = settings(&up.base_url());
+    let mut s = settings(&up.base_url(), profile);
     s.timeout = Duration::from_secs(3);
     for (model, stream) in [
         ("gpt-4o-hang", true),
@@ -330,11 +328,10 @@ async fn a_hanging_model_times_out_within_its_limit() {
     assert_eq!(up.in_flight(), 0, "nothing left hanging");
 }
 
-#[tokio::test]
-async fn over_size_replies_stop_being_read() {
+async fn over_size_replies_stop_being_read(profile: ClientProfile) {
     let up = fake().await;
     let p = Prober::new(default_rules());
-    let s = settings(&up.base_url());
+    let s = settings(&up.base_url(), profile);
     let before = up.dropped();
     let r = p.probe(&s, "gpt-4o-huge", false).await;
     assert_eq!(r.error_class, Some(ErrorClass::BadResponse));
@@ -346,11 +343,10 @@ async fn over_size_replies_stop_being_read() {
     );
 }
 
-#[tokio::test]
-async fn discovery_lists_models_and_every_failure_is_a_clear_error() {
+async fn discovery_lists_models_and_every_failure_is_a_clear_error(profile: ClientProfile) {
     let up = fake().await;
     let p = Prober::new(default_rules());
-    let mut s = settings(&up.base_url());
+    let mut s = settings(&up.base_url(), profile);
     up.set_models(vec!["b".into(), "a".into(), "b".into()]);
     assert_eq!(
         p.discover(&s).await.unwrap(),
@@ -393,14 +389,13 @@ async fn discovery_lists_models_and_every_failure_is_a_clear_error() {
     assert!(e.message.contains("[redacted]"), "{}", e.message);
 }
 
-#[tokio::test]
-async fn connection_failures_are_network_errors() {
+async fn connection_failures_are_network_errors(profile: ClientProfile) {
     // A port nobody listens on.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let p = Prober::new(default_rules());
-    let s = settings(&format!("http://127.0.0.1:{port}"));
+    let s = settings(&format!("http://127.0.0.1:{port}"), profile);
     let r = p.probe(&s, "gpt-4o", true).await;
     assert_eq!(r.error_class, Some(ErrorClass::Network), "{r:?}");
     assert!(!r.transport_success);
@@ -412,8 +407,7 @@ async fn connection_failures_are_network_errors() {
     assert_eq!(r.attempts, 2, "network failures retry once");
 }
 
-#[tokio::test]
-async fn a_self_signed_relay_fails_as_tls_unless_verify_ssl_is_off() {
+async fn a_self_signed_relay_fails_as_tls_unless_verify_ssl_is_off(profile: ClientProfile) {
     let up = FakeUpstream::start_tls(FakeConfig {
         api_key: KEY.into(),
         ..FakeConfig::default()
@@ -421,7 +415,7 @@ async fn a_self_signed_relay_fails_as_tls_unless_verify_ssl_is_off() {
     .await;
     assert!(up.base_url().starts_with("https://"));
     let p = Prober::new(default_rules());
-    let mut s = settings(&up.base_url());
+    let mut s = settings(&up.base_url(), profile);
     let r = p.probe(&s, "gpt-4o", true).await;
     assert_eq!(r.error_class, Some(ErrorClass::Tls), "{r:?}");
     assert_eq!(r.attempts, 1, "a certificate problem is not retried");
@@ -434,3 +428,72 @@ async fn a_self_signed_relay_fails_as_tls_unless_verify_ssl_is_off() {
     assert!(r.success, "{:?}", r.error);
     assert!(p.discover(&s).await.is_ok());
 }
+
+#[tokio::test]
+async fn the_browser_profile_sends_chrome_headers_and_plain_its_own() {
+    let up = fake().await;
+    let p = Prober::new(default_rules());
+    let r = p
+        .probe(
+            &settings(&up.base_url(), ClientProfile::Browser),
+            "gpt-4o",
+            true,
+        )
+        .await;
+    assert!(r.success, "{:?}", r.error);
+    let h = up.last_headers().unwrap();
+    let ua = h["user-agent"].to_str().unwrap();
+    assert!(
+        ua.starts_with("Mozilla/5.0") && ua.contains("Chrome/"),
+        "{ua}"
+    );
+    assert!(h["sec-ch-ua"].to_str().unwrap().contains("Chromium"));
+    assert_eq!(h["accept"], "*/*");
+    assert!(h.contains_key("accept-language"));
+
+    let r = p
+        .probe(
+            &settings(&up.base_url(), ClientProfile::Plain),
+            "gpt-4o",
+            true,
+        )
+        .await;
+    assert!(r.success, "{:?}", r.error);
+    let h = up.last_headers().unwrap();
+    assert!(h["user-agent"].to_str().unwrap().starts_with("apimon/"));
+    assert!(!h.contains_key("sec-ch-ua"));
+}
+
+/// Runs each behaviour once per client profile, as `browser::name` and `plain::name`.
+macro_rules! with_each_profile {
+    ($($name:ident),* $(,)?) => {
+        mod browser {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(shared::probe::ClientProfile::Browser).await
+            })*
+        }
+        mod plain {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(shared::probe::ClientProfile::Plain).await
+            })*
+        }
+    };
+}
+
+with_each_profile!(
+    every_protocol_passes_streamed_and_plain_with_timings,
+    each_protocol_sends_its_own_auth_headers_and_extra_headers,
+    time_to_first_token_ignores_a_role_only_chunk,
+    a_passing_probe_over_slow_ms_is_slow,
+    every_misbehaviour_fails_with_its_class_and_only_momentary_ones_retry,
+    momentary_failures_that_recover_pass_on_the_retry,
+    relay_framing_and_returned_model_quirks_are_handled,
+    prompt_mode_passes_any_text_and_challenge_mode_needs_the_answer,
+    a_hanging_model_times_out_within_its_limit,
+    over_size_replies_stop_being_read,
+    discovery_lists_models_and_every_failure_is_a_clear_error,
+    connection_failures_are_network_errors,
+    a_self_signed_relay_fails_as_tls_unless_verify_ssl_is_off,
+);

@@ -66,6 +66,7 @@ pub(crate) struct Out {
     tx: mpsc::Sender<Bytes>,
     framing: Framing,
     sent_events: usize,
+    gap: std::time::Duration,
 }
 
 impl Out {
@@ -76,6 +77,11 @@ impl Out {
     pub async fn event(&mut self, event: &Event) -> Result<(), Gone> {
         let first = self.sent_events == 0;
         self.sent_events += 1;
+        if !first && !self.gap.is_zero() {
+            // Each event leaves in its own write, so (with TCP_NODELAY) in its own
+            // segment, as a relay passing tokens on as they come sends them.
+            tokio::time::sleep(self.gap).await;
+        }
         let framed = match self.framing {
             Framing::Sse => match event.name {
                 Some(name) => format!("event: {name}\ndata: {}\n\n", event.data),
@@ -136,6 +142,7 @@ where
         tx,
         framing,
         sent_events: 0,
+        gap: flight.event_gap(),
     });
     tokio::spawn(async move {
         // A producer asleep (hang, slow) would outlive its client without this.

@@ -1,5 +1,7 @@
 //! Test support: [`FakeUpstream`], a fake LLM relay on 127.0.0.1 that speaks the four
-//! protocols the prober uses and misbehaves on demand, counting what it served.
+//! protocols the prober uses and misbehaves on demand, counting what it served; and
+//! local outbound proxies ([`HttpProxy`], [`Socks5Proxy`]) that count what they relay;
+//! and a [`HelloRecorder`] that reads the JA4 ([`ja4`]) of a client's TLS ClientHello.
 //!
 //! # Endpoints
 //!
@@ -77,6 +79,9 @@
 
 mod behaviour;
 mod body;
+mod hello_recorder;
+pub mod ja4;
+mod proxies;
 mod request;
 mod server;
 mod state;
@@ -92,6 +97,8 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+pub use hello_recorder::HelloRecorder;
+pub use proxies::{HttpProxy, Socks5Proxy};
 use state::{Shared, lock};
 
 /// How `GET /v1/models` behaves.
@@ -123,6 +130,9 @@ pub struct FakeConfig {
     pub probe_delay: Duration,
     /// First-content delay of models whose name contains `slow`.
     pub slow_delay: Duration,
+    /// Pause between two events of a stream, so each leaves in its own TCP segment
+    /// (zero: written back to back).
+    pub event_gap: Duration,
 }
 
 impl Default for FakeConfig {
@@ -135,6 +145,7 @@ impl Default for FakeConfig {
             discovery: Discovery::Ok,
             probe_delay: Duration::ZERO,
             slow_delay: Duration::from_millis(1500),
+            event_gap: Duration::ZERO,
         }
     }
 }

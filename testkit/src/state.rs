@@ -17,6 +17,7 @@ pub(crate) struct Shared {
     pub api_key: String,
     pub probe_delay: Duration,
     pub slow_delay: Duration,
+    pub event_gap: Duration,
     pub models: Mutex<Vec<String>>,
     pub discovery: Mutex<Discovery>,
     pub in_flight: AtomicUsize,
@@ -35,6 +36,7 @@ impl Shared {
             api_key: config.api_key,
             probe_delay: config.probe_delay,
             slow_delay: config.slow_delay,
+            event_gap: config.event_gap,
             models: Mutex::new(config.models),
             discovery: Mutex::new(config.discovery),
             in_flight: AtomicUsize::new(0),
@@ -87,6 +89,11 @@ impl Flight {
             shared,
             finished: false,
         }
+    }
+
+    /// The pause between two stream events (`FakeConfig::event_gap`).
+    pub fn event_gap(&self) -> Duration {
+        self.shared.event_gap
     }
 
     /// The body was sent to its end.

@@ -83,6 +83,8 @@ pub struct Scheduling {
     pub host_concurrency: usize,
     /// Route rules tried before the built-in table (`ROUTE_RULES`).
     pub route_rules: Vec<shared::probe::RouteRule>,
+    /// The proxy probes go through unless a target chooses (`OUTBOUND_PROXY`).
+    pub outbound_proxy: Option<shared::probe::ProxyUrl>,
 }
 
 /// How many days each kind of probe data is kept.
@@ -191,6 +193,7 @@ impl Config {
             max_parallel_targets,
             host_concurrency,
             route_rules: parsers::route_rules(&raw)?,
+            outbound_proxy: parsers::outbound_proxy(&raw)?,
         };
         let secret_key = parsers::secret_key(&raw)?;
         let logging = Logging {

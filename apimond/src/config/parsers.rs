@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use shared::Secret;
-use shared::probe::{Protocol, RouteRule};
+use shared::probe::{Protocol, ProxyUrl, RouteRule};
 
 use super::sources::Raw;
 use super::variables::{
-    APIMON_SECRET_KEY, APIMON_SOCKET, APIMON_SOCKET_GROUP, DATA_DIR, HOST, LOG_FORMAT, ROUTE_RULES,
-    TRUSTED_PROXIES,
+    APIMON_SECRET_KEY, APIMON_SOCKET, APIMON_SOCKET_GROUP, DATA_DIR, HOST, LOG_FORMAT,
+    OUTBOUND_PROXY, ROUTE_RULES, TRUSTED_PROXIES,
 };
 use super::{ConfigError, LogFormat};
 
@@ -135,6 +135,14 @@ pub(super) fn route_rules(raw: &Raw) -> Result<Vec<RouteRule>, ConfigError> {
         })?);
     }
     Ok(rules)
+}
+
+/// The proxy probes go through unless a target chooses otherwise. The error never
+/// repeats the value: it may hold the proxy's password.
+pub(super) fn outbound_proxy(raw: &Raw) -> Result<Option<ProxyUrl>, ConfigError> {
+    raw.get(&OUTBOUND_PROXY)
+        .map(|v| ProxyUrl::parse(v).map_err(|e| raw.invalid(&OUTBOUND_PROXY, e)))
+        .transpose()
 }
 
 pub(super) fn secret_key(raw: &Raw) -> Result<Option<Secret>, ConfigError> {

@@ -86,6 +86,14 @@ fn each_bad_value_names_the_variable_the_value_and_what_is_allowed() {
             &[("APIMON_SECRET_KEY", "not-hex-and-secret")],
             "invalid APIMON_SECRET_KEY=<hidden>: 64 hexadecimal characters",
         ),
+        (
+            &[("OUTBOUND_PROXY", "ftp://bob:hunter2-secret@proxy:21")],
+            "invalid OUTBOUND_PROXY=<hidden>: the scheme must be one of http, https, socks5, socks5h",
+        ),
+        (
+            &[("OUTBOUND_PROXY", "socks5://bob:hunter2-secret@proxy")],
+            "invalid OUTBOUND_PROXY=<hidden>: a proxy URL needs a port",
+        ),
     ];
     for (pairs, want) in cases {
         let got = err(pairs);
@@ -101,6 +109,25 @@ fn each_bad_value_names_the_variable_the_value_and_what_is_allowed() {
 fn secrets_are_never_echoed_in_errors() {
     let got = err(&[("API_MONITOR_TOKEN", "has space in it")]);
     assert!(!got.contains("has space"), "{got}");
+    let got = err(&[("OUTBOUND_PROXY", "http://bob:hunter2-secret@proxy/x")]);
+    assert!(!got.contains("hunter2"), "{got}");
+}
+
+#[test]
+fn an_outbound_proxy_is_read_and_never_printed_whole() {
+    let c = Config::from_sources(
+        &env(&[(
+            "OUTBOUND_PROXY",
+            "socks5h://bob:hunter2-secret@10.0.0.2:1080",
+        )]),
+        None,
+    )
+    .unwrap();
+    let p = c.scheduler.outbound_proxy.as_ref().expect("a proxy");
+    assert_eq!(p.expose(), "socks5h://bob:hunter2-secret@10.0.0.2:1080");
+    assert!(!format!("{c:?}").contains("hunter2"));
+    let none = Config::from_sources(&env(&[]), None).unwrap();
+    assert!(none.scheduler.outbound_proxy.is_none());
 }
 
 #[test]

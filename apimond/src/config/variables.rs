@@ -206,6 +206,8 @@ pub const RETENTION_HOURLY_DAYS: Variable = Variable::int("RETENTION_HOURLY_DAYS
 pub const RETENTION_DAILY_DAYS: Variable = Variable::int("RETENTION_DAILY_DAYS", 1, 36_500, 400);
 pub const TRUSTED_PROXIES: Variable = Variable::special("TRUSTED_PROXIES");
 pub const ROUTE_RULES: Variable = Variable::special("ROUTE_RULES");
+/// May carry the proxy's password: secret.
+pub const OUTBOUND_PROXY: Variable = Variable::special("OUTBOUND_PROXY").secret();
 pub const APIMON_SECRET_KEY: Variable = Variable::special("APIMON_SECRET_KEY").secret();
 pub const LOG_FORMAT: Variable = Variable::special("LOG_FORMAT");
 
@@ -232,6 +234,7 @@ pub const VARIABLES: &[Variable] = &[
     RETENTION_DAILY_DAYS,
     TRUSTED_PROXIES,
     ROUTE_RULES,
+    OUTBOUND_PROXY,
     APIMON_SECRET_KEY,
     LOG_FORMAT,
 ];

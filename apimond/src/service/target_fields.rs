@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use shared::Secret;
-use shared::probe::{CheckMode, ProbeMode, Protocol, RouteRule};
+use shared::probe::{
+    CheckMode, ClientProfile, DIRECT, ProbeMode, Protocol, ProxyChoice, ProxyUrl, RouteRule,
+};
 
 use super::validate::Body;
 use super::{ServiceError, ServiceResult};
@@ -35,6 +37,8 @@ pub const ADVANCED_FIELDS: &[&str] = &[
     "extra_headers",
     "user_agent",
     "route_overrides",
+    "proxy_url",
+    "client_profile",
 ];
 
 /// Fields a target shows but a client cannot set: sent back with the rest of an
@@ -109,6 +113,16 @@ pub struct TargetPatch {
     route_overrides: Option<Vec<RouteRule>>,
     /// Fields of the body that are no target field, by name.
     ignored: Vec<String>,
+    proxy: Option<ProxyField>,
+    client_profile: Option<ClientProfile>,
+}
+
+/// `proxy_url` as sent: a choice, or the masked URL a `GET` showed (credentials `***`),
+/// which keeps the stored proxy: a mask is never stored.
+#[derive(Debug)]
+enum ProxyField {
+    Set(ProxyChoice),
+    AsShown,
 }
 
 pub(super) fn bad(msg: impl Into<String>) -> ServiceError {
@@ -262,6 +276,32 @@ fn route_overrides(body: &mut Body) -> ServiceResult<Option<Vec<RouteRule>>> {
     Ok(Some(out))
 }
 
+/// `proxy_url`: `null` or `""` for the global default (`OUTBOUND_PROXY`), `"direct"`
+/// for no proxy even when a default is set, else an `http`, `https`, `socks5` or
+/// `socks5h` URL with a host and a port, optionally with credentials.
+fn proxy_url(body: &mut Body) -> ServiceResult<Option<ProxyField>> {
+    let raw = match body.value("proxy_url") {
+        None => return Ok(None),
+        Some(Value::Null) => return Ok(Some(ProxyField::Set(ProxyChoice::Default))),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(_) => return Err(bad("proxy_url: must be a string or null")),
+    };
+    if raw.is_empty() {
+        return Ok(Some(ProxyField::Set(ProxyChoice::Default)));
+    }
+    if raw.eq_ignore_ascii_case(DIRECT) {
+        return Ok(Some(ProxyField::Set(ProxyChoice::Direct)));
+    }
+    if raw.chars().count() > 2048 {
+        return Err(bad("proxy_url: at most 2048 characters"));
+    }
+    let parsed = ProxyUrl::parse(&raw).map_err(|e| bad(format!("proxy_url: {e}")))?;
+    if parsed.masked() == raw && raw.contains("://***@") {
+        return Ok(Some(ProxyField::AsShown));
+    }
+    Ok(Some(ProxyField::Set(ProxyChoice::Via(parsed))))
+}
+
 impl TargetPatch {
     /// Reads every target field the body carries; read-only fields are skipped and
     /// unknown ones kept aside ([`TargetPatch::ignored_fields`]).
@@ -293,6 +333,13 @@ impl TargetPatch {
             extra_headers: extra_headers(b)?,
             user_agent: b.nullable_string("user_agent", 512)?,
             route_overrides: route_overrides(b)?,
+            proxy: proxy_url(b)?,
+            client_profile: one_of(
+                b,
+                "client_profile",
+                &ClientProfile::ALL,
+                ClientProfile::as_str,
+            )?,
             ignored: Vec::new(),
         };
         Ok(TargetPatch {
@@ -342,6 +389,9 @@ impl TargetPatch {
                 }
             }
         }
+        if let Some(ProxyField::Set(choice)) = self.proxy.take() {
+            t.proxy = choice;
+        }
         macro_rules! set {
             ($($field:ident),*) => {$(
                 if let Some(v) = self.$field { t.$field = v; }
@@ -371,7 +421,8 @@ impl TargetPatch {
             slow_ms,
             extra_headers,
             user_agent,
-            route_overrides
+            route_overrides,
+            client_profile
         );
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use shared::probe::{DIRECT, ProxyChoice};
 
 use super::models::{
     CompactHistory, FullPoint, ListedModel, compact_histories, full_history, latest_view,
@@ -52,6 +53,7 @@ pub fn target_view(t: &TargetRecord, caller: &Caller, settings: &Settings, runni
         "max_tokens": t.max_tokens,
         "slow_ms": t.slow_ms,
         "route_overrides": t.route_overrides,
+        "client_profile": t.client_profile,
         "running": running,
         "can_operate": admin || t.visitor_channel_actions_enabled,
         "last_success_rate": match (t.last_total, t.last_success) {
@@ -73,6 +75,12 @@ pub fn target_view(t: &TargetRecord, caller: &Caller, settings: &Settings, runni
             .map(|(k, v)| (k.clone(), json!(v.masked())))
             .collect();
         obj.insert("extra_headers".into(), Value::Object(headers));
+        let proxy = match &t.proxy {
+            ProxyChoice::Default => Value::Null,
+            ProxyChoice::Direct => json!(DIRECT),
+            ProxyChoice::Via(p) => json!(p.masked()),
+        };
+        obj.insert("proxy_url".into(), proxy);
     }
     v
 }

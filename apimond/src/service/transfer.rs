@@ -30,6 +30,7 @@ fn exported(t: &TargetRecord, with_secrets: bool) -> Value {
         "slow_ms": t.slow_ms,
         "user_agent": t.user_agent,
         "route_overrides": t.route_overrides,
+        "client_profile": t.client_profile,
     });
     // Credentials in the URL and header values are secrets too.
     let headers: serde_json::Map<String, Value> = t
@@ -45,6 +46,13 @@ fn exported(t: &TargetRecord, with_secrets: bool) -> Value {
         })
         .collect();
     v["extra_headers"] = Value::Object(headers);
+    v["proxy_url"] = match &t.proxy {
+        shared::probe::ProxyChoice::Default => Value::Null,
+        shared::probe::ProxyChoice::Direct => json!(shared::probe::DIRECT),
+        // Masked, it imports as "keep": the target gets the default proxy.
+        shared::probe::ProxyChoice::Via(p) if !with_secrets => json!(p.masked()),
+        shared::probe::ProxyChoice::Via(p) => json!(p.expose()),
+    };
     if with_secrets {
         v["api_key"] = json!(t.api_key.expose());
     } else {

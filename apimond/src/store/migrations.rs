@@ -195,6 +195,13 @@ const STEPS: &[&str] = &[
             ELSE protocol END
         WHERE endpoint LIKE '/%';
     "#,
+    // 6: how probes leave: the target's outbound proxy ('' the global default,
+    // 'direct', else the URL sealed) and client profile (Chrome-like by default, as
+    // the Go program probes).
+    r#"
+    ALTER TABLE targets ADD COLUMN proxy_url TEXT NOT NULL DEFAULT '';
+    ALTER TABLE targets ADD COLUMN client_profile TEXT NOT NULL DEFAULT 'browser';
+    "#,
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;

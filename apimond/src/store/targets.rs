@@ -4,12 +4,38 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, Row, params};
 use shared::Secret;
-use shared::probe::{CheckMode, ProbeMode};
+use shared::probe::{CheckMode, ClientProfile, DIRECT, ProbeMode, ProxyChoice, ProxyUrl};
 
 use super::{Result, SecretBox, Store, StoreError, now, optional};
 
 const KEY_CONTEXT: &str = "targets.api_key";
 const HEADERS_CONTEXT: &str = "targets.extra_headers";
+const PROXY_CONTEXT: &str = "targets.proxy_url";
+
+/// The `proxy_url` column: `''` for the global default, `direct`, else the URL sealed
+/// (it may carry the proxy's password).
+fn seal_proxy(secrets: &SecretBox, proxy: &ProxyChoice) -> String {
+    match proxy {
+        ProxyChoice::Default => String::new(),
+        ProxyChoice::Direct => DIRECT.into(),
+        ProxyChoice::Via(p) => secrets.seal_text(PROXY_CONTEXT, p.expose()),
+    }
+}
+
+fn open_proxy(secrets: &SecretBox, stored: &str) -> Result<ProxyChoice> {
+    Ok(match stored {
+        "" => ProxyChoice::Default,
+        DIRECT => ProxyChoice::Direct,
+        sealed => {
+            let url = secrets.open_text(PROXY_CONTEXT, sealed)?;
+            // Checked when it was set; never echo the URL, it may hold a password.
+            ProxyChoice::Via(
+                ProxyUrl::parse(&url)
+                    .map_err(|e| StoreError::Corrupt(format!("targets.proxy_url: {e}")))?,
+            )
+        }
+    })
+}
 
 /// The `extra_headers` column: `{}` when there are none, else the JSON object sealed
 /// (base64 text). A value starting with `{` is an older plaintext object, sealed at
@@ -90,6 +116,9 @@ pub struct TargetRecord {
     pub extra_headers: BTreeMap<String, Secret>,
     pub user_agent: Option<String>,
     pub route_overrides: Vec<shared::probe::RouteRule>,
+    /// Sealed at rest; its `Debug` hides credentials.
+    pub proxy: ProxyChoice,
+    pub client_profile: ClientProfile,
 }
 
 pub const DEFAULT_TIMEOUT_S: f64 = 30.0;
@@ -133,6 +162,8 @@ impl TargetRecord {
             extra_headers: BTreeMap::new(),
             user_agent: None,
             route_overrides: Vec::new(),
+            proxy: ProxyChoice::Default,
+            client_profile: ClientProfile::default(),
         }
     }
 }
@@ -141,7 +172,8 @@ const COLUMNS: &str = "id, name, base_url, api_key_sealed, enabled, interval_min
     verify_ssl, prompt, anthropic_version, max_models, created_at, updated_at, last_run_at, \
     last_status, last_total, last_success, last_fail, last_log_file, last_error, source_url, \
     sort_order, visitor_channel_actions_enabled, selected_models, exclude_models, probe_mode, \
-    check_mode, max_tokens, slow_ms, extra_headers, user_agent, route_overrides";
+    check_mode, max_tokens, slow_ms, extra_headers, user_agent, route_overrides, proxy_url, \
+    client_profile";
 
 fn json_col<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
     let text: String = row.get(idx)?;
@@ -158,6 +190,10 @@ fn from_row(row: &Row<'_>, secrets: &SecretBox) -> rusqlite::Result<Result<Targe
     };
     let extra_headers = match open_headers(secrets, &row.get::<_, String>(29)?) {
         Ok(h) => h,
+        Err(e) => return Ok(Err(e)),
+    };
+    let proxy = match open_proxy(secrets, &row.get::<_, String>(32)?) {
+        Ok(p) => p,
         Err(e) => return Ok(Err(e)),
     };
     Ok(Ok(TargetRecord {
@@ -194,6 +230,8 @@ fn from_row(row: &Row<'_>, secrets: &SecretBox) -> rusqlite::Result<Result<Targe
         extra_headers,
         user_agent: row.get(30)?,
         route_overrides: json_col(row, 31)?,
+        proxy,
+        client_profile: ClientProfile::parse(&row.get::<_, String>(33)?).unwrap_or_default(),
     }))
 }
 
@@ -221,7 +259,8 @@ fn write_editable(txn: &Connection, secrets: &SecretBox, t: &TargetRecord) -> Re
          anthropic_version = ?10, max_models = ?11, updated_at = ?12, source_url = ?13, \
          sort_order = ?14, visitor_channel_actions_enabled = ?15, selected_models = ?16, \
          exclude_models = ?17, probe_mode = ?18, check_mode = ?19, max_tokens = ?20, \
-         slow_ms = ?21, extra_headers = ?22, user_agent = ?23, route_overrides = ?24 WHERE id = ?1",
+         slow_ms = ?21, extra_headers = ?22, user_agent = ?23, route_overrides = ?24, \
+         proxy_url = ?25, client_profile = ?26 WHERE id = ?1",
         params![
             t.id,
             t.name,
@@ -247,6 +286,8 @@ fn write_editable(txn: &Connection, secrets: &SecretBox, t: &TargetRecord) -> Re
             seal_headers(secrets, &t.extra_headers),
             t.user_agent,
             json(&t.route_overrides),
+            seal_proxy(secrets, &t.proxy),
+            t.client_profile.as_str(),
         ],
     )
     .map_err(|e| unique_violation(e, &t.name))?;

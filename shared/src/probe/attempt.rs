@@ -22,7 +22,7 @@ use super::settings::{
 };
 use super::status::ModelStatus;
 use super::stream::{Timing, read_stream};
-use super::transport::{Prober, read_capped, retry_after, transport_failure};
+use super::transport::{Outgoing, Prober, read_capped, retry_after};
 
 fn now_unix() -> f64 {
     std::time::SystemTime::now()
@@ -164,12 +164,14 @@ impl Prober {
         timing: &mut Timing,
     ) -> Result<Reply, (Failure, Option<Reply>)> {
         let url = format!("{}{}", normalise_base_url(&s.base_url), call.path);
-        let send = self
-            .client(s)
-            .post(&url)
-            .headers(self.auth_headers(s, protocol))
-            .json(&call.body)
-            .send();
+        let send = self.send(
+            s,
+            Outgoing {
+                url: &url,
+                headers: self.auth_headers(s, protocol),
+                json: Some(&call.body),
+            },
+        );
         let resp = match tokio::time::timeout_at(deadline, send).await {
             Err(_) => {
                 return Err((
@@ -183,21 +185,21 @@ impl Prober {
                     None,
                 ));
             }
-            Ok(Err(e)) => return Err((transport_failure(&e), None)),
+            Ok(Err(f)) => return Err((f, None)),
             Ok(Ok(r)) => r,
         };
         timing.headers = Some(start.elapsed());
-        let status = resp.status().as_u16();
+        let status = resp.status;
         timing.status = Some(status);
         let content_type = resp
-            .headers()
+            .headers
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_lowercase();
 
         if !(200..300).contains(&status) {
-            let retry = retry_after(resp.headers());
+            let retry = retry_after(&resp.headers);
             let body = read_capped(resp, deadline, ERROR_BODY_CAP)
                 .await
                 .map_err(|f| (f, None))?;

@@ -8,7 +8,7 @@ use super::protocol::{self, snippet};
 use super::result::{DiscoveryError, Failure};
 use super::route::Protocol;
 use super::settings::{BODY_CAP, ProbeSettings};
-use super::transport::{Prober, read_capped, transport_failure};
+use super::transport::{Outgoing, Prober, read_capped};
 
 /// Removes trailing `/` and one trailing `/v1` from a base URL.
 pub fn normalise_base_url(base: &str) -> String {
@@ -29,11 +29,14 @@ impl Prober {
             message: s.scrub(&format!("model discovery failed: {}", f.message)),
             status_code: f.status,
         };
-        let send = self
-            .client(s)
-            .get(&url)
-            .headers(self.auth_headers(s, Protocol::Openai))
-            .send();
+        let send = self.send(
+            s,
+            Outgoing {
+                url: &url,
+                headers: self.auth_headers(s, Protocol::Openai),
+                json: None,
+            },
+        );
         let resp = match tokio::time::timeout_at(deadline, send).await {
             Err(_) => {
                 return Err(fail(Failure::new(
@@ -41,10 +44,10 @@ impl Prober {
                     "GET /v1/models did not answer within timeout_s",
                 )));
             }
-            Ok(Err(e)) => return Err(fail(transport_failure(&e))),
+            Ok(Err(f)) => return Err(fail(f)),
             Ok(Ok(r)) => r,
         };
-        let status = resp.status().as_u16();
+        let status = resp.status;
         let body = read_capped(resp, deadline, BODY_CAP * 4)
             .await
             .map_err(fail)?

@@ -4,6 +4,8 @@
 //!
 //! One question per module: `settings` (what a probe is asked to do), `result` (what
 //! it hands back), `transport` (the `Prober`'s HTTP clients, headers, capped reads),
+//! `clients` (the `browser` and `plain` client profiles), `outbound` (the proxy a
+//! probe goes through),
 //! `discovery` (the model list), `attempt` (one probe and its retry), `stream` (a
 //! streamed reply), `judge` (whether a reply passes), `select` (which models a run
 //! probes).
@@ -16,8 +18,10 @@ pub mod sse;
 pub mod status;
 
 mod attempt;
+mod clients;
 mod discovery;
 mod judge;
+mod outbound;
 mod result;
 mod select;
 mod settings;
@@ -27,12 +31,13 @@ mod transport;
 pub use classify::ErrorClass;
 pub use discovery::normalise_base_url;
 pub use judge::models_match;
+pub use outbound::{DIRECT, Egress, PROXY_SCHEMES, ProxyChoice, ProxyUrl};
 pub use result::{DiscoveryError, ProbeResult, scrub};
 pub use route::{Protocol, RouteRule};
 pub use select::select_models;
 pub use settings::{
-    BODY_CAP, CONNECT_TIMEOUT, CheckMode, MAX_RETRY_WAIT, ProbeMode, ProbeSettings, STREAM_CAP,
-    default_max_tokens,
+    BODY_CAP, CONNECT_TIMEOUT, CheckMode, ClientProfile, MAX_RETRY_WAIT, ProbeMode, ProbeSettings,
+    STREAM_CAP, default_max_tokens,
 };
 pub use status::{ModelStatus, TargetStatus};
 pub use transport::Prober;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::outbound::ProxyChoice;
 use super::route::RouteRule;
 use crate::Secret;
 
@@ -92,6 +93,37 @@ impl ProbeMode {
     }
 }
 
+/// Which HTTP client a target's probes use: `browser` looks like Chrome on the wire (TLS
+/// ClientHello, HTTP/2 settings, header order, default headers), as the Go program
+/// does, so relays behind bot protection answer; `plain` is apimon's own rustls client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientProfile {
+    #[default]
+    Browser,
+    Plain,
+}
+
+impl ClientProfile {
+    /// Every profile, in the order they are listed to users.
+    pub const ALL: [ClientProfile; 2] = [ClientProfile::Browser, ClientProfile::Plain];
+
+    pub fn parse(s: &str) -> Option<ClientProfile> {
+        match s {
+            "browser" => Some(ClientProfile::Browser),
+            "plain" => Some(ClientProfile::Plain),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientProfile::Browser => "browser",
+            ClientProfile::Plain => "plain",
+        }
+    }
+}
+
 /// Everything about a target that a probe needs.
 #[derive(Debug, Clone)]
 pub struct ProbeSettings {
@@ -108,6 +140,10 @@ pub struct ProbeSettings {
     pub prompt: String,
     pub slow_ms: u64,
     pub route_overrides: Vec<RouteRule>,
+    /// How probes reach the relay: the global default proxy, directly, or through the
+    /// target's own proxy.
+    pub proxy: ProxyChoice,
+    pub client_profile: ClientProfile,
 }
 
 /// Header values shorter than this are not scrubbed: replacing a two-letter value
@@ -191,10 +227,25 @@ mod tests {
             prompt: "hi".into(),
             slow_ms: 1000,
             route_overrides: Vec::new(),
+            proxy: Default::default(),
+            client_profile: ClientProfile::Plain,
         };
         assert_eq!(
             s.scrub("bad key sk-key-0123456789 for tenant-secret-42 (team a)"),
             "bad key [redacted] for [redacted] (team a)"
         );
+    }
+
+    #[test]
+    fn client_profiles_round_trip_and_browser_is_the_default() {
+        for p in ClientProfile::ALL {
+            assert_eq!(ClientProfile::parse(p.as_str()), Some(p));
+            assert_eq!(
+                serde_json::to_value(p).unwrap(),
+                serde_json::json!(p.as_str())
+            );
+        }
+        assert_eq!(ClientProfile::default(), ClientProfile::Browser);
+        assert_eq!(ClientProfile::parse("Browser"), None);
     }
 }

@@ -7,12 +7,12 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::classify::{ErrorClass, classify};
+use super::clients::Response;
 use super::protocol::{self, Delta, Reply};
 use super::result::Failure;
 use super::route::Protocol;
 use super::settings::{ProbeSettings, STREAM_CAP};
 use super::sse::SseParser;
-use super::transport::transport_failure;
 
 /// When the parts of one attempt's reply arrived, measured from the request's start.
 #[derive(Default)]
@@ -25,22 +25,22 @@ pub(super) struct Timing {
 /// Reads a streamed reply until its terminator, the cap, the deadline or an error
 /// event; a failure carries what had arrived, for the record.
 pub(super) async fn read_stream(
-    resp: reqwest::Response,
+    resp: Response,
     protocol: Protocol,
     start: Instant,
     deadline: tokio::time::Instant,
     timing: &mut Timing,
     settings: &ProbeSettings,
 ) -> Result<Reply, (Failure, Option<Reply>)> {
-    let status = resp.status().as_u16();
-    let mut body = resp.bytes_stream();
+    let status = resp.status;
+    let mut body = resp.body;
     let mut parser = SseParser::new();
     let mut reply = Reply::default();
     let mut read = 0usize;
     let mut done = false;
     let answered = |class, msg: String| Failure::new(class, msg).answered(status);
     loop {
-        let next: Option<Result<Bytes, reqwest::Error>> =
+        let next: Option<Result<Bytes, Failure>> =
             match tokio::time::timeout_at(deadline, body.next()).await {
                 Ok(n) => n,
                 Err(_) => {
@@ -69,8 +69,7 @@ pub(super) async fn read_stream(
                 }
                 (parser.feed(&chunk), false)
             }
-            Some(Err(e)) => {
-                let mut f = transport_failure(&e);
+            Some(Err(mut f)) => {
                 f.answered = true;
                 f.status = Some(status);
                 if f.class == ErrorClass::Network {

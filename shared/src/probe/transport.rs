@@ -1,49 +1,21 @@
-//! The HTTP side of a probe: the `Prober` and its shared clients, the common and
-//! per-protocol auth headers, capped body reads, `Retry-After`, and turning transport
-//! errors into failures. Discovery and probe attempts add `impl Prober` blocks in
-//! their own modules.
+//! The HTTP side of a probe: the `Prober` and its cache of clients (built in
+//! `clients`), sending through the target's profile and proxy, the common and
+//! per-protocol auth headers, capped body reads and `Retry-After`. Discovery and probe
+//! attempts add `impl Prober` blocks in their own modules.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::classify::ErrorClass;
+use super::clients::{ClientKey, HttpClient, Response};
+use super::outbound::{Egress, ProxyUrl};
 use super::result::Failure;
 use super::route::{Protocol, RouteRule};
-use super::settings::{CONNECT_TIMEOUT, ProbeSettings};
-
-pub(super) fn transport_failure(e: &reqwest::Error) -> Failure {
-    // The chain's messages tell TLS problems apart from other connection failures.
-    let mut chain = String::new();
-    let mut source: Option<&dyn std::error::Error> = Some(e);
-    while let Some(s) = source {
-        chain.push_str(&s.to_string().to_lowercase());
-        chain.push_str(": ");
-        source = s.source();
-    }
-    // The relay's URL stays out of the message: it is shown where the URL itself may
-    // not be (visitors without `visitor_show_base_url`).
-    if let Some(url) = e.url() {
-        let url = url.as_str().to_lowercase();
-        chain = chain
-            .replace(&format!(" for url ({url})"), "")
-            .replace(&url, "[url]");
-    }
-    let class = if ["certificate", "tls", "ssl", "handshake", "unknownissuer"]
-        .iter()
-        .any(|w| chain.contains(w))
-    {
-        ErrorClass::Tls
-    } else if e.is_timeout() {
-        ErrorClass::Timeout
-    } else if e.is_body() || e.is_decode() {
-        ErrorClass::StreamBroken
-    } else {
-        ErrorClass::Network
-    };
-    Failure::new(class, chain.trim_end_matches(": ").to_string())
-}
+use super::settings::{ClientProfile, ProbeSettings};
 
 pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
@@ -57,11 +29,11 @@ pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// Reads a body until its end, the cap or the deadline. `Ok(None)` means the cap was
 /// passed and reading stopped.
 pub(super) async fn read_capped(
-    resp: reqwest::Response,
+    resp: Response,
     deadline: tokio::time::Instant,
     cap: usize,
 ) -> Result<Option<Vec<u8>>, Failure> {
-    let mut stream = resp.bytes_stream();
+    let mut stream = resp.body;
     let mut out = Vec::new();
     loop {
         let next = tokio::time::timeout_at(deadline, stream.next())
@@ -74,7 +46,7 @@ pub(super) async fn read_capped(
             })?;
         match next {
             None => return Ok(Some(out)),
-            Some(Err(e)) => return Err(transport_failure(&e)),
+            Some(Err(f)) => return Err(f),
             Some(Ok(chunk)) => {
                 if out.len() + chunk.len() > cap {
                     return Ok(None);
@@ -85,52 +57,121 @@ pub(super) async fn read_capped(
     }
 }
 
-/// Builds HTTP clients; one per `verify_ssl` value, shared by every probe.
+/// Distinct clients kept at most; past it the cache starts afresh (clients in use live
+/// on in the probes holding them). Only edits of many targets' proxies get there.
+const MAX_CLIENTS: usize = 64;
+
+/// Probes relays: routes models, builds and caches the HTTP clients.
 #[derive(Clone)]
 pub struct Prober {
-    verified: reqwest::Client,
-    unverified: reqwest::Client,
+    clients: Arc<Mutex<HashMap<ClientKey, HttpClient>>>,
     rules: Vec<RouteRule>,
+    default_proxy: Option<ProxyUrl>,
+}
+
+/// A request a probe sends.
+pub(super) struct Outgoing<'a> {
+    pub(super) url: &'a str,
+    pub(super) headers: HeaderMap,
+    /// A JSON body, sent with POST; `None` is a GET.
+    pub(super) json: Option<&'a serde_json::Value>,
 }
 
 impl Prober {
-    /// A prober routing with `rules` (the global table; targets add their overrides).
+    /// A prober routing with `rules` (the global table; targets add their overrides),
+    /// connecting directly unless a target names a proxy.
     pub fn new(rules: Vec<RouteRule>) -> Prober {
-        let build = |verify: bool| {
-            reqwest::Client::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .danger_accept_invalid_certs(!verify)
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build()
-                .expect("the HTTP client builds with rustls")
-        };
         Prober {
-            verified: build(true),
-            unverified: build(false),
+            clients: Arc::default(),
             rules,
+            default_proxy: None,
         }
+    }
+
+    /// Sends the probes of targets without a proxy of their own through `proxy`
+    /// (`OUTBOUND_PROXY`).
+    pub fn with_default_proxy(mut self, proxy: Option<ProxyUrl>) -> Prober {
+        self.default_proxy = proxy;
+        self
     }
 
     pub fn rules(&self) -> &[RouteRule] {
         &self.rules
     }
 
-    pub(super) fn client(&self, s: &ProbeSettings) -> &reqwest::Client {
-        if s.verify_ssl {
-            &self.verified
-        } else {
-            &self.unverified
+    /// The way a target's probes leave this machine.
+    pub fn egress_for(&self, s: &ProbeSettings) -> Egress {
+        s.proxy.resolve(self.default_proxy.as_ref())
+    }
+
+    fn client(&self, key: ClientKey) -> Result<HttpClient, Failure> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
         }
+        let client = HttpClient::build(&key)?;
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Sends a request with the target's client; a failure names neither the relay's
+    /// URL nor the proxy's credentials.
+    pub(super) async fn send(
+        &self,
+        s: &ProbeSettings,
+        req: Outgoing<'_>,
+    ) -> Result<Response, Failure> {
+        let key = ClientKey {
+            profile: s.client_profile,
+            verify_ssl: s.verify_ssl,
+            egress: self.egress_for(s),
+        };
+        let proxy = key.egress.proxy().cloned();
+        let scrub_proxy = |mut f: Failure| {
+            if let Some(p) = &proxy {
+                f.message = p.scrub(&f.message);
+            }
+            f
+        };
+        let client = self.client(key).map_err(scrub_proxy)?;
+        let resp = client
+            .send(req.url, req.headers, req.json)
+            .await
+            .map_err(|mut f| {
+                if let Some(p) = &proxy {
+                    // Say the proxy was on the way: its failures read like the relay's.
+                    f.message = format!("through the proxy {}: {}", p.masked(), f.message);
+                }
+                scrub_proxy(f)
+            })?;
+        if let Some(p) = &proxy
+            && resp.status == 407
+        {
+            // A forwarded plain-HTTP request gets the proxy's refusal as a reply; it is
+            // the way out that failed, not the relay.
+            return Err(proxy_refused(p));
+        }
+        Ok(resp)
     }
 
     fn common_headers(&self, s: &ProbeSettings) -> HeaderMap {
         let mut h = HeaderMap::new();
-        let ua = s
-            .user_agent
-            .clone()
-            .unwrap_or_else(|| format!("apimon/{}", crate::VERSION));
-        if let Ok(v) = HeaderValue::from_str(&ua) {
+        // The browser profile sends Chrome's User-Agent unless the target sets one.
+        let ua = match (&s.user_agent, s.client_profile) {
+            (Some(ua), _) => Some(ua.clone()),
+            (None, ClientProfile::Plain) => Some(format!("apimon/{}", crate::VERSION)),
+            (None, ClientProfile::Browser) => None,
+        };
+        if let Some(v) = ua.and_then(|ua| HeaderValue::from_str(&ua).ok()) {
             h.insert(reqwest::header::USER_AGENT, v);
+        }
+        if s.client_profile == ClientProfile::Browser {
+            // Chrome's `fetch()` asks for anything; its navigation `Accept` (HTML
+            // first) would be odd on an API call.
+            h.insert(reqwest::header::ACCEPT, HeaderValue::from_static("*/*"));
         }
         for (k, v) in &s.extra_headers {
             if let (Ok(name), Ok(value)) = (
@@ -164,4 +205,14 @@ impl Prober {
         }
         h
     }
+}
+
+fn proxy_refused(p: &ProxyUrl) -> Failure {
+    Failure::new(
+        ErrorClass::Network,
+        format!(
+            "the proxy {} refused the request: HTTP 407 Proxy Authentication Required (check its user name and password)",
+            p.masked()
+        ),
+    )
 }

@@ -1,5 +1,6 @@
 //! The fake upstream as a process, for the benchmark:
-//! `fake-upstream [--port N] [--models N] [--delay-ms N] [--key KEY]`.
+//! `fake-upstream [--port N] [--models N] [--delay-ms N] [--event-gap-ms N] [--key KEY]`.
+//! `--event-gap-ms` pauses between stream events so each leaves in its own TCP segment.
 //! Prints `listening http://127.0.0.1:PORT` once ready and serves until killed.
 
 use std::io::Write;
@@ -9,7 +10,8 @@ use std::time::Duration;
 
 use testkit::{FakeConfig, FakeUpstream};
 
-const USAGE: &str = "usage: fake-upstream [--port N] [--models N] [--delay-ms N] [--key KEY]";
+const USAGE: &str =
+    "usage: fake-upstream [--port N] [--models N] [--delay-ms N] [--event-gap-ms N] [--key KEY]";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<(FakeConfig, u16), String> {
     let mut config = FakeConfig::default();
@@ -31,6 +33,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<(FakeConfig, u16), String
                 config.models = (0..n).map(|i| format!("model-{i:03}")).collect();
             }
             "--delay-ms" => config.probe_delay = Duration::from_millis(number(value()?)?),
+            "--event-gap-ms" => config.event_gap = Duration::from_millis(number(value()?)?),
             "--key" => config.api_key = value()?,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
