@@ -10,7 +10,8 @@ use futures_util::StreamExt;
 use serde_json::json;
 use shared::Secret;
 use shared::probe::{
-    CheckMode, ModelStatus, ProbeMode, ProbeSettings, Prober, TargetStatus, route,
+    CheckMode, ClientProfile, ModelStatus, ProbeMode, ProbeSettings, Prober, ProxyChoice, ProxyUrl,
+    TargetStatus, route,
 };
 
 use crate::Threshold;
@@ -56,6 +57,15 @@ pub struct ProbeArgs {
     /// Do not verify TLS certificates.
     #[arg(long)]
     insecure: bool,
+    /// `browser` (a Chrome TLS fingerprint and headers, as the daemon's default) or
+    /// `plain`.
+    #[arg(long, default_value = "browser")]
+    client_profile: String,
+    /// Environment variable holding an outbound proxy URL (http, https, socks5 or
+    /// socks5h, credentials allowed); without it, `OUTBOUND_PROXY` if set, else direct.
+    /// Read from the environment so its credentials stay out of the process list.
+    #[arg(long, value_name = "VAR")]
+    proxy_env: Option<String>,
     /// The status from which the command fails.
     #[arg(long, value_enum, default_value_t = Threshold::Down)]
     fail_on: Threshold,
@@ -90,6 +100,24 @@ pub async fn run(a: ProbeArgs, out: &Out) -> Result<ExitCode, CliError> {
     if !(1.0..=600.0).contains(&a.timeout_s) {
         return Err(CliError::Usage("--timeout-s: expected 1 to 600".into()));
     }
+    let client_profile = ClientProfile::parse(&a.client_profile).ok_or_else(|| {
+        CliError::Usage(format!(
+            "--client-profile {}: expected browser or plain",
+            a.client_profile
+        ))
+    })?;
+    let proxy = match &a.proxy_env {
+        Some(var) => {
+            let raw = std::env::var(var).map_err(|_| {
+                CliError::Usage(format!("--proxy-env {var}: the variable is not set"))
+            })?;
+            Some(proxy_url(&raw, &format!("--proxy-env {var}"))?)
+        }
+        None => match std::env::var("OUTBOUND_PROXY") {
+            Ok(raw) if !raw.trim().is_empty() => Some(proxy_url(&raw, "OUTBOUND_PROXY")?),
+            _ => None,
+        },
+    };
     let settings = ProbeSettings {
         base_url: a.base_url.clone(),
         api_key: Secret::new(key),
@@ -103,10 +131,10 @@ pub async fn run(a: ProbeArgs, out: &Out) -> Result<ExitCode, CliError> {
         prompt: a.prompt.clone(),
         slow_ms: a.slow_ms,
         route_overrides: Vec::new(),
-        proxy: Default::default(),
-        client_profile: Default::default(),
+        proxy: ProxyChoice::Default,
+        client_profile,
     };
-    let prober = Prober::new(route::default_rules());
+    let prober = Prober::new(route::default_rules()).with_default_proxy(proxy);
     let models = if a.models.is_empty() {
         match prober.discover(&settings).await {
             Ok(m) => m,
@@ -171,4 +199,10 @@ fn threshold_exit(status: TargetStatus, fail_on: Threshold) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// A proxy URL from the environment; the error never shows the value (it may hold a
+/// password), only why it was refused.
+fn proxy_url(raw: &str, what: &str) -> Result<ProxyUrl, CliError> {
+    ProxyUrl::parse(raw.trim()).map_err(|e| CliError::Usage(format!("{what}: {e}")))
 }

@@ -863,3 +863,75 @@ async fn check_max_age_judges_recent_runs_and_runs_only_the_others() {
     let out = e.ctl(&["check", "--max-age", "soon"]).await;
     assert_eq!(code(&out), 2, "{}", text(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_goes_through_a_proxy_from_the_environment_with_either_client() {
+    let up = fake(&["gpt-4o"]).await;
+    let base = up.base_url();
+    let proxy = testkit::HttpProxy::start(Some(("bob", "proxy-pass-0123"))).await;
+    let with_creds = proxy.url();
+    for profile in ["browser", "plain"] {
+        let before = proxy.relayed();
+        let out = ctl(
+            &[
+                "probe",
+                "--base-url",
+                &base,
+                "--api-key-env",
+                "K",
+                "--proxy-env",
+                "P",
+                "--client-profile",
+                profile,
+                "--json",
+            ],
+            &[("K", UPSTREAM_KEY), ("P", with_creds.as_str())],
+            None,
+        )
+        .await;
+        assert_eq!(code(&out), 0, "{profile}: {}", text(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["target_status"], "healthy", "{profile}: {v}");
+        assert!(proxy.relayed() > before, "{profile}: the proxy carried it");
+    }
+    // A proxy URL the engine cannot take is a usage error that shows no password.
+    let out = ctl(
+        &[
+            "probe",
+            "--base-url",
+            &base,
+            "--api-key-env",
+            "K",
+            "--proxy-env",
+            "P",
+        ],
+        &[
+            ("K", UPSTREAM_KEY),
+            ("P", "ftp://bob:proxy-pass-0123@127.0.0.1:21"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code(&out), 2);
+    assert!(
+        !text(&out.stderr).contains("proxy-pass-0123"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ctl(
+        &[
+            "probe",
+            "--base-url",
+            &base,
+            "--api-key-env",
+            "K",
+            "--client-profile",
+            "edge",
+        ],
+        &[("K", UPSTREAM_KEY)],
+        None,
+    )
+    .await;
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("expected browser or plain"));
+}
