@@ -335,3 +335,50 @@ async fn a_masked_key_is_never_stored() {
         assert!(!revealed_key(&d, id).await.contains('…'));
     }
 }
+
+#[tokio::test]
+async fn masked_header_values_and_proxy_credentials_are_never_stored() {
+    let d = TestDaemon::start().await;
+    let id = d.create_target("relay", KEY).await;
+    let (s, v) = patch(
+        &d,
+        id,
+        &json!({"extra_headers": {"x-auth": HEADER},
+                "proxy_url": "socks5://bob:proxy-secret-77@127.0.0.1:1080"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let shown = item(&d, id).await;
+    assert_eq!(shown["proxy_url"], "socks5://***@127.0.0.1:1080");
+
+    // Another header's or another proxy's mask is refused, and nothing changes.
+    for body in [
+        json!({"extra_headers": {"x-auth": "other…mask"}, "interval_min": 9}),
+        json!({"extra_headers": {"x-new": "…****"}, "interval_min": 9}),
+        json!({"proxy_url": "socks5://***@127.0.0.1:1081", "interval_min": 9}),
+    ] {
+        let (s, v) = patch(&d, id, &body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+    }
+    let stored = d.core().store.get_target(id).await.unwrap().unwrap();
+    assert_eq!(stored.extra_headers["x-auth"].expose(), HEADER);
+    assert_eq!(stored.extra_headers.len(), 1);
+    match &stored.proxy {
+        shared::probe::ProxyChoice::Via(p) => {
+            assert_eq!(p.expose(), "socks5://bob:proxy-secret-77@127.0.0.1:1080")
+        }
+        other => panic!("the proxy stays: {other:?}"),
+    }
+    assert_eq!(item(&d, id).await["interval_min"], 30);
+
+    // Sent back exactly as shown, both stay.
+    let (s, v) = patch(
+        &d,
+        id,
+        &json!({"extra_headers": shown["extra_headers"], "proxy_url": shown["proxy_url"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let stored = d.core().store.get_target(id).await.unwrap().unwrap();
+    assert_eq!(stored.extra_headers["x-auth"].expose(), HEADER);
+}

@@ -122,7 +122,7 @@ pub struct TargetPatch {
 #[derive(Debug)]
 enum ProxyField {
     Set(ProxyChoice),
-    AsShown,
+    AsShown(String),
 }
 
 pub(super) fn bad(msg: impl Into<String>) -> ServiceError {
@@ -297,7 +297,7 @@ fn proxy_url(body: &mut Body) -> ServiceResult<Option<ProxyField>> {
     }
     let parsed = ProxyUrl::parse(&raw).map_err(|e| bad(format!("proxy_url: {e}")))?;
     if parsed.masked() == raw && raw.contains("://***@") {
-        return Ok(Some(ProxyField::AsShown));
+        return Ok(Some(ProxyField::AsShown(raw)));
     }
     Ok(Some(ProxyField::Set(ProxyChoice::Via(parsed))))
 }
@@ -379,18 +379,33 @@ impl TargetPatch {
         {
             self.base_url = None;
         }
-        // A header sent back as it was shown (masked) keeps its stored value.
+        // A header sent back as it was shown (masked) keeps its stored value; another
+        // masked value would store the mask.
         if let Some(headers) = self.extra_headers.as_mut() {
             for (name, value) in headers.iter_mut() {
-                if let Some(stored) = t.extra_headers.get(name)
-                    && value.expose() == stored.masked()
-                {
-                    *value = stored.clone();
+                match t.extra_headers.get(name) {
+                    Some(stored) if value.expose() == stored.masked() => *value = stored.clone(),
+                    _ if value.expose().contains(MASK_MARK) => {
+                        return Err(bad(format!(
+                            "extra_headers.{name}: this is a masked value (it has `…`) and not the stored value's mask; send the whole value"
+                        )));
+                    }
+                    _ => {}
                 }
             }
         }
-        if let Some(ProxyField::Set(choice)) = self.proxy.take() {
-            t.proxy = choice;
+        match self.proxy.take() {
+            None => {}
+            Some(ProxyField::Set(choice)) => t.proxy = choice,
+            // Sent back as shown: the stored proxy, credentials and all, stays.
+            Some(ProxyField::AsShown(shown)) => match &t.proxy {
+                ProxyChoice::Via(p) if p.masked() == shown => {}
+                _ => {
+                    return Err(bad(
+                        "proxy_url: its credentials are masked (`***`) and it is not the stored proxy; send the whole URL",
+                    ));
+                }
+            },
         }
         macro_rules! set {
             ($($field:ident),*) => {$(
