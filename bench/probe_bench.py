@@ -75,6 +75,18 @@ def wait_idle(base):
         time.sleep(0.1)
 
 
+def stop_all(procs, tmp):
+    """Stops the daemon and relays (SIGTERM, then kill after 20 s) and removes tmp."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=30)
@@ -198,14 +210,7 @@ def main():
         print(f"GET /api/targets?history_format=compact ({points} points per model): median {statistics.median(times) * 1000:.1f} ms, "
               f"{sizes[-1] / 1e6:.2f} MB   ratios {statistics.median(times) / 0.1:.2f} and {sizes[-1] / 3e6:.2f} to 100 ms / 3 MB")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(procs, tmp)
 
 
 if __name__ == "__main__":

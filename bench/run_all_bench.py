@@ -19,8 +19,6 @@ import argparse
 import json
 import math
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,31 +26,12 @@ import tempfile
 import time
 import urllib.request
 
+from probe_bench import KEY, ROOT, TOKEN, api, stop_all, wait_idle
+
 CHANNELS = 20
 MODELS = 50
 DELAY_MS = 200
 GOAL_S = 4.8
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOKEN = "bench-admin-token-0123456789"
-KEY = "sk-bench-upstream-key-0123456789"
-
-
-def api(base, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(base + path, data=data, method=method)
-    req.add_header("Authorization", f"Bearer {TOKEN}")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read())
-
-
-def wait_idle(base):
-    while True:
-        h = api(base, "GET", "/api/health")
-        if not h["running_targets"] and not h["queued_targets"]:
-            return
-        time.sleep(0.02)
 
 
 def main():
@@ -132,14 +111,7 @@ def main():
         print(f"run all, median:       {median:5.2f} s   ratio {median / GOAL_S:.2f}   (best {best:.2f} s; "
               f"one run's own floor {ideal:.2f} s)")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(procs, tmp)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ binaries first unless --bin-dir is given. Only loopback is used.
 import argparse
 import json
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,7 +23,7 @@ import tempfile
 import time
 import urllib.request
 
-from probe_bench import KEY, ROOT, TOKEN, api, wait_idle
+from probe_bench import KEY, ROOT, TOKEN, api, stop_all, wait_idle
 
 TARGETS = 200
 MODELS = 50
@@ -117,14 +115,7 @@ def main():
         print(f"GET /api/targets?history_format=compact:     median {compact_s * 1000:7.1f} ms, "
               f"{compact_bytes / 1e6:6.2f} MB")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(procs, tmp)
 
 
 if __name__ == "__main__":
