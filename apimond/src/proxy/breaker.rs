@@ -183,6 +183,7 @@ impl Breakers {
         let changed = state_name(before) != state_name(b.state);
         let ev = changed.then(|| self.event(target_id, target_name, model, b));
         if b.state == State::Closed
+            && b.failures == 0
             && let Some(m) = map.get_mut(&target_id)
         {
             m.remove(model);
@@ -221,8 +222,8 @@ impl Breakers {
         }
     }
 
-    /// Every breaker that is not closed and clean, with the channel names `name_of`
-    /// gives.
+    /// Every breaker that is open, half-open, or closed with failures counted, with
+    /// the channel names `name_of` gives.
     pub fn list(&self, name_of: impl Fn(i64) -> String) -> Vec<BreakerView> {
         let map = self.lock();
         let mut out: Vec<BreakerView> = map
