@@ -22,13 +22,25 @@ fn upstream_headers(relay: &testkit::FakeUpstream) -> Vec<(String, String)> {
 
 fn assert_no_client_key(relay: &testkit::FakeUpstream) {
     for (k, v) in upstream_headers(relay) {
-        assert!(!v.contains(MASTER), "the client's key reached the relay in {k}");
+        assert!(
+            !v.contains(MASTER),
+            "the client's key reached the relay in {k}"
+        );
     }
 }
 
 #[tokio::test]
 async fn each_api_is_forwarded_plain_and_streamed_with_the_channels_key() {
-    let relay = relay(&["gpt-4o-mini", "gpt-5-mini", "claude-3-5-haiku", "gemini-2.0-flash"], 0).await;
+    let relay = relay(
+        &[
+            "gpt-4o-mini",
+            "gpt-5-mini",
+            "claude-3-5-haiku",
+            "gemini-2.0-flash",
+        ],
+        0,
+    )
+    .await;
     let d = daemon_with(&[]).await;
     let id = channel(&d, "alpha", &relay.base_url(), &[]).await;
     wait_listed(&d, "gemini-2.0-flash", true).await;
@@ -79,14 +91,19 @@ async fn each_api_is_forwarded_plain_and_streamed_with_the_channels_key() {
             .post(d.url("/v1/messages"))
             .header("x-api-key", MASTER)
             .header("anthropic-beta", "tools-2024-05-16")
-            .json(&json!({"model": "claude-3-5-haiku", "max_tokens": 16, "stream": stream,
-                "messages": [{"role": "user", "content": "Say hello"}]}))
+            .json(
+                &json!({"model": "claude-3-5-haiku", "max_tokens": 16, "stream": stream,
+                "messages": [{"role": "user", "content": "Say hello"}]}),
+            )
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
         let text = resp.text().await.unwrap();
-        assert!(said(&text).contains("Hello from claude-3-5-haiku"), "{text}");
+        assert!(
+            said(&text).contains("Hello from claude-3-5-haiku"),
+            "{text}"
+        );
         let h = upstream_headers(&relay);
         let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         assert_eq!(get("x-api-key").as_deref(), Some(UPSTREAM_KEY));
@@ -112,14 +129,26 @@ async fn each_api_is_forwarded_plain_and_streamed_with_the_channels_key() {
                 .await
                 .unwrap();
             assert_eq!(resp.status(), 200);
-            assert_eq!(header(resp.headers(), "x-proxy-upstream-model"), "gemini-2.0-flash");
+            assert_eq!(
+                header(resp.headers(), "x-proxy-upstream-model"),
+                "gemini-2.0-flash"
+            );
             let text = resp.text().await.unwrap();
-            assert!(said(&text).contains("Hello from gemini-2.0-flash"), "{text}");
+            assert!(
+                said(&text).contains("Hello from gemini-2.0-flash"),
+                "{text}"
+            );
             if stream {
-                assert!(text.starts_with("data: "), "SSE as the relay sent it: {text}");
+                assert!(
+                    text.starts_with("data: "),
+                    "SSE as the relay sent it: {text}"
+                );
             }
             let h = upstream_headers(&relay);
-            assert!(h.iter().any(|(k, v)| k == "x-goog-api-key" && v == UPSTREAM_KEY));
+            assert!(
+                h.iter()
+                    .any(|(k, v)| k == "x-goog-api-key" && v == UPSTREAM_KEY)
+            );
             assert_no_client_key(&relay);
         }
     }
@@ -127,9 +156,24 @@ async fn each_api_is_forwarded_plain_and_streamed_with_the_channels_key() {
 
 #[tokio::test]
 async fn the_model_lists_show_what_the_key_may_use_in_each_sdks_shape() {
-    let relay = relay(&["gpt-4o-mini", "gemini-2.0-flash", "gpt-err500", "gpt-unprobed"], 0).await;
+    let relay = relay(
+        &[
+            "gpt-4o-mini",
+            "gemini-2.0-flash",
+            "gpt-err500",
+            "gpt-unprobed",
+        ],
+        0,
+    )
+    .await;
     let d = daemon_with(&[]).await;
-    channel(&d, "alpha", &relay.base_url(), &["gpt-4o-mini", "gemini-2.0-flash", "gpt-err500"]).await;
+    channel(
+        &d,
+        "alpha",
+        &relay.base_url(),
+        &["gpt-4o-mini", "gemini-2.0-flash", "gpt-err500"],
+    )
+    .await;
     wait_listed(&d, "gpt-4o-mini", true).await;
     let mut ids = model_ids(&d, MASTER).await;
     ids.sort();
@@ -145,7 +189,12 @@ async fn the_model_lists_show_what_the_key_may_use_in_each_sdks_shape() {
         ]
     );
     let (s, _, v) = d
-        .send(reqwest::Method::GET, &format!("/v1beta/models?key={MASTER}"), None, None)
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1beta/models?key={MASTER}"),
+            None,
+            None,
+        )
         .await;
     assert_eq!(s, 200);
     let names: Vec<&str> = v["models"]
@@ -154,12 +203,25 @@ async fn the_model_lists_show_what_the_key_may_use_in_each_sdks_shape() {
         .iter()
         .map(|m| m["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["models/alpha/gemini-2.0-flash", "models/gemini-2.0-flash"]);
+    assert_eq!(
+        names,
+        ["models/alpha/gemini-2.0-flash", "models/gemini-2.0-flash"]
+    );
     let (s, _, v) = d
-        .send(reqwest::Method::GET, "/v1/models/alpha/gpt-4o-mini", Some(MASTER), None)
+        .send(
+            reqwest::Method::GET,
+            "/v1/models/alpha/gpt-4o-mini",
+            Some(MASTER),
+            None,
+        )
         .await;
-    assert_eq!((s.as_u16(), v["id"].as_str()), (200, Some("alpha/gpt-4o-mini")));
-    let (s, _, _) = d.send(reqwest::Method::GET, "/v1/models", Some("sk-wrong"), None).await;
+    assert_eq!(
+        (s.as_u16(), v["id"].as_str()),
+        (200, Some("alpha/gpt-4o-mini"))
+    );
+    let (s, _, _) = d
+        .send(reqwest::Method::GET, "/v1/models", Some("sk-wrong"), None)
+        .await;
     assert_eq!(s, 401);
     let (s, _, v) = d.send(reqwest::Method::GET, "/v1/models", None, None).await;
     assert_eq!(s, 401);
@@ -177,7 +239,10 @@ async fn upstream_errors_pass_through_with_the_channel_key_scrubbed() {
     assert_eq!(s, 400, "{text}");
     assert_eq!(header(&h, "x-proxy-target-id"), id.to_string());
     let v: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["error"]["type"], "invalid_request_error", "the relay's own body");
+    assert_eq!(
+        v["error"]["type"], "invalid_request_error",
+        "the relay's own body"
+    );
 
     // The relay echoes the key it got (the channel's) in its 401: it never reaches
     // the client.

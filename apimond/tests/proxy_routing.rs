@@ -21,7 +21,13 @@ fn detail(text: &str) -> String {
 async fn a_model_without_a_working_channel_is_refused_saying_why() {
     let relay = relay(&["gpt-4o-mini", "gpt-err500", "gpt-unprobed"], 0).await;
     let d = daemon_with(&[]).await;
-    let id = channel(&d, "alpha", &relay.base_url(), &["gpt-4o-mini", "gpt-err500"]).await;
+    let id = channel(
+        &d,
+        "alpha",
+        &relay.base_url(),
+        &["gpt-4o-mini", "gpt-err500"],
+    )
+    .await;
     wait_listed(&d, "gpt-4o-mini", true).await;
     let before = relay.requests();
 
@@ -39,19 +45,33 @@ async fn a_model_without_a_working_channel_is_refused_saying_why() {
     }
     let (s, _, t) = chat(&d, MASTER, &ask("gpt-nowhere"), &[]).await;
     assert_eq!(s, 404, "{t}");
-    assert!(detail(&t).contains("no channel lists model gpt-nowhere"), "{t}");
+    assert!(
+        detail(&t).contains("no channel lists model gpt-nowhere"),
+        "{t}"
+    );
     let (s, _, t) = chat(&d, MASTER, &ask("alpha/gpt-nowhere"), &[]).await;
     assert_eq!(s, 404, "{t}");
-    assert!(detail(&t).contains("channel alpha does not list model gpt-nowhere"), "{t}");
+    assert!(
+        detail(&t).contains("channel alpha does not list model gpt-nowhere"),
+        "{t}"
+    );
     let (s, _, t) = chat(&d, MASTER, &json!({"messages": []}), &[]).await;
     assert_eq!(s, 400, "{t}");
     assert!(detail(&t).contains("model: required"), "{t}");
     let (s, _, t) = chat(&d, "sk-not-a-key", &ask("gpt-4o-mini"), &[]).await;
     assert_eq!(s, 401, "{t}");
-    assert_eq!(relay.requests(), before, "no refused request reached the relay");
+    assert_eq!(
+        relay.requests(),
+        before,
+        "no refused request reached the relay"
+    );
 
     let (s, v) = d
-        .admin(Method::PATCH, &format!("/api/targets/{id}"), Some(&json!({"enabled": false})))
+        .admin(
+            Method::PATCH,
+            &format!("/api/targets/{id}"),
+            Some(&json!({"enabled": false})),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     wait_listed(&d, "gpt-4o-mini", false).await;
@@ -69,12 +89,32 @@ async fn channels_are_pinned_by_header_or_query_and_equals_share_the_load() {
     let b = channel(&d, "beta", &relay.base_url(), &[]).await;
     wait_listed(&d, "beta/gpt-4o-mini", true).await;
 
-    let (s, h, t) = chat(&d, MASTER, &ask("gpt-4o-mini"), &[("X-Target-Id", &b.to_string())]).await;
-    assert_eq!((s, header(&h, "x-proxy-target-id")), (200, b.to_string().as_str()), "{t}");
+    let (s, h, t) = chat(
+        &d,
+        MASTER,
+        &ask("gpt-4o-mini"),
+        &[("X-Target-Id", &b.to_string())],
+    )
+    .await;
+    assert_eq!(
+        (s, header(&h, "x-proxy-target-id")),
+        (200, b.to_string().as_str()),
+        "{t}"
+    );
     let path = format!("/v1/chat/completions?target_id={a}");
     let (s, h, t) = post(&d, &path, MASTER, &ask("gpt-4o-mini"), &[]).await;
-    assert_eq!((s, header(&h, "x-proxy-target-id")), (200, a.to_string().as_str()), "{t}");
-    let (s, _, t) = chat(&d, MASTER, &ask("alpha/gpt-4o-mini"), &[("X-Target-Id", &b.to_string())]).await;
+    assert_eq!(
+        (s, header(&h, "x-proxy-target-id")),
+        (200, a.to_string().as_str()),
+        "{t}"
+    );
+    let (s, _, t) = chat(
+        &d,
+        MASTER,
+        &ask("alpha/gpt-4o-mini"),
+        &[("X-Target-Id", &b.to_string())],
+    )
+    .await;
     assert_eq!(s, 400, "{t}");
     let (s, _, t) = chat(&d, MASTER, &ask("gpt-4o-mini"), &[("X-Target-Id", "abc")]).await;
     assert_eq!(s, 400, "{t}");
@@ -117,7 +157,11 @@ async fn an_unreachable_channel_fails_over_trips_its_breaker_and_recovers_after_
 
     // Alpha's relay goes away (its probe result still says it works).
     let (s, v) = d
-        .admin(Method::PATCH, &format!("/api/targets/{a}"), Some(&json!({"base_url": dead_url()})))
+        .admin(
+            Method::PATCH,
+            &format!("/api/targets/{a}"),
+            Some(&json!({"base_url": dead_url()})),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -132,7 +176,10 @@ async fn an_unreachable_channel_fails_over_trips_its_breaker_and_recovers_after_
     assert_eq!(open[0]["state"], "open");
     assert_eq!(open[0]["model"], "gpt-4o-mini");
     let ev = events.until("breaker_changed", 5).await.pop().unwrap().1;
-    assert_eq!((ev["target_id"].as_i64(), ev["state"].as_str()), (Some(a), Some("open")));
+    assert_eq!(
+        (ev["target_id"].as_i64(), ev["state"].as_str()),
+        (Some(a), Some("open"))
+    );
     // Routing keeps it out while open: alpha/… names it and is refused.
     let (s, _, t) = chat(&d, MASTER, &ask("alpha/gpt-4o-mini"), &[]).await;
     assert_eq!(s, 503, "{t}");

@@ -40,6 +40,8 @@ pub struct Config {
     pub proxy: Proxying,
     /// `APIMON_SECRET_KEY`: the key for stored secrets, else the one in `DATA_DIR`.
     pub secret_key: Option<Secret>,
+    /// `APIMON_TIMEZONE`: where budget days (proxy keys' daily token budgets) begin.
+    pub time_zone: jiff::tz::TimeZone,
     /// Which variables were given (by main name), and where.
     pub sources: BTreeMap<&'static str, Source>,
     /// The alias a variable was given under, where it was not its main name.
@@ -208,6 +210,7 @@ impl Config {
         let logging = Logging {
             format: parsers::log_format(&raw)?,
         };
+        let time_zone = parsers::time_zone(&raw)?;
         let secs = |v: &Variable| raw.int(v).map(|n| std::time::Duration::from_secs(n as u64));
         let proxy = Proxying {
             first_byte_timeout: secs(&PROXY_FIRST_BYTE_TIMEOUT_S)?,
@@ -224,6 +227,7 @@ impl Config {
             panel,
             proxy,
             secret_key,
+            time_zone,
             sources: raw.sources,
             given_names: raw.given_names,
         })

@@ -210,6 +210,8 @@ pub const ROUTE_RULES: Variable = Variable::special("ROUTE_RULES");
 pub const OUTBOUND_PROXY: Variable = Variable::special("OUTBOUND_PROXY").secret();
 pub const APIMON_SECRET_KEY: Variable = Variable::special("APIMON_SECRET_KEY").secret();
 pub const LOG_FORMAT: Variable = Variable::special("LOG_FORMAT");
+/// The time zone of budget days (proxy keys' daily token budgets): `UTC` or an IANA name.
+pub const APIMON_TIMEZONE: Variable = Variable::special("APIMON_TIMEZONE");
 /// The proxy's wait for an upstream's response headers (and a stream's first bytes).
 pub const PROXY_FIRST_BYTE_TIMEOUT_S: Variable =
     Variable::int("PROXY_FIRST_BYTE_TIMEOUT_S", 1, 3600, 120);
@@ -245,6 +247,7 @@ pub const VARIABLES: &[Variable] = &[
     OUTBOUND_PROXY,
     APIMON_SECRET_KEY,
     LOG_FORMAT,
+    APIMON_TIMEZONE,
     PROXY_FIRST_BYTE_TIMEOUT_S,
     PROXY_IDLE_TIMEOUT_S,
     PROXY_BREAKER_COOLDOWN_S,

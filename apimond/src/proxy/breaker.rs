@@ -18,9 +18,13 @@ pub const FAILURES_TO_TRIP: u32 = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Closed,
-    Open { until: Instant },
+    Open {
+        until: Instant,
+    },
     /// One trial is allowed; `trial` says whether it is in flight.
-    HalfOpen { trial: bool },
+    HalfOpen {
+        trial: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -37,7 +41,9 @@ pub enum Admission {
     /// Yes, as the half-open trial; its outcome decides.
     Trial,
     /// No: the breaker is open (or its trial is in flight) for about this long.
-    Open { retry_in: Duration },
+    Open {
+        retry_in: Duration,
+    },
 }
 
 /// What a live request found.
@@ -163,7 +169,9 @@ impl Breakers {
         };
         let before = b.state;
         match (outcome, b.state) {
-            (Outcome::Neutral, State::HalfOpen { .. }) => b.state = State::HalfOpen { trial: false },
+            (Outcome::Neutral, State::HalfOpen { .. }) => {
+                b.state = State::HalfOpen { trial: false }
+            }
             (Outcome::Neutral, _) => {}
             (Outcome::Success, _) => {
                 b.state = State::Closed;
@@ -203,9 +211,12 @@ impl Breakers {
 
     fn retry_at(b: &Breaker) -> Option<f64> {
         match b.state {
-            State::Open { until } => {
-                Some(now() + until.saturating_duration_since(Instant::now()).as_secs_f64())
-            }
+            State::Open { until } => Some(
+                now()
+                    + until
+                        .saturating_duration_since(Instant::now())
+                        .as_secs_f64(),
+            ),
             _ => None,
         }
     }

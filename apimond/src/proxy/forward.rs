@@ -18,7 +18,7 @@ use shared::probe::{ErrorClass, UpstreamResponse};
 
 use super::Proxy;
 use super::breaker::{Admission, Outcome};
-use super::keys::{self, KeyGrant};
+use super::keys::KeyGrant;
 use super::refusal::Refusal;
 use super::relay::{Ledger, Relay};
 use super::request::{self, Api, BODY_LIMIT};
@@ -38,7 +38,8 @@ const PASSED_REQUEST_HEADERS: [HeaderName; 3] = [
     header::CONTENT_ENCODING,
     header::ACCEPT,
 ];
-const PASSED_REQUEST_HEADER_NAMES: [&str; 3] = ["anthropic-version", "anthropic-beta", "openai-beta"];
+const PASSED_REQUEST_HEADER_NAMES: [&str; 3] =
+    ["anthropic-version", "anthropic-beta", "openai-beta"];
 
 /// Response headers that belong to one hop and are not passed on.
 const HOP_HEADERS: [&str; 9] = [
@@ -55,21 +56,25 @@ const HOP_HEADERS: [&str; 9] = [
 
 /// The key check: the presented key authenticated (shared failure limits per client).
 pub fn authenticate(proxy: &Proxy, parts: &Parts) -> Result<KeyGrant, Refusal> {
-    let Some(key) = request::presented_key(&parts.headers, parts.uri.query()) else {
-        return Err(Refusal::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "no proxy key: send it as `Authorization: Bearer <key>`, `x-api-key`, `x-goog-api-key` or `?key=`",
-        ));
-    };
+    let key = request::presented_key(&parts.headers, parts.uri.query()).unwrap_or_default();
     let client = request_client(parts, &proxy.core);
-    keys::authenticate(&proxy.core, &key, client).map_err(|r| {
-        let mut refusal = Refusal::new(r.status(), "authentication_error", r.message());
-        if let Some(s) = r.retry_after_s() {
-            refusal = refusal.retry_after(s);
-        }
-        refusal
-    })
+    proxy
+        .core
+        .proxy_keys
+        .authenticate(&key, client)
+        .map_err(|r| {
+            let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            let kind = match status.as_u16() {
+                401 => "authentication_error",
+                403 => "permission_error",
+                _ => "rate_limit_error",
+            };
+            let mut refusal = Refusal::new(status, kind, r.to_string());
+            if let Some(s) = r.retry_after_s() {
+                refusal = refusal.retry_after(s);
+            }
+            refusal
+        })
 }
 
 async fn read_body(body: Body, headers: &HeaderMap) -> Result<Bytes, Refusal> {
@@ -200,7 +205,9 @@ pub async fn serve(
         .await;
         let resp = match sent {
             Err(_) => {
-                proxy.breakers.record(c.id, &c.name, &cand.model, Outcome::Failure);
+                proxy
+                    .breakers
+                    .record(c.id, &c.name, &cand.model, Outcome::Failure);
                 last_status = 504;
                 last_class = Some("timeout".into());
                 last = Some(
@@ -218,8 +225,14 @@ pub async fn serve(
                 continue;
             }
             Ok(Err(e)) => {
-                proxy.breakers.record(c.id, &c.name, &cand.model, Outcome::Failure);
-                let status = if e.class == ErrorClass::Timeout { 504 } else { 502 };
+                proxy
+                    .breakers
+                    .record(c.id, &c.name, &cand.model, Outcome::Failure);
+                let status = if e.class == ErrorClass::Timeout {
+                    504
+                } else {
+                    502
+                };
                 last_status = status;
                 last_class = Some(e.class.as_str().to_string());
                 last = Some(
@@ -242,16 +255,33 @@ pub async fn serve(
         ledger.ttfb_ms = Some(ledger.elapsed_ms());
         let status = resp.status;
         if status == 429 || status >= 500 {
-            proxy.breakers.record(c.id, &c.name, &cand.model, Outcome::Failure);
+            proxy
+                .breakers
+                .record(c.id, &c.name, &cand.model, Outcome::Failure);
             last_status = status;
-            last_class = Some(if status == 429 { "rate_limit" } else { "upstream_5xx" }.into());
+            last_class = Some(
+                if status == 429 {
+                    "rate_limit"
+                } else {
+                    "upstream_5xx"
+                }
+                .into(),
+            );
             last = Some(pass_error(c, &cand.model, resp, deadline).await);
             continue;
         }
         if status >= 400 {
-            let class = shared::probe::classify::classify(status, "").as_str().to_string();
+            let class = shared::probe::classify::classify(status, "")
+                .as_str()
+                .to_string();
             let resp = pass_error(c, &cand.model, resp, deadline).await;
-            ledger.close(status, Outcome::Neutral, Some(class), Tokens::default(), None);
+            ledger.close(
+                status,
+                Outcome::Neutral,
+                Some(class),
+                Tokens::default(),
+                None,
+            );
             return resp;
         }
         return pass_answer(c, &cand.model, resp, &incoming, limits, ledger);
@@ -268,7 +298,13 @@ pub async fn serve(
         .into_response()
     });
     let status = if last_status == 0 { 503 } else { last_status };
-    ledger.close(status, Outcome::Neutral, last_class.or(Some("unavailable".into())), Tokens::default(), None);
+    ledger.close(
+        status,
+        Outcome::Neutral,
+        last_class.or(Some("unavailable".into())),
+        Tokens::default(),
+        None,
+    );
     resp
 }
 

@@ -15,7 +15,7 @@ use shared::probe::route::route_for;
 
 use super::Proxy;
 use super::forward::authenticate;
-use super::keys::{self, KeyGrant, ProxyEndpoint, ProxyUsage};
+use super::keys::{KeyGrant, ProxyEndpoint, ProxyUsage};
 use super::refusal::Refusal;
 use super::select::usable;
 use super::view::Channel;
@@ -30,7 +30,12 @@ struct Listed {
 }
 
 fn speaks_gemini(proxy: &Proxy, c: &Channel, model: &str) -> bool {
-    route_for(model, &c.settings.route_overrides, proxy.core.prober.rules()).protocol
+    route_for(
+        model,
+        &c.settings.route_overrides,
+        proxy.core.prober.rules(),
+    )
+    .protocol
         == Protocol::Gemini
 }
 
@@ -70,27 +75,24 @@ fn listed(proxy: &Proxy, grant: &KeyGrant) -> Vec<Listed> {
 }
 
 fn record(proxy: &Proxy, grant: &KeyGrant, started: std::time::Instant) {
-    keys::record(
-        &proxy.core,
-        ProxyUsage {
-            at: crate::store::now(),
-            key_id: grant.key_id,
-            target_id: None,
-            requested_model: String::new(),
-            upstream_model: None,
-            endpoint: ProxyEndpoint::Models,
-            stream: false,
-            status: 200,
-            attempts: 0,
-            ttfb_ms: None,
-            ttft_ms: None,
-            total_ms: started.elapsed().as_secs_f64() * 1000.0,
-            input_tokens: None,
-            output_tokens: None,
-            tokens_estimated: false,
-            error_class: None,
-        },
-    );
+    proxy.core.proxy_keys.record(ProxyUsage {
+        at: crate::store::now(),
+        key_id: grant.key_id,
+        target_id: None,
+        requested_model: String::new(),
+        upstream_model: None,
+        endpoint: ProxyEndpoint::Models,
+        stream: false,
+        status: 200,
+        attempts: 0,
+        ttfb_ms: None,
+        ttft_ms: None,
+        total_ms: started.elapsed().as_secs_f64() * 1000.0,
+        input_tokens: None,
+        output_tokens: None,
+        tokens_estimated: false,
+        error_class: None,
+    });
 }
 
 fn openai_item(l: &Listed) -> Value {
@@ -111,7 +113,11 @@ pub async fn openai_models(proxy: std::sync::Arc<Proxy>, req: Request) -> Respon
 }
 
 /// `GET /v1/models/{id}`: one model of the list.
-pub async fn openai_model(proxy: std::sync::Arc<Proxy>, id: String, req: Request) -> Response<Body> {
+pub async fn openai_model(
+    proxy: std::sync::Arc<Proxy>,
+    id: String,
+    req: Request,
+) -> Response<Body> {
     let (parts, _) = req.into_parts();
     let grant = match authenticate(&proxy, &parts) {
         Ok(g) => g,

@@ -9,7 +9,6 @@
 
 pub mod breaker;
 pub mod forward;
-mod keys_shim;
 pub mod listing;
 pub mod refusal;
 pub mod relay;
@@ -36,7 +35,7 @@ use refusal::Refusal;
 use request::Api;
 use view::ViewHandle;
 
-use keys_shim as keys;
+use crate::service::proxy_keys as keys;
 
 /// The proxy's state: the service core, the routing view, the breakers.
 pub struct Proxy {
@@ -62,7 +61,12 @@ impl Proxy {
         let core = &self.core;
         self.view
             .clone()
-            .keep_fresh(core.store.clone(), core.prober.clone(), core.bus.clone(), stop)
+            .keep_fresh(
+                core.store.clone(),
+                core.prober.clone(),
+                core.bus.clone(),
+                stop,
+            )
             .await
     }
 

@@ -17,7 +17,7 @@ use tokio::time::Sleep;
 
 use super::Proxy;
 use super::breaker::Outcome;
-use super::keys::{self, ProxyEndpoint, ProxyUsage};
+use super::keys::{ProxyEndpoint, ProxyUsage};
 use super::usage::{Tokens, UsageReader};
 
 /// Everything known about one proxied request, to record when it ends.
@@ -71,7 +71,7 @@ impl Ledger {
             tokens_estimated: tokens.estimated,
             error_class,
         };
-        keys::record(&self.proxy.core, usage);
+        self.proxy.core.proxy_keys.record(usage);
     }
 }
 

@@ -168,8 +168,8 @@ pub fn read_fields(body: &[u8]) -> Result<BodyFields, Refusal> {
         None => (None, None),
         Some(raw) => {
             let text = raw.get();
-            let model: String = serde_json::from_str(text)
-                .map_err(|_| bad("model: must be a string".into()))?;
+            let model: String =
+                serde_json::from_str(text).map_err(|_| bad("model: must be a string".into()))?;
             let start = text.as_ptr() as usize - body.as_ptr() as usize;
             (Some(model), Some(start..start + text.len()))
         }
@@ -243,6 +243,9 @@ mod tests {
             Some("alt=sse")
         );
         assert_eq!(upstream_query(Some("key=k1")), None);
-        assert_eq!(upstream_query(Some("beta=true")).as_deref(), Some("beta=true"));
+        assert_eq!(
+            upstream_query(Some("beta=true")).as_deref(),
+            Some("beta=true")
+        );
     }
 }

@@ -238,6 +238,12 @@ pub fn candidates(
 
 /// Whether the key may use `model` on `c` now (for `/v1/models`): as routing would
 /// decide it for `channel/model` (`explicit`) or as a bare candidate.
-pub fn usable(c: &Channel, model: &str, grant: &KeyGrant, breakers: &Breakers, explicit: bool) -> bool {
+pub fn usable(
+    c: &Channel,
+    model: &str,
+    grant: &KeyGrant,
+    breakers: &Breakers,
+    explicit: bool,
+) -> bool {
     obstacle(c, model, grant, breakers, explicit).is_none()
 }

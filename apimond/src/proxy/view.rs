@@ -186,10 +186,7 @@ fn matters(e: &Event) -> bool {
     }
 }
 
-async fn load(
-    store: &Store,
-    prober: &shared::probe::Prober,
-) -> crate::store::Result<RoutingView> {
+async fn load(store: &Store, prober: &shared::probe::Prober) -> crate::store::Result<RoutingView> {
     let mut targets = store.list_targets().await?;
     targets.sort_by_key(|t| (t.sort_order, t.id));
     let mut latest = store.model_latest(None, 0).await?;

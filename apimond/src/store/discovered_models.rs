@@ -60,7 +60,9 @@ impl Store {
     }
 
     /// Every target's discovered list at once (the proxy's routing view reads them all).
-    pub async fn all_discovered_models(&self) -> Result<std::collections::HashMap<i64, Vec<String>>> {
+    pub async fn all_discovered_models(
+        &self,
+    ) -> Result<std::collections::HashMap<i64, Vec<String>>> {
         self.read(move |conn, _| {
             let mut stmt = conn.prepare_cached("SELECT id, discovered_models FROM targets")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;

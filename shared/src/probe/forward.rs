@@ -83,11 +83,7 @@ impl UpstreamClient {
         let scrub = move |class: ErrorClass, message: String| UpstreamError {
             class,
             message: match &proxy {
-                Some(p) => format!(
-                    "through the proxy {}: {}",
-                    p.masked(),
-                    p.scrub(&message)
-                ),
+                Some(p) => format!("through the proxy {}: {}", p.masked(), p.scrub(&message)),
                 None => message,
             },
         };
