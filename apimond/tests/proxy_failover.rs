@@ -47,7 +47,11 @@ async fn a_5xx_429_or_silence_before_headers_fails_over_to_the_next_channel() {
         for _ in 0..2 {
             let (s, h, t) = chat(&d, MASTER, &ask("gpt-4o-mini"), &[]).await;
             assert_eq!(s, 200, "{failure:?}: {t}");
-            assert_eq!(header(&h, "x-proxy-target-id"), b.to_string(), "{failure:?}");
+            assert_eq!(
+                header(&h, "x-proxy-target-id"),
+                b.to_string(),
+                "{failure:?}"
+            );
         }
         assert_eq!(relay_a.received().len(), 1, "{failure:?}: alpha tried once");
         assert_eq!(relay_b.received().len(), 2, "{failure:?}");

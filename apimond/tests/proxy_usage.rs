@@ -62,10 +62,20 @@ async fn a_key_reaches_only_its_channels_and_models() {
         assert_eq!(s, 200, "{t}");
         assert_eq!(header(&h, "x-proxy-target-id"), a.to_string());
     }
-    let (s, _, t) = chat(&d, &only_beta, &ask("gpt-4.1"), &[("X-Target-Id", &a.to_string())]).await;
+    let (s, _, t) = chat(
+        &d,
+        &only_beta,
+        &ask("gpt-4.1"),
+        &[("X-Target-Id", &a.to_string())],
+    )
+    .await;
     assert_eq!(s, 403, "{t}");
     let (s, h, t) = chat(&d, &only_beta, &ask("gpt-4.1"), &[]).await;
-    assert_eq!((s, header(&h, "x-proxy-target-id")), (200, b.to_string().as_str()), "{t}");
+    assert_eq!(
+        (s, header(&h, "x-proxy-target-id")),
+        (200, b.to_string().as_str()),
+        "{t}"
+    );
     for rec in relay.received() {
         assert!(!rec.mentions(&only_alpha_mini) && !rec.mentions(&only_beta));
         assert!(!rec.mentions(MASTER));
@@ -136,9 +146,21 @@ async fn usage_rows_match_the_requests_made() {
     relay.clear_received();
     let msg = json!([{"role": "user", "content": "Say hello"}]);
 
-    let (s, _, _) = chat(&d, &key, &json!({"model": "gpt-4o-mini", "messages": msg}), &[]).await;
+    let (s, _, _) = chat(
+        &d,
+        &key,
+        &json!({"model": "gpt-4o-mini", "messages": msg}),
+        &[],
+    )
+    .await;
     assert_eq!(s, 200);
-    let (s, _, _) = chat(&d, &key, &json!({"model": "gpt-4o-mini", "messages": msg, "stream": true}), &[]).await;
+    let (s, _, _) = chat(
+        &d,
+        &key,
+        &json!({"model": "gpt-4o-mini", "messages": msg, "stream": true}),
+        &[],
+    )
+    .await;
     assert_eq!(s, 200);
     let (s, _, _) = chat(
         &d,
@@ -167,7 +189,13 @@ async fn usage_rows_match_the_requests_made() {
     )
     .await;
     assert_eq!(s, 200);
-    let (s, _, _) = chat(&d, &key, &json!({"model": "gpt-nowhere", "messages": msg}), &[]).await;
+    let (s, _, _) = chat(
+        &d,
+        &key,
+        &json!({"model": "gpt-nowhere", "messages": msg}),
+        &[],
+    )
+    .await;
     assert_eq!(s, 404);
 
     let got = wait_rows(&d, 6).await;
@@ -192,7 +220,10 @@ async fn usage_rows_match_the_requests_made() {
             "row {i}"
         );
         assert_eq!((r.target_id, r.attempts), (Some(a), 1), "row {i}");
-        assert!(r.output.unwrap_or(0) > 0 && r.input.unwrap_or(0) > 0, "row {i}");
+        assert!(
+            r.output.unwrap_or(0) > 0 && r.input.unwrap_or(0) > 0,
+            "row {i}"
+        );
         if !estimated {
             let u = reported[i].expect("the relay reported usage");
             assert_eq!(
@@ -206,5 +237,8 @@ async fn usage_rows_match_the_requests_made() {
         }
     }
     let refused = &got[5];
-    assert_eq!((refused.status, refused.target_id, refused.attempts), (404, None, 0));
+    assert_eq!(
+        (refused.status, refused.target_id, refused.attempts),
+        (404, None, 0)
+    );
 }
