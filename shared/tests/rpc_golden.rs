@@ -136,6 +136,7 @@ fn samples() -> Vec<Sample> {
                 }],
             },
         ),
+        sample(vec![Request::ProxyBreakers(NoParams {})]),
     ]
 }
 

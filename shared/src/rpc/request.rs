@@ -67,6 +67,9 @@ methods! {
     "export" => Export(Export),
     /// Replies [`super::reply::ImportReply`].
     "import" => Import(Import),
+    /// The proxy's circuit breakers that are not closed and clean, as
+    /// `GET /api/proxy/breakers`.
+    "proxy.breakers" => ProxyBreakers(NoParams),
 }
 
 /// Why a well-formed JSON-RPC call names no request apimond can run.
