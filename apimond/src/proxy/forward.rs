@@ -444,7 +444,11 @@ fn pass_answer(
         incoming.body.len(),
         sse,
     );
-    let relay = Relay::new(resp.body, resp.status, limits, reader, ledger);
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let relay = Relay::new(resp.body, length, resp.status, limits, reader, ledger);
     let mut r = Response::new(Body::from_stream(relay));
     *r.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::OK);
     *r.headers_mut() = headers;
