@@ -10,26 +10,23 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use shared::probe::{ErrorClass, UpstreamResponse};
 
 use super::Proxy;
 use super::breaker::{Admission, Outcome};
 use super::keys::KeyGrant;
 use super::refusal::Refusal;
-use super::relay::{Ledger, Relay};
+use super::relay::{Ledger, pass_answer, pass_error};
 use super::request::{self, Api, BODY_LIMIT};
 use super::select::{self, Ask};
-use super::usage::{Tokens, UsageReader};
+use super::usage::Tokens;
 use crate::http::extract::request_client;
 
 /// Channels tried per request at most.
 pub const MAX_ATTEMPTS: usize = 3;
-/// Error bodies are read this far before they are passed on.
-const ERROR_BODY_CAP: usize = 256 * 1024;
 
 /// Request headers the upstream gets from the client; everything else (its key, hop
 /// headers, cookies) stays here. The channel's own headers are set from its settings.
@@ -40,19 +37,6 @@ const PASSED_REQUEST_HEADERS: [HeaderName; 3] = [
 ];
 const PASSED_REQUEST_HEADER_NAMES: [&str; 3] =
     ["anthropic-version", "anthropic-beta", "openai-beta"];
-
-/// Response headers that belong to one hop and are not passed on.
-const HOP_HEADERS: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// The key check: the presented key authenticated (shared failure limits per client).
 pub fn authenticate(proxy: &Proxy, parts: &Parts) -> Result<KeyGrant, Refusal> {
@@ -169,13 +153,10 @@ pub async fn serve(
         proxy.core.config.proxy.idle_timeout,
     );
     let deadline = started + limits.0 * 2;
-    let mut last: Option<Response<Body>> = None;
-    let mut last_status = 0u16;
-    let mut last_class: Option<String> = None;
+    let mut last: Option<Failed> = None;
     for cand in candidates {
         let c = &view.channels[cand.channel];
-        let now = Instant::now();
-        if now >= deadline {
+        if Instant::now() >= deadline {
             break;
         }
         let Ok(client) = &c.client else { continue };
@@ -186,125 +167,153 @@ pub async fn serve(
         ledger.attempts += 1;
         ledger.target = Some((c.id, c.name.clone()));
         ledger.upstream_model = Some(cand.model.clone());
-        let mut url = format!("{}{}", c.base, api.upstream_path(&cand.model));
+        let to = Upstream {
+            proxy: &proxy,
+            channel: c,
+            client,
+            model: &cand.model,
+        };
+        match to.send(&incoming, &parts.headers, limits.0, deadline).await {
+            Err(failed) => {
+                proxy
+                    .breakers
+                    .record(c.id, &c.name, &cand.model, Outcome::Failure);
+                last = Some(failed);
+            }
+            Ok(resp) if resp.status >= 400 => {
+                // A client error: the answer, not a reason to try elsewhere.
+                ledger.ttfb_ms = Some(ledger.elapsed_ms());
+                let status = resp.status;
+                let class = shared::probe::classify::classify(status, "").as_str();
+                let resp = pass_error(c, &cand.model, resp, deadline).await;
+                ledger.close(
+                    status,
+                    Outcome::Neutral,
+                    Some(class.to_string()),
+                    Tokens::default(),
+                    None,
+                );
+                return resp;
+            }
+            Ok(resp) => {
+                ledger.ttfb_ms = Some(ledger.elapsed_ms());
+                let usage_of = (api.protocol(), incoming.body.len());
+                return pass_answer(c, &cand.model, resp, usage_of, limits, ledger);
+            }
+        }
+    }
+    let Some(failed) = last else {
+        return refuse(
+            ledger,
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                format!(
+                    "no working channel for model {}: every candidate's circuit breaker is open",
+                    incoming.requested
+                ),
+            ),
+        );
+    };
+    ledger.close(
+        failed.status,
+        Outcome::Neutral,
+        Some(failed.class),
+        Tokens::default(),
+        None,
+    );
+    failed.response
+}
+
+/// An attempt that may go to the next candidate: what the client gets if it was the
+/// last one.
+struct Failed {
+    status: u16,
+    class: String,
+    response: Response<Body>,
+}
+
+/// One candidate channel and the model id it is sent.
+struct Upstream<'a> {
+    proxy: &'a Proxy,
+    channel: &'a super::view::Channel,
+    client: &'a shared::probe::UpstreamClient,
+    model: &'a str,
+}
+
+impl Upstream<'_> {
+    /// Sends the request; a connect error, no headers in time, a 5xx or a 429 is
+    /// `Err` (the next candidate may be tried), any other answer is `Ok`.
+    async fn send(
+        &self,
+        incoming: &Incoming,
+        client_headers: &HeaderMap,
+        first_byte: Duration,
+        deadline: Instant,
+    ) -> Result<UpstreamResponse, Failed> {
+        let c = self.channel;
+        let mut url = format!("{}{}", c.base, incoming.api.upstream_path(self.model));
         if let Some(q) = &incoming.query {
             url.push('?');
             url.push_str(q);
         }
-        let body = match (&incoming.model_span, cand.model != incoming.requested) {
-            (Some(span), true) => request::with_model(&incoming.body, span, &cand.model),
+        let body = match (&incoming.model_span, self.model != incoming.requested) {
+            (Some(span), true) => request::with_model(&incoming.body, span, self.model),
             _ => incoming.body.clone(),
         };
-        let headers = upstream_headers(&proxy, c, api, &parts.headers);
-        let wait = limits.0.min(deadline - now);
+        let headers = upstream_headers(self.proxy, c, incoming.api, client_headers);
+        let wait = first_byte.min(deadline.saturating_duration_since(Instant::now()));
         let sent = tokio::time::timeout(
             wait,
-            client.send(axum::http::Method::POST, &url, headers, Some(body)),
+            self.client
+                .send(axum::http::Method::POST, &url, headers, Some(body)),
         )
         .await;
-        let resp = match sent {
-            Err(_) => {
-                proxy
-                    .breakers
-                    .record(c.id, &c.name, &cand.model, Outcome::Failure);
-                last_status = 504;
-                last_class = Some("timeout".into());
-                last = Some(
-                    Refusal::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "timeout_error",
-                        format!(
-                            "channel {} sent no response headers within {} s",
-                            c.name,
-                            wait.as_secs()
-                        ),
-                    )
-                    .into_response(),
-                );
-                continue;
-            }
-            Ok(Err(e)) => {
-                proxy
-                    .breakers
-                    .record(c.id, &c.name, &cand.model, Outcome::Failure);
-                let status = if e.class == ErrorClass::Timeout {
-                    504
-                } else {
-                    502
-                };
-                last_status = status;
-                last_class = Some(e.class.as_str().to_string());
-                last = Some(
-                    Refusal::new(
-                        StatusCode::from_u16(status).expect("valid"),
-                        "upstream_error",
-                        format!(
-                            "channel {} could not be reached ({}): {}",
-                            c.name,
-                            e.class.as_str(),
-                            c.settings.scrub(&e.message)
-                        ),
-                    )
-                    .into_response(),
-                );
-                continue;
-            }
-            Ok(Ok(r)) => r,
+        let refused = |status: StatusCode, class: &str, message: String| Failed {
+            status: status.as_u16(),
+            class: class.to_string(),
+            response: Refusal::new(status, "upstream_error", message).into_response(),
         };
-        ledger.ttfb_ms = Some(ledger.elapsed_ms());
-        let status = resp.status;
-        if status == 429 || status >= 500 {
-            proxy
-                .breakers
-                .record(c.id, &c.name, &cand.model, Outcome::Failure);
-            last_status = status;
-            last_class = Some(
-                if status == 429 {
-                    "rate_limit"
+        match sent {
+            Err(_) => Err(refused(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!(
+                    "channel {} sent no response headers within {} s",
+                    c.name,
+                    wait.as_secs()
+                ),
+            )),
+            Ok(Err(e)) => Err(refused(
+                if e.class == ErrorClass::Timeout {
+                    StatusCode::GATEWAY_TIMEOUT
                 } else {
-                    "upstream_5xx"
-                }
-                .into(),
-            );
-            last = Some(pass_error(c, &cand.model, resp, deadline).await);
-            continue;
+                    StatusCode::BAD_GATEWAY
+                },
+                e.class.as_str(),
+                format!(
+                    "channel {} could not be reached ({}): {}",
+                    c.name,
+                    e.class.as_str(),
+                    c.settings.scrub(&e.message)
+                ),
+            )),
+            Ok(Ok(resp)) if resp.status == 429 || resp.status >= 500 => {
+                let status = resp.status;
+                Err(Failed {
+                    status,
+                    class: if status == 429 {
+                        "rate_limit"
+                    } else {
+                        "upstream_5xx"
+                    }
+                    .into(),
+                    response: pass_error(c, self.model, resp, deadline).await,
+                })
+            }
+            Ok(Ok(resp)) => Ok(resp),
         }
-        if status >= 400 {
-            let class = shared::probe::classify::classify(status, "")
-                .as_str()
-                .to_string();
-            let resp = pass_error(c, &cand.model, resp, deadline).await;
-            ledger.close(
-                status,
-                Outcome::Neutral,
-                Some(class),
-                Tokens::default(),
-                None,
-            );
-            return resp;
-        }
-        return pass_answer(c, &cand.model, resp, &incoming, limits, ledger);
     }
-    let resp = last.unwrap_or_else(|| {
-        Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
-            format!(
-                "no working channel for model {}: every candidate's circuit breaker is open",
-                incoming.requested
-            ),
-        )
-        .into_response()
-    });
-    let status = if last_status == 0 { 503 } else { last_status };
-    ledger.close(
-        status,
-        Outcome::Neutral,
-        last_class.or(Some("unavailable".into())),
-        Tokens::default(),
-        None,
-    );
-    resp
 }
 
 /// Records a refusal made before any upstream was asked, and answers it.
@@ -371,86 +380,4 @@ fn upstream_headers(
         }
     }
     h
-}
-
-/// The upstream's response headers minus hop-by-hop ones, plus which channel and
-/// model answered.
-fn answer_headers(mut h: HeaderMap, c: &super::view::Channel, model: &str) -> HeaderMap {
-    for name in HOP_HEADERS {
-        h.remove(name);
-    }
-    h.insert("x-proxy-target-id", HeaderValue::from(c.id));
-    if let Ok(v) = HeaderValue::from_str(model) {
-        h.insert("x-proxy-upstream-model", v);
-    }
-    h
-}
-
-/// An upstream error, passed on with its status and body (the channel's secrets
-/// scrubbed out of it).
-async fn pass_error(
-    c: &super::view::Channel,
-    model: &str,
-    resp: UpstreamResponse,
-    deadline: Instant,
-) -> Response<Body> {
-    let mut headers = answer_headers(resp.headers, c, model);
-    headers.remove(header::CONTENT_LENGTH);
-    let mut body = resp.body;
-    let mut out = Vec::new();
-    let read = async {
-        while let Some(Ok(chunk)) = body.next().await {
-            out.extend_from_slice(&chunk);
-            if out.len() >= ERROR_BODY_CAP {
-                out.truncate(ERROR_BODY_CAP);
-                break;
-            }
-        }
-    };
-    let wait = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_secs(1));
-    let _ = tokio::time::timeout(wait, read).await;
-    let text = String::from_utf8_lossy(&out);
-    let scrubbed = c.settings.scrub(&text);
-    let mut r = Response::new(Body::from(scrubbed));
-    *r.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    *r.headers_mut() = headers;
-    r
-}
-
-/// A 2xx answer, streamed on as it arrives.
-fn pass_answer(
-    c: &super::view::Channel,
-    model: &str,
-    resp: UpstreamResponse,
-    incoming: &Incoming,
-    limits: (Duration, Duration),
-    mut ledger: Ledger,
-) -> Response<Body> {
-    let mut headers = answer_headers(resp.headers, c, model);
-    let sse = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    if sse {
-        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        ledger.stream = true;
-    }
-    let reader = UsageReader::new(
-        incoming.api.protocol(),
-        ledger.started,
-        incoming.body.len(),
-        sse,
-    );
-    let length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let relay = Relay::new(resp.body, length, resp.status, limits, reader, ledger);
-    let mut r = Response::new(Body::from_stream(relay));
-    *r.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::OK);
-    *r.headers_mut() = headers;
-    r
 }

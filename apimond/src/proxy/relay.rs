@@ -1,4 +1,6 @@
-//! An upstream body on its way to the client: each chunk is handed on as the same
+//! An upstream answer on its way to the client: its headers (hop-by-hop ones dropped,
+//! the channel and model named), an error body passed on scrubbed, and the body of a
+//! success: each chunk is handed on as the same
 //! `Bytes` the moment it arrives (no copy, no re-framing, nothing added), read on the
 //! side for usage, and timed against the idle limits (first byte, then between
 //! chunks). When the body ends, breaks, times out or the client goes away (the relay
@@ -10,15 +12,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use bytes::Bytes;
-use futures_util::Stream;
-use shared::probe::UpstreamBody;
+use futures_util::{Stream, StreamExt};
+use shared::probe::{UpstreamBody, UpstreamResponse};
 use tokio::time::Sleep;
 
 use super::Proxy;
 use super::breaker::Outcome;
 use super::keys::{ProxyEndpoint, ProxyUsage};
 use super::usage::{Tokens, UsageReader};
+
+/// Error bodies are read this far before they are passed on.
+const ERROR_BODY_CAP: usize = 256 * 1024;
 
 /// Everything known about one proxied request, to record when it ends.
 pub struct Ledger {
@@ -195,4 +202,95 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.end(Outcome::Neutral, Some("client_closed".into()));
     }
+}
+
+/// Response headers that belong to one hop and are not passed on.
+const HOP_HEADERS: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The upstream's response headers minus hop-by-hop ones, plus which channel and
+/// model answered.
+fn answer_headers(mut h: HeaderMap, c: &super::view::Channel, model: &str) -> HeaderMap {
+    for name in HOP_HEADERS {
+        h.remove(name);
+    }
+    h.insert("x-proxy-target-id", HeaderValue::from(c.id));
+    if let Ok(v) = HeaderValue::from_str(model) {
+        h.insert("x-proxy-upstream-model", v);
+    }
+    h
+}
+
+/// An upstream error, passed on with its status and body (the channel's secrets
+/// scrubbed out of it).
+pub async fn pass_error(
+    c: &super::view::Channel,
+    model: &str,
+    resp: UpstreamResponse,
+    deadline: Instant,
+) -> Response<Body> {
+    let mut headers = answer_headers(resp.headers, c, model);
+    headers.remove(header::CONTENT_LENGTH);
+    let mut body = resp.body;
+    let mut out = Vec::new();
+    let read = async {
+        while let Some(Ok(chunk)) = body.next().await {
+            out.extend_from_slice(&chunk);
+            if out.len() >= ERROR_BODY_CAP {
+                out.truncate(ERROR_BODY_CAP);
+                break;
+            }
+        }
+    };
+    let wait = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
+    let _ = tokio::time::timeout(wait, read).await;
+    let text = String::from_utf8_lossy(&out);
+    let scrubbed = c.settings.scrub(&text);
+    let mut r = Response::new(Body::from(scrubbed));
+    *r.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    *r.headers_mut() = headers;
+    r
+}
+
+/// A 2xx answer, streamed on as it arrives; `protocol` and `request_bytes` are for
+/// reading its usage.
+pub fn pass_answer(
+    c: &super::view::Channel,
+    model: &str,
+    resp: UpstreamResponse,
+    (protocol, request_bytes): (shared::probe::Protocol, usize),
+    limits: (Duration, Duration),
+    mut ledger: Ledger,
+) -> Response<Body> {
+    let mut headers = answer_headers(resp.headers, c, model);
+    let sse = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if sse {
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        ledger.stream = true;
+    }
+    let reader = UsageReader::new(protocol, ledger.started, request_bytes, sse);
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let relay = Relay::new(resp.body, length, resp.status, limits, reader, ledger);
+    let mut r = Response::new(Body::from_stream(relay));
+    *r.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::OK);
+    *r.headers_mut() = headers;
+    r
 }
