@@ -776,3 +776,24 @@ async fn keys_are_managed_over_the_control_socket_and_the_secret_is_shown_once()
         KeyRefusal::Revoked
     );
 }
+
+#[tokio::test]
+async fn usage_queued_when_the_daemon_stops_is_written_before_it_exits() {
+    let mut d = TestDaemon::start().await;
+    let (k, _) = create_key(&d, json!({"name": "k"})).await;
+    for _ in 0..2000 {
+        d.core()
+            .proxy_keys
+            .record(usage(Some(k), None, "m", (1, 1)));
+    }
+    d.restart_with(STANDARD).await;
+    let (_, v) = d.admin(Method::GET, "/api/proxy/usage", None).await;
+    assert_eq!(v["totals"]["requests"], 2000, "{v}");
+    let (_, v) = d
+        .admin(Method::GET, &format!("/api/proxy/keys/{k}"), None)
+        .await;
+    assert_eq!(
+        v["item"]["usage_today"]["tokens"], 4000,
+        "counted again from the store"
+    );
+}
