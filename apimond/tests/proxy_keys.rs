@@ -442,6 +442,21 @@ async fn the_daemons_log_never_holds_a_key_even_at_debug_level() {
     )
     .await;
     call(Method::DELETE, "/api/proxy/keys/1", None).await;
+    let mut rpc = shared::client::RpcClient::connect(&[tmp.path().join("apimond.sock")])
+        .await
+        .unwrap();
+    let over_socket = rpc
+        .call(&shared::rpc::Request::KeysCreate(
+            shared::rpc::key_params::KeysCreate {
+                fields: json!({"name": "by-socket"}),
+            },
+        ))
+        .await
+        .unwrap()["proxy_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(rpc);
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     assert!(child.wait().unwrap().success());
@@ -451,6 +466,8 @@ async fn the_daemons_log_never_holds_a_key_even_at_debug_level() {
         log.contains("proxy key created") && log.contains("proxy key revoked"),
         "{log}"
     );
-    assert!(!log.contains(&secret), "the log holds the key");
+    for key in [&secret, &over_socket] {
+        assert!(!log.contains(key.as_str()), "the log holds a key");
+    }
     assert!(!log.contains(&apimond::service::proxy_key_admin::key_digest(&secret)));
 }
