@@ -3,12 +3,12 @@
 //! candidate fails, the last upstream error comes back as it was.
 
 mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
+#[path = "common/forwarding.rs"]
+mod forwarding;
 
 use std::time::Duration;
 
-use proxy::*;
+use forwarding::*;
 use testkit::Failure;
 
 async fn two_channels(

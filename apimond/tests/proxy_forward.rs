@@ -3,11 +3,11 @@
 //! upstream errors come back with their status and body, the channel key scrubbed.
 
 mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
+#[path = "common/forwarding.rs"]
+mod forwarding;
 
 use apimond::testing::UPSTREAM_KEY;
-use proxy::*;
+use forwarding::*;
 use serde_json::{Value, json};
 
 /// Every header value the relay last received, lower-cased names.

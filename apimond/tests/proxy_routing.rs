@@ -3,12 +3,12 @@
 //! that keeps it out until a trial succeeds.
 
 mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
+#[path = "common/forwarding.rs"]
+mod forwarding;
 
 use std::time::{Duration, Instant};
 
-use proxy::*;
+use forwarding::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 

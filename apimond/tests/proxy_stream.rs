@@ -3,12 +3,12 @@
 //! byte reached the client.
 
 mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
+#[path = "common/forwarding.rs"]
+mod forwarding;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use proxy::*;
+use forwarding::*;
 use serde_json::json;
 use testkit::{Failure, Outcome};
 

@@ -1,308 +1,190 @@
-//! Proxy keys at the proxy: a key reaches only its channels and models (403 and a model
-//! list of its own), its key never reaches the upstream, and every request it makes is
-//! recorded with the tokens the upstream reported (or an estimate, flagged).
+//! Proxy usage: rows recorded in batches without waiting, read back filtered and
+//! grouped, rolled up and pruned, counted against budgets across restarts, and
+//! written before the daemon exits.
 
 mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
 
-use std::time::{Duration, Instant};
-
-use apimond::store::proxy_keys::ProxyKeyFields;
-use apimond::testing::TestDaemon;
-use proxy::*;
-use serde_json::json;
-use sha2::Digest;
-
-/// Creates a key straight in the store (the key API is another part's) and reloads
-/// the proxy's index; returns the secret.
-async fn make_key(d: &TestDaemon, name: &str, targets: Vec<i64>, models: Vec<String>) -> String {
-    let secret = format!("sk-test-{name}-0123456789abcdefghijklmnop");
-    let hash = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
-    let fields = ProxyKeyFields {
-        name: name.into(),
-        description: String::new(),
-        enabled: true,
-        allowed_target_ids: targets,
-        allowed_models: models,
-        expires_at: None,
-        rpm_limit: None,
-        daily_token_budget: None,
-    };
-    let core = d.core();
-    core.store
-        .create_proxy_key(hash, secret[..12].to_string(), fields)
-        .await
-        .unwrap()
-        .unwrap();
-    core.proxy_keys.reload(&core.store, false).await.unwrap();
-    secret
-}
+use apimond::service::proxy_keys::{KeyRefusal, ProxyUsage};
+use common::proxy::*;
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
 
 #[tokio::test]
-async fn a_key_reaches_only_its_channels_and_models() {
-    let relay = relay(&["gpt-4o-mini", "gpt-4.1"], 0).await;
-    let d = daemon_with(&[]).await;
-    let a = channel(&d, "alpha", &relay.base_url(), &[]).await;
-    let b = channel(&d, "beta", &relay.base_url(), &[]).await;
-    wait_listed(&d, "beta/gpt-4.1", true).await;
-    let only_alpha_mini = make_key(&d, "mini", vec![], vec!["alpha/gpt-4o-mini".into()]).await;
-    let only_beta = make_key(&d, "beta", vec![b], vec![]).await;
-
-    let mut ids = model_ids(&d, &only_alpha_mini).await;
-    ids.sort();
-    assert_eq!(ids, ["alpha/gpt-4o-mini", "gpt-4o-mini"]);
-    for model in ["beta/gpt-4o-mini", "alpha/gpt-4.1", "gpt-4.1"] {
-        let (s, _, t) = chat(&d, &only_alpha_mini, &ask(model), &[]).await;
-        assert_eq!(s, 403, "{model}: {t}");
-        assert!(t.contains("not allowed for this key"), "{t}");
-    }
-    for _ in 0..3 {
-        let (s, h, t) = chat(&d, &only_alpha_mini, &ask("gpt-4o-mini"), &[]).await;
-        assert_eq!(s, 200, "{t}");
-        assert_eq!(header(&h, "x-proxy-target-id"), a.to_string());
-    }
-    let (s, _, t) = chat(
-        &d,
-        &only_beta,
-        &ask("gpt-4.1"),
-        &[("X-Target-Id", &a.to_string())],
-    )
-    .await;
-    assert_eq!(s, 403, "{t}");
-    let (s, h, t) = chat(&d, &only_beta, &ask("gpt-4.1"), &[]).await;
-    assert_eq!(
-        (s, header(&h, "x-proxy-target-id")),
-        (200, b.to_string().as_str()),
-        "{t}"
-    );
-    for rec in relay.received() {
-        assert!(!rec.mentions(&only_alpha_mini) && !rec.mentions(&only_beta));
-        assert!(!rec.mentions(MASTER));
-    }
-}
-
-struct Row {
-    key_id: Option<i64>,
-    target_id: Option<i64>,
-    endpoint: String,
-    stream: bool,
-    status: i64,
-    attempts: i64,
-    input: Option<i64>,
-    output: Option<i64>,
-    estimated: bool,
-    ttft: Option<f64>,
-}
-
-fn rows(d: &TestDaemon) -> Vec<Row> {
-    let conn = rusqlite::Connection::open(d.dir.join("registry.db")).unwrap();
-    let mut stmt = conn
-        .prepare(
-            "SELECT key_id, target_id, endpoint, stream, status, attempts, input_tokens, \
-             output_tokens, tokens_estimated, ttft_ms FROM proxy_usage WHERE key_id IS NOT NULL \
-             ORDER BY id",
-        )
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok(Row {
-            key_id: r.get(0)?,
-            target_id: r.get(1)?,
-            endpoint: r.get(2)?,
-            stream: r.get(3)?,
-            status: r.get(4)?,
-            attempts: r.get(5)?,
-            input: r.get(6)?,
-            output: r.get(7)?,
-            estimated: r.get(8)?,
-            ttft: r.get(9)?,
-        })
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
-}
-
-async fn wait_rows(d: &TestDaemon, n: usize) -> Vec<Row> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = rows(d);
-        if got.len() >= n {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "{} usage rows of {n}", got.len());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-#[tokio::test]
-async fn usage_rows_match_the_requests_made() {
-    let relay = relay(&["gpt-4o-mini", "claude-3-5-haiku", "gemini-2.0-flash"], 0).await;
-    let d = daemon_with(&[]).await;
-    let a = channel(&d, "alpha", &relay.base_url(), &[]).await;
-    wait_listed(&d, "gemini-2.0-flash", true).await;
-    let key = make_key(&d, "usage", vec![], vec![]).await;
-    let key_id = d.core().store.list_proxy_keys().await.unwrap()[0].id;
-    relay.clear_received();
-    let msg = json!([{"role": "user", "content": "Say hello"}]);
-
-    let (s, _, _) = chat(
-        &d,
-        &key,
-        &json!({"model": "gpt-4o-mini", "messages": msg}),
-        &[],
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, _, _) = chat(
-        &d,
-        &key,
-        &json!({"model": "gpt-4o-mini", "messages": msg, "stream": true}),
-        &[],
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, _, _) = chat(
-        &d,
-        &key,
-        &json!({"model": "gpt-4o-mini", "messages": msg, "stream": true,
-            "stream_options": {"include_usage": true}}),
-        &[],
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, _, _) = post(
-        &d,
-        "/v1/messages",
-        &key,
-        &json!({"model": "claude-3-5-haiku", "max_tokens": 16, "messages": msg, "stream": true}),
-        &[],
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, _, _) = post(
-        &d,
-        "/v1beta/models/gemini-2.0-flash:generateContent",
-        &key,
-        &json!({"contents": [{"role": "user", "parts": [{"text": "Say hello"}]}]}),
-        &[],
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, _, _) = chat(
-        &d,
-        &key,
-        &json!({"model": "gpt-nowhere", "messages": msg}),
-        &[],
-    )
-    .await;
-    assert_eq!(s, 404);
-
-    let got = wait_rows(&d, 6).await;
-    assert_eq!(got.len(), 6);
-    let reported: Vec<_> = relay.received().iter().map(|r| r.usage).collect();
-    assert_eq!(reported.len(), 5);
-    for r in &got {
-        assert_eq!(r.key_id, Some(key_id));
-    }
-    let expect = [
-        ("chat", false, 200, false),
-        ("chat", true, 200, true),
-        ("chat", true, 200, false),
-        ("messages", true, 200, false),
-        ("gemini_generate", false, 200, false),
-    ];
-    for (i, (endpoint, stream, status, estimated)) in expect.into_iter().enumerate() {
-        let r = &got[i];
-        assert_eq!(
-            (r.endpoint.as_str(), r.stream, r.status, r.estimated),
-            (endpoint, stream, status, estimated),
-            "row {i}"
-        );
-        assert_eq!((r.target_id, r.attempts), (Some(a), 1), "row {i}");
-        assert!(
-            r.output.unwrap_or(0) > 0 && r.input.unwrap_or(0) > 0,
-            "row {i}"
-        );
-        if !estimated {
-            let u = reported[i].expect("the relay reported usage");
-            assert_eq!(
-                (r.input, r.output),
-                (Some(u.input_tokens as i64), Some(u.output_tokens as i64)),
-                "row {i}: the tokens the upstream reported"
-            );
-        }
-        if stream {
-            assert!(r.ttft.is_some(), "row {i}");
-        }
-    }
-    let refused = &got[5];
-    assert_eq!(
-        (refused.status, refused.target_id, refused.attempts),
-        (404, None, 0)
+async fn the_budget_counts_what_was_recorded_before_a_restart() {
+    let mut d = TestDaemon::start().await;
+    let (id, key) = create_key(&d, json!({"name": "b", "daily_token_budget": 50})).await;
+    let grant = d.core().proxy_keys.authenticate(&key, CLIENT).unwrap();
+    let mut u = usage(grant.key_id, None, "m", (40, 0));
+    u.tokens_estimated = true;
+    u.input_tokens = None;
+    u.output_tokens = Some(60);
+    d.core().proxy_keys.record(u);
+    wait_usage(&d, &format!("key_id={id}"), 1).await;
+    d.restart_with(STANDARD).await;
+    let r = d.core().proxy_keys.authenticate(&key, CLIENT).unwrap_err();
+    assert!(
+        matches!(
+            r,
+            KeyRefusal::BudgetSpent {
+                daily_token_budget: 50,
+                ..
+            }
+        ),
+        "{r:?}"
     );
 }
 
-/// A relay answering with `Content-Length` (as nginx or most real ones do), unlike
-/// the fake relay's chunked replies.
-async fn fixed_length_relay() -> String {
-    use axum::routing::{get, post};
-    let reply = json!({"id": "x", "object": "chat.completion", "model": "fixed-model",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."},
-            "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}})
-    .to_string();
-    let app = axum::Router::new()
-        .route(
-            "/v1/models",
-            get(|| async {
-                axum::Json(json!({"object": "list", "data": [{"id": "fixed-model"}]}))
-            }),
-        )
-        .route(
-            "/v1/chat/completions",
-            post(move || {
-                let reply = reply.clone();
-                async move { ([("content-type", "application/json")], reply) }
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
-}
-
 #[tokio::test]
-async fn a_reply_with_a_content_length_is_recorded_as_a_success() {
-    let base = fixed_length_relay().await;
-    let d = daemon_with(&[]).await;
-    let id = d
-        .create_on(
-            "fixed",
-            &base,
-            json!({"check_mode": "prompt", "probe_mode": "plain", "client_profile": "plain"}),
-        )
+async fn usage_is_recorded_in_batches_and_read_back_filtered_and_grouped() {
+    let d = TestDaemon::start().await;
+    let a = d
+        .create_target("relay-a", "sk-channel-key-0123456789")
         .await;
-    d.trigger(id).await;
-    d.wait_run(id).await;
-    wait_listed(&d, "fixed-model", true).await;
-    let key = make_key(&d, "fixed", vec![], vec![]).await;
-    for _ in 0..3 {
-        let (s, h, t) = chat(&d, &key, &ask("fixed-model"), &[]).await;
-        assert_eq!(s, 200, "{t}");
-        assert!(header(&h, "content-length").parse::<usize>().unwrap() > 0);
+    let b = d
+        .create_target("relay-b", "sk-channel-key-0123456789")
+        .await;
+    let (k1, s1) = create_key(&d, json!({"name": "one"})).await;
+    let (k2, _) = create_key(&d, json!({"name": "two"})).await;
+    let keys = &d.core().proxy_keys;
+    keys.authenticate(&s1, CLIENT).unwrap();
+    let n = 3000;
+    for i in 0..n {
+        let (key, target, model) = match i % 3 {
+            0 => (Some(k1), Some(a), "relay-a/gpt-4o"),
+            1 => (Some(k2), Some(b), "gpt-4o"),
+            _ => (None, Some(b), "claude-x"),
+        };
+        let mut u = usage(key, target, model, (10, 5));
+        if i % 10 == 0 {
+            u.status = 502;
+            u.error_class = Some("upstream_5xx".into());
+        }
+        keys.record(u);
     }
-    let got = wait_rows(&d, 3).await;
+    let v = wait_usage(&d, "", n).await;
+    assert_eq!(v["source"], "raw");
+    assert_eq!(v["totals"]["tokens"], n * 15);
+    assert_eq!(v["totals"]["errors"], n / 10);
+    assert_eq!(v["items"], json!([]));
+    assert_eq!(keys.dropped_rows(), 0);
+
+    let v = wait_usage(&d, &format!("key_id={k1}"), n / 3).await;
+    assert_eq!(v["totals"]["input_tokens"], n / 3 * 10);
+    wait_usage(&d, "key_id=master", n / 3).await;
+    wait_usage(&d, &format!("target_id={b}"), 2 * n / 3).await;
+    // `relay-a/gpt-4o` and bare `gpt-4o` both count as the upstream model gpt-4o.
+    wait_usage(&d, "model=gpt-4o", 2 * n / 3).await;
+
+    let (_, v) = d
+        .admin(Method::GET, "/api/proxy/usage?group_by=key,model", None)
+        .await;
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{v}");
+    let master = items.iter().find(|i| i["key_name"] == "master").unwrap();
+    assert_eq!(
+        (&master["key_id"], &master["model"]),
+        (&Value::Null, &json!("claude-x"))
+    );
+    let one = items.iter().find(|i| i["key_id"] == k1).unwrap();
+    assert_eq!(
+        (&one["key_name"], &one["requests"]),
+        (&json!("one"), &json!(n / 3))
+    );
+    assert_eq!(one["avg_total_ms"], 10.0);
+    let (_, v) = d
+        .admin(Method::GET, "/api/proxy/usage?group_by=hour", None)
+        .await;
+    assert!(
+        v["items"][0]["bucket_start"].as_f64().unwrap() % 3600.0 == 0.0,
+        "{v}"
+    );
+
+    // Each key shows its last use and today's count.
+    let (_, v) = d
+        .admin(Method::GET, &format!("/api/proxy/keys/{k2}"), None)
+        .await;
+    assert_eq!(v["item"]["last_used_target_id"], b);
+    assert!(v["item"]["last_used_at"].is_f64());
+    assert_eq!(v["item"]["usage_today"]["requests"], n / 3);
+    let stored = d.core().store.get_proxy_key(k2).await.unwrap().unwrap();
+    assert_eq!(
+        stored.last_used_target_id,
+        Some(b),
+        "persisted with the batch"
+    );
+}
+
+/// Rows written straight to the store at a given age.
+async fn record_at(d: &TestDaemon, age_days: f64, key_id: Option<i64>, rows: usize) {
+    let at = apimond::store::now() - age_days * 86_400.0;
+    let batch = (0..rows)
+        .map(|_| ProxyUsage {
+            at,
+            ..usage(key_id, Some(1), "m", (100, 1))
+        })
+        .collect();
+    d.core().store.record_usage(batch).await.unwrap();
+}
+
+fn raw_rows(d: &TestDaemon) -> i64 {
     let conn = rusqlite::Connection::open(d.dir.join("registry.db")).unwrap();
-    let errors: Vec<Option<String>> = conn
-        .prepare("SELECT error_class FROM proxy_usage WHERE key_id IS NOT NULL")
+    conn.query_row("SELECT COUNT(*) FROM proxy_usage", [], |r| r.get(0))
         .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(errors, [None, None, None]);
-    for r in &got {
-        assert_eq!((r.status, r.input, r.output), (200, Some(11), Some(2)));
+}
+
+#[tokio::test]
+async fn usage_is_rolled_up_and_old_raw_rows_and_rollups_are_pruned() {
+    let d = TestDaemon::start().await;
+    let (k, _) = create_key(&d, json!({"name": "k"})).await;
+    record_at(&d, 10.0, Some(k), 4).await; // past raw retention (7 days)
+    record_at(&d, 3.0, Some(k), 2).await;
+    record_at(&d, 0.0, None, 1).await;
+    record_at(&d, 45.0, Some(k), 5).await; // past hourly retention (30 days)
+    let upkeep = &d.core().upkeep;
+    upkeep.roll_up_all().await;
+    record_at(&d, 0.0, Some(k), 3).await; // not rolled up yet: read from raw rows
+    let since = apimond::store::now() - 60.0 * 86_400.0;
+    let v = wait_usage(&d, &format!("since={since}&group_by=day"), 15).await;
+    assert_eq!(v["source"], "day");
+    assert_eq!(v["totals"]["input_tokens"], 1500);
+
+    upkeep.prune_old_data().await;
+    assert_eq!(
+        raw_rows(&d),
+        6,
+        "rows past RETENTION_RAW_DAYS go once rolled up"
+    );
+    let v = wait_usage(&d, &format!("since={since}"), 15).await;
+    assert_eq!(v["source"], "day", "{v}");
+    // Hourly rollups past 30 days are gone: an hourly read finds only the younger ones.
+    let v = wait_usage(&d, &format!("since={since}&group_by=hour"), 10).await;
+    assert_eq!(v["source"], "hour");
+    let v = wait_usage(&d, &format!("key_id={k}&since={since}&group_by=key"), 14).await;
+    assert_eq!(v["items"][0]["key_name"], "k");
+    // Rows are counted once, however often the upkeep runs.
+    upkeep.roll_up_all().await;
+    upkeep.roll_up_all().await;
+    wait_usage(&d, &format!("since={since}"), 15).await;
+}
+
+#[tokio::test]
+async fn usage_queued_when_the_daemon_stops_is_written_before_it_exits() {
+    let mut d = TestDaemon::start().await;
+    let (k, _) = create_key(&d, json!({"name": "k"})).await;
+    for _ in 0..2000 {
+        d.core()
+            .proxy_keys
+            .record(usage(Some(k), None, "m", (1, 1)));
     }
+    d.restart_with(STANDARD).await;
+    let (_, v) = d.admin(Method::GET, "/api/proxy/usage", None).await;
+    assert_eq!(v["totals"]["requests"], 2000, "{v}");
+    let (_, v) = d
+        .admin(Method::GET, &format!("/api/proxy/keys/{k}"), None)
+        .await;
+    assert_eq!(
+        v["item"]["usage_today"]["tokens"], 4000,
+        "counted again from the store"
+    );
 }

@@ -1,148 +1,65 @@
-//! What the proxy tests share: a daemon with a master token, channels on fake relays
-//! probed once, and waiting until the proxy's routing view shows what a test needs.
-#![allow(dead_code)]
+//! Helpers of the proxy key and usage tests: keys created over the API, usage rows as
+//! the forwarder reports them, and waiting for them to be written.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use apimond::testing::{TestDaemon, UPSTREAM_KEY};
-use reqwest::Method;
-use serde_json::{Value, json};
+use apimond::service::proxy_keys::{ProxyEndpoint, ProxyUsage};
+use apimond::testing::TestDaemon;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
 
-pub const MASTER: &str = "sk-master-proxy-token-for-tests-0123";
+/// The client the key checks below come from; a loopback address, so the API can be
+/// called from it too.
+pub const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 7));
 
-pub const ENV: &[(&str, &str)] = &[
-    ("API_MONITOR_TOKEN", apimond::testing::ADMIN_TOKEN),
-    ("API_MONITOR_TOKEN_VISITOR", apimond::testing::VISITOR_TOKEN),
-    ("ADMIN_PANEL_PASSWORD", apimond::testing::PASSWORD),
-    ("PROXY_MASTER_TOKEN", MASTER),
-];
-
-pub async fn daemon_with(extra: &[(&str, &str)]) -> TestDaemon {
-    let mut env: Vec<(&str, &str)> = ENV.to_vec();
-    env.extend_from_slice(extra);
-    TestDaemon::start_with(&env).await
+pub async fn create_key(d: &TestDaemon, body: Value) -> (i64, String) {
+    let (s, v) = d.admin(Method::POST, "/api/proxy/keys", Some(&body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    (
+        v["item"]["id"].as_i64().unwrap(),
+        v["proxy_key"].as_str().unwrap().to_string(),
+    )
 }
 
-/// A fake relay listing `models`, with events `gap_ms` apart in streams.
-pub async fn relay(models: &[&str], gap_ms: u64) -> testkit::FakeUpstream {
-    testkit::FakeUpstream::start(relay_config(models, gap_ms)).await
-}
-
-pub fn relay_config(models: &[&str], gap_ms: u64) -> testkit::FakeConfig {
-    testkit::FakeConfig {
-        models: models.iter().map(|m| m.to_string()).collect(),
-        api_key: UPSTREAM_KEY.into(),
-        event_gap: Duration::from_millis(gap_ms),
-        ..testkit::FakeConfig::default()
+pub fn usage(
+    key_id: Option<i64>,
+    target_id: Option<i64>,
+    model: &str,
+    tokens: (u64, u64),
+) -> ProxyUsage {
+    ProxyUsage {
+        at: apimond::store::now(),
+        key_id,
+        target_id,
+        requested_model: model.into(),
+        upstream_model: Some(model.rsplit('/').next().unwrap().into()),
+        endpoint: ProxyEndpoint::Chat,
+        stream: false,
+        status: 200,
+        attempts: 1,
+        ttfb_ms: Some(5.0),
+        ttft_ms: None,
+        total_ms: 10.0,
+        input_tokens: Some(tokens.0),
+        output_tokens: Some(tokens.1),
+        tokens_estimated: false,
+        error_class: None,
     }
 }
 
-/// Creates a channel on `base_url` probing only `probed` (all listed models when
-/// empty), runs it once and waits for the run.
-pub async fn channel(d: &TestDaemon, name: &str, base_url: &str, probed: &[&str]) -> i64 {
-    let id = d
-        .create_on(
-            name,
-            base_url,
-            json!({"selected_models": probed, "client_profile": "plain"}),
-        )
-        .await;
-    let (s, v) = d.trigger(id).await;
-    assert!(s.is_success(), "{v}");
-    d.wait_run(id).await;
-    id
-}
-
-/// Waits until `GET /v1/models` (master token) lists `id`, or lists it no more.
-pub async fn wait_listed(d: &TestDaemon, id: &str, listed: bool) {
+/// Waits until the usage API counts `n` requests for the query.
+pub async fn wait_usage(d: &TestDaemon, query: &str, n: i64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ids = model_ids(d, MASTER).await;
-        if ids.iter().any(|x| x == id) == listed {
-            return;
+        let (s, v) = d
+            .admin(Method::GET, &format!("/api/proxy/usage?{query}"), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        if v["totals"]["requests"] == n {
+            return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{id} listed={listed} never came: {ids:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(Instant::now() < deadline, "usage never reached {n}: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-pub async fn model_ids(d: &TestDaemon, key: &str) -> Vec<String> {
-    let (s, body, v) = d.send(Method::GET, "/v1/models", Some(key), None).await;
-    assert_eq!(s, 200, "{body}");
-    v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// A chat request through the proxy: status, headers and the body text.
-pub async fn chat(
-    d: &TestDaemon,
-    key: &str,
-    body: &Value,
-    headers: &[(&str, &str)],
-) -> (u16, reqwest::header::HeaderMap, String) {
-    post(d, "/v1/chat/completions", key, body, headers).await
-}
-
-pub async fn post(
-    d: &TestDaemon,
-    path: &str,
-    key: &str,
-    body: &Value,
-    headers: &[(&str, &str)],
-) -> (u16, reqwest::header::HeaderMap, String) {
-    let mut req = d.http.post(d.url(path)).bearer_auth(key).json(body);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.expect("the proxy answers");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    (status, headers, resp.text().await.unwrap())
-}
-
-pub fn ask(model: &str) -> Value {
-    json!({"model": model, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 16})
-}
-
-pub fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
-    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-}
-
-/// The text a reply carries, plain or streamed, in any of the four protocols: every
-/// string under `content`, `text` or `delta`, in order.
-pub fn said(body: &str) -> String {
-    fn walk(v: &Value, out: &mut String) {
-        match v {
-            Value::Object(m) => {
-                for (k, x) in m {
-                    match (k.as_str(), x) {
-                        ("content" | "text" | "delta", Value::String(s)) => out.push_str(s),
-                        _ => walk(x, out),
-                    }
-                }
-            }
-            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-            _ => {}
-        }
-    }
-    let mut out = String::new();
-    if let Ok(v) = serde_json::from_str::<Value>(body) {
-        walk(&v, &mut out);
-        return out;
-    }
-    for line in body.lines() {
-        if let Some(data) = line.strip_prefix("data:")
-            && let Ok(v) = serde_json::from_str::<Value>(data.trim())
-        {
-            walk(&v, &mut out);
-        }
-    }
-    out
 }
