@@ -159,8 +159,10 @@ impl From<KeyRefusal> for ServiceError {
 /// A key's counters, kept across index rebuilds.
 #[derive(Debug)]
 struct Live {
-    /// Request tokens left in the per-minute bucket, and when it was last filled.
+    /// Request tokens left in the per-minute bucket, the limit it was filled for (a
+    /// new limit starts a full bucket), and when it was last filled.
     bucket: f64,
+    bucket_limit: Option<u32>,
     filled_at: Instant,
     /// The budget day the counts below belong to (its start, Unix seconds).
     day_start: f64,
@@ -277,6 +279,7 @@ impl ProxyKeys {
                     let (requests, tokens) = seeded.get(&record.id).copied().unwrap_or((0, 0));
                     Arc::new(Mutex::new(Live {
                         bucket: record.rpm_limit.map(f64::from).unwrap_or(0.0),
+                        bucket_limit: record.rpm_limit,
                         filled_at: Instant::now(),
                         day_start,
                         requests_today: requests,
@@ -368,6 +371,11 @@ impl ProxyKeys {
             // A token bucket of `rpm` requests, refilled at rpm per minute.
             let rate = f64::from(rpm) / 60.0;
             let t = Instant::now();
+            if live.bucket_limit != Some(rpm) {
+                live.bucket_limit = Some(rpm);
+                live.bucket = f64::from(rpm);
+                live.filled_at = t;
+            }
             let elapsed = t.duration_since(live.filled_at).as_secs_f64();
             live.bucket = (live.bucket + elapsed * rate).min(f64::from(rpm));
             live.filled_at = t;
