@@ -14,6 +14,7 @@ pub mod events;
 pub mod http;
 pub mod lifecycle;
 pub mod maintenance;
+pub mod proxy;
 pub mod rpc;
 pub mod runlog;
 pub mod runner;
@@ -226,7 +227,11 @@ impl Daemon {
         )?;
         life.spawn(scheduler.run());
         life.spawn(upkeep.run(life.upkeep.clone()));
-        let app = http::router(core.clone());
+        // The proxy routes on an in-memory view, loaded before the first request.
+        let proxy = proxy::Proxy::new(core.clone());
+        proxy.refresh().await;
+        life.spawn(proxy.clone().keep_view_fresh(life.upkeep.clone()));
+        let app = proxy::router(proxy).merge(http::router(core.clone()));
         let stopped = life.http.clone();
         let server = life.spawn(async move {
             axum::serve(

@@ -1,0 +1,183 @@
+//! An upstream body on its way to the client: each chunk is handed on as the same
+//! `Bytes` the moment it arrives (no copy, no re-framing, nothing added), read on the
+//! side for usage, and timed against the idle limits (first byte, then between
+//! chunks). When the body ends, breaks, times out or the client goes away (the relay
+//! is dropped, which drops the upstream request at once), its [`Ledger`] records the
+//! request and feeds the breaker.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use shared::probe::UpstreamBody;
+use tokio::time::Sleep;
+
+use super::Proxy;
+use super::breaker::Outcome;
+use super::keys::{ProxyEndpoint, ProxyUsage};
+use super::usage::{Tokens, UsageReader};
+
+/// Everything known about one proxied request, to record when it ends.
+pub struct Ledger {
+    pub proxy: Arc<Proxy>,
+    pub started: Instant,
+    pub at: f64,
+    pub key_id: Option<i64>,
+    pub requested_model: String,
+    pub endpoint: ProxyEndpoint,
+    pub stream: bool,
+    pub attempts: u8,
+    /// The channel answering (id, name) and the model id it was sent.
+    pub target: Option<(i64, String)>,
+    pub upstream_model: Option<String>,
+    pub ttfb_ms: Option<f64>,
+}
+
+impl Ledger {
+    pub fn elapsed_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// Records the request; `outcome` feeds the breaker of the channel that answered.
+    pub fn close(
+        self,
+        status: u16,
+        outcome: Outcome,
+        error_class: Option<String>,
+        tokens: Tokens,
+        ttft_ms: Option<f64>,
+    ) {
+        if let (Some((id, name)), Some(model)) = (&self.target, &self.upstream_model) {
+            self.proxy.breakers.record(*id, name, model, outcome);
+        }
+        let usage = ProxyUsage {
+            at: self.at,
+            key_id: self.key_id,
+            target_id: self.target.as_ref().map(|t| t.0),
+            total_ms: self.elapsed_ms(),
+            requested_model: self.requested_model,
+            upstream_model: self.upstream_model,
+            endpoint: self.endpoint,
+            stream: self.stream,
+            status,
+            attempts: self.attempts,
+            ttfb_ms: self.ttfb_ms,
+            ttft_ms,
+            input_tokens: tokens.input,
+            output_tokens: tokens.output,
+            tokens_estimated: tokens.estimated,
+            error_class,
+        };
+        self.proxy.core.proxy_keys.record(usage);
+    }
+}
+
+/// The upstream body as the client's response body.
+pub struct Relay {
+    upstream: UpstreamBody,
+    status: u16,
+    first_byte: Duration,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+    last_chunk: Instant,
+    seen_bytes: bool,
+    reader: UsageReader,
+    ledger: Option<Ledger>,
+}
+
+impl Relay {
+    pub fn new(
+        upstream: UpstreamBody,
+        status: u16,
+        limits: (Duration, Duration),
+        reader: UsageReader,
+        ledger: Ledger,
+    ) -> Relay {
+        let now = Instant::now();
+        Relay {
+            upstream,
+            status,
+            first_byte: limits.0,
+            idle: limits.1,
+            timer: Box::pin(tokio::time::sleep(limits.0)),
+            last_chunk: now,
+            seen_bytes: false,
+            reader,
+            ledger: Some(ledger),
+        }
+    }
+
+    fn end(&mut self, outcome: Outcome, error_class: Option<String>) {
+        if let Some(ledger) = self.ledger.take() {
+            let tokens = self.reader.finish();
+            let ttft = self.reader.first_token_ms.or(if ledger.stream {
+                self.reader.first_byte_ms
+            } else {
+                None
+            });
+            ledger.close(self.status, outcome, error_class, tokens, ttft);
+        }
+    }
+}
+
+impl Stream for Relay {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ledger.is_none() {
+            return Poll::Ready(None);
+        }
+        match this.upstream.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                // The timer is not reset per chunk (that costs a timer-wheel update);
+                // when it fires, it is moved on from the last chunk's time.
+                this.last_chunk = Instant::now();
+                this.seen_bytes = true;
+                this.reader.see(&chunk);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let class = e.class.as_str().to_string();
+                this.end(Outcome::Failure, Some(class));
+                Poll::Ready(Some(Err(std::io::Error::other(e.message))))
+            }
+            Poll::Ready(None) => {
+                this.end(Outcome::Success, None);
+                Poll::Ready(None)
+            }
+            Poll::Pending => loop {
+                match this.timer.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => {
+                        let limit = if this.seen_bytes {
+                            this.idle
+                        } else {
+                            this.first_byte
+                        };
+                        let deadline = this.last_chunk + limit;
+                        if Instant::now() >= deadline {
+                            this.end(Outcome::Failure, Some("timeout".into()));
+                            return Poll::Ready(Some(Err(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                format!("the upstream sent nothing for {} s", limit.as_secs()),
+                            ))));
+                        }
+                        this.timer.as_mut().reset(deadline.into());
+                    }
+                }
+            },
+        }
+    }
+}
+
+impl Drop for Relay {
+    /// The client went away before the end: dropping `upstream` (right after this)
+    /// cancels the upstream request.
+    fn drop(&mut self) {
+        self.end(Outcome::Neutral, Some("client_closed".into()));
+    }
+}
