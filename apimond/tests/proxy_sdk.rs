@@ -33,11 +33,12 @@ const SHARED_MODELS: &[&str] = &[
     "gpt-spaced",
     "claude-spaced",
     "gemini-spaced",
-    "gpt-hangup",
-    "gpt-refused",
+    "gpt-leaving",
 ];
-/// Only on relay A, so no other channel hides its breaker.
+/// Only on relay A, so no other channel hides its breaker or its usage.
 const A_ONLY: &[&str] = &["gpt-breaker", "gpt-usage"];
+/// On relays B and C: C's port is the one that stops listening.
+const B_AND_C: &[&str] = &["gpt-refused"];
 
 async fn relay(models: &[&str]) -> FakeUpstream {
     FakeUpstream::start(FakeConfig {
@@ -91,8 +92,10 @@ async fn the_real_sdks_work_through_the_proxy() {
     let mut a_models = SHARED_MODELS.to_vec();
     a_models.extend_from_slice(A_ONLY);
     let relay_a = relay(&a_models).await;
-    let relay_b = relay(SHARED_MODELS).await;
-    let relay_c = relay(&["gpt-refused"]).await;
+    let mut b_models = SHARED_MODELS.to_vec();
+    b_models.extend_from_slice(B_AND_C);
+    let relay_b = relay(&b_models).await;
+    let relay_c = relay(B_AND_C).await;
     let controls = [
         relay_a.serve_control().await,
         relay_b.serve_control().await,

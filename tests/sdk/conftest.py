@@ -43,8 +43,9 @@ def anthropic_client(key):
     return anthropic.Anthropic(base_url=URL, api_key=key, max_retries=0, timeout=30)
 
 
-def genai_client(key):
-    options = genai_types.HttpOptions(base_url=URL, timeout=30_000)
+def genai_client(key, api_version=None):
+    """`api_version` None: the SDK's own choice (current ones use `/v1/models/...`)."""
+    options = genai_types.HttpOptions(base_url=URL, timeout=30_000, api_version=api_version)
     return genai.Client(api_key=key, http_options=options)
 
 

@@ -117,7 +117,8 @@ def _anthropic_stream(model):
 
 
 def _gemini_stream(model):
-    for chunk in genai_client(KEY).models.generate_content_stream(model=model, contents="hi"):
+    client = genai_client(KEY)  # kept: the stream uses its connection
+    for chunk in client.models.generate_content_stream(model=model, contents="hi"):
         if chunk.text:
             yield
 
@@ -157,16 +158,16 @@ def test_a_stream_is_not_buffered(relays, model, stream):
 
 def test_a_client_that_hangs_up_cancels_the_upstream_request(relays):
     for relay in ("a", "b"):
-        relays[relay].space_events("gpt-hangup", 300)
+        relays[relay].space_events("gpt-leaving", 300)
     stream = openai_client(KEY).chat.completions.create(
-        model="gpt-hangup", messages=ASK, stream=True
+        model="gpt-leaving", messages=ASK, stream=True
     )
     next(iter(stream))
     hung_up_at = time.time()
     stream.close()
 
     def hung_up():
-        records = [r for relay in ("a", "b") for r in relays[relay].requests("gpt-hangup")]
+        records = [r for relay in ("a", "b") for r in relays[relay].requests("gpt-leaving")]
         return [r for r in records if r["outcome"] == "hung_up"]
 
     (record,) = eventually("the relay saw the hang-up", hung_up, seconds=3)
