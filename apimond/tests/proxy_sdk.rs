@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{ADMIN_TOKEN, TestDaemon, UPSTREAM_KEY};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use testkit::{FakeConfig, FakeUpstream};
 
 const MASTER: &str = "sk-master-token-for-the-sdk-tests-0123456789";
