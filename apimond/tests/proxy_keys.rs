@@ -678,3 +678,101 @@ async fn usage_is_rolled_up_and_old_raw_rows_and_rollups_are_pruned() {
     upkeep.roll_up_all().await;
     wait_usage(&d, &format!("since={since}"), 15).await;
 }
+
+#[tokio::test]
+async fn keys_are_managed_over_the_control_socket_and_the_secret_is_shown_once() {
+    use shared::client::{ClientError, RpcClient};
+    use shared::rpc::key_params::{KeyRef, KeysCreate, KeysEdit, KeysUsage};
+    use shared::rpc::params::NoParams;
+    use shared::rpc::{Request, code};
+
+    let d = TestDaemon::start().await;
+    d.create_target("relay-a", "sk-channel-key-0123456789")
+        .await;
+    let mut c = RpcClient::connect(&[d.socket_path().to_path_buf()])
+        .await
+        .unwrap();
+    let created = c
+        .call(&Request::KeysCreate(KeysCreate {
+            fields: json!({"name": "ci", "allowed_models": ["relay-a/gpt-4o"], "rpm_limit": 60}),
+        }))
+        .await
+        .unwrap();
+    let secret = created["proxy_key"].as_str().unwrap().to_string();
+    let id = created["item"]["id"].as_i64().unwrap();
+    let grant = d.core().proxy_keys.authenticate(&secret, CLIENT).unwrap();
+    assert_eq!(grant.key_id, Some(id));
+
+    let list = c.call(&Request::KeysList(NoParams {})).await.unwrap();
+    let shown = c
+        .call(&Request::KeysGet(KeyRef::new("name:ci")))
+        .await
+        .unwrap();
+    assert_eq!(shown["item"]["id"], id);
+    for v in [&list, &shown] {
+        assert!(!v.to_string().contains(&secret), "{v}");
+    }
+    let edited = c
+        .call(&Request::KeysEdit(KeysEdit {
+            key: "ci".into(),
+            fields: json!({"rpm_limit": null, "description": "nightly"}),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(edited["item"]["rpm_limit"], Value::Null);
+    assert_eq!(edited["item"]["description"], "nightly");
+
+    let err = |e: ClientError| match e {
+        ClientError::Rpc(r) => (r.code, r.message),
+        other => panic!("{other}"),
+    };
+    let (c1, m) = err(c
+        .call(&Request::KeysEdit(KeysEdit {
+            key: "ci".into(),
+            fields: json!({"rpm_limit": 0}),
+        }))
+        .await
+        .unwrap_err());
+    assert_eq!(c1, code::INVALID_PARAMS);
+    assert!(m.starts_with("rpm_limit:"), "{m}");
+    let (c2, m) = err(c
+        .call(&Request::KeysRevoke(KeyRef::new("99")))
+        .await
+        .unwrap_err());
+    assert_eq!(c2, code::NOT_FOUND, "{m}");
+
+    d.core()
+        .proxy_keys
+        .record(usage(Some(id), None, "relay-a/gpt-4o", (7, 3)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = c
+            .call(&Request::KeysUsage(KeysUsage {
+                key: Some("ci".into()),
+                group_by: Some("model".into()),
+                ..KeysUsage::default()
+            }))
+            .await
+            .unwrap();
+        if v["totals"]["requests"] == 1 {
+            assert_eq!(v["items"][0]["model"], "gpt-4o");
+            assert_eq!(v["totals"]["tokens"], 10);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let revoked = c
+        .call(&Request::KeysRevoke(KeyRef::new(id.to_string())))
+        .await
+        .unwrap();
+    assert_eq!(revoked["ok"], true);
+    assert_eq!(
+        d.core()
+            .proxy_keys
+            .authenticate(&secret, CLIENT)
+            .unwrap_err(),
+        KeyRefusal::Revoked
+    );
+}
