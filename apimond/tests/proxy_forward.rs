@@ -271,3 +271,48 @@ async fn bodies_over_ten_mib_are_refused_with_413_and_never_sent() {
     assert!(v["detail"].as_str().unwrap().contains("10 MiB"), "{v}");
     assert_eq!(relay.requests(), before);
 }
+
+#[tokio::test]
+async fn embeddings_go_to_channels_that_list_the_model_without_a_probe() {
+    let relay_a = relay(&["gpt-4o-mini", "text-embedding-3-small"], 0).await;
+    let relay_b = relay(&["gpt-4o-mini", "text-embedding-3-small"], 0).await;
+    let d = daemon_with(&[]).await;
+    // Probes cannot test embeddings: the channels probe only the chat model.
+    let a = channel(&d, "alpha", &relay_a.base_url(), &["gpt-4o-mini"]).await;
+    let b = channel(&d, "beta", &relay_b.base_url(), &["gpt-4o-mini"]).await;
+    wait_listed(&d, "beta/text-embedding-3-small", true).await;
+
+    let body = json!({"model": "text-embedding-3-small", "input": ["one", "two"]});
+    let mut served = std::collections::BTreeSet::new();
+    for _ in 0..2 {
+        let (s, h, t) = post(&d, "/v1/embeddings", MASTER, &body, &[]).await;
+        assert_eq!(s, 200, "{t}");
+        let v: Value = serde_json::from_str(&t).unwrap();
+        assert_eq!(v["data"].as_array().unwrap().len(), 2, "{t}");
+        served.insert(header(&h, "x-proxy-target-id").to_string());
+    }
+    assert!(!served.is_empty());
+    let (s, h, t) = post(
+        &d,
+        "/v1/embeddings",
+        MASTER,
+        &json!({"model": "beta/text-embedding-3-small", "input": "one"}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (s, header(&h, "x-proxy-target-id")),
+        (200, b.to_string().as_str()),
+        "{t}"
+    );
+    let sent = relay_b.received().last().unwrap().body_json().unwrap();
+    assert_eq!(
+        sent,
+        json!({"model": "text-embedding-3-small", "input": "one"})
+    );
+    // Chat needs a passing probe: the unprobed embedding model is not a bare chat model.
+    let (s, _, t) = chat(&d, MASTER, &ask("text-embedding-3-small"), &[]).await;
+    assert_eq!(s, 503, "{t}");
+    assert!(t.contains("not probed yet"), "{t}");
+    let _ = a;
+}
