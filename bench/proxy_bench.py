@@ -137,6 +137,7 @@ def wrk(url, key, duration, connections, tmp):
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50": ms("50"),
         "p99": ms("99"),
@@ -282,8 +283,9 @@ def main():
         check_once(via, key, {**REQUEST, "model": "relay/model-000"})
         # Warm every path once (connections, pools, routing view).
         for url, k in ((f"http://127.0.0.1:{up_port}/v1/chat/completions", None),
-                       (f"http://127.0.0.1:{proxy_port}/v1/chat/completions", None), (via, key)):
+                       (f"http://127.0.0.1:{proxy_port}/v1/chat/completions", None)):
             wrk(url, k, 1, 8, tmp)
+        through_apimond = 2 + wrk(via, key, 1, 8, tmp)["requests"]
 
         runs = {
             "direct": wrk(f"http://127.0.0.1:{up_port}/v1/chat/completions", None, args.duration, args.connections, tmp),
@@ -292,6 +294,7 @@ def main():
             "apimond (proxy key)": wrk(via, key, args.duration, args.connections, tmp),
         }
         rss_after_wrk = peak_rss_mb(daemon.pid)
+        through_apimond += runs["apimond (proxy key)"]["requests"]
         print(f"non-streaming chat completions, wrk -t2 -c{args.connections} -d{args.duration}s, usage recording on")
         print(f"{'':22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'sock err':>9}")
         for name, r in runs.items():
@@ -302,8 +305,10 @@ def main():
         print(f"apimond / nginx proxy_pass throughput: {ratio:.2f} (goal >= {GOALS['ratio']})")
         print(f"added p50 over proxy_pass: {added50:.3f} ms (goal < {GOALS['added_p50_ms']}); "
               f"added p99: {added99:.3f} ms (goal < {GOALS['added_p99_ms']}); apimond non-2xx: {am['non2xx']}")
+        time.sleep(2)  # usage rows are written in batches
         usage = api(base, "GET", "/api/proxy/usage")["totals"]
-        print(f"usage rows recorded: {usage['requests']} requests, {usage['errors']} errors; "
+        print(f"usage rows recorded: {usage['requests']} of {through_apimond} requests sent through apimond "
+              f"(wrk counts only completed ones; those it cut at its end are rows too), {usage['errors']} errors; "
               f"apimond peak RSS so far {rss_after_wrk:.1f} MB")
 
         t0 = time.monotonic()
