@@ -36,7 +36,7 @@ const SHARED_MODELS: &[&str] = &[
     "gpt-leaving",
 ];
 /// Only on relay A, so no other channel hides its breaker or its usage.
-const A_ONLY: &[&str] = &["gpt-breaker", "gpt-usage"];
+const A_ONLY: &[&str] = &["gpt-breaker", "gpt-usage", "gpt-echo"];
 /// On relays B and C: C's port is the one that stops listening.
 const B_AND_C: &[&str] = &["gpt-refused"];
 

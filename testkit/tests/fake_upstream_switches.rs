@@ -291,6 +291,16 @@ async fn failures_switch_on_and_off_per_model() {
         .unwrap();
     assert_eq!(other.status(), 200, "other models are untouched");
 
+    up.set_failure("gpt-4o-mini", Some(Failure::Status(401)));
+    let refused = post(&up, "/v1/chat/completions", chat("gpt-4o-mini", false))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(
+        refused.text().await.unwrap().contains(&key()),
+        "the key is echoed"
+    );
+
     up.set_failure("gpt-4o-mini", Some(Failure::Status(429)));
     let limited = post(&up, "/v1/chat/completions", chat("gpt-4o-mini", true))
         .await

@@ -150,3 +150,21 @@ def test_the_key_works_in_every_place_an_sdk_puts_it():
         assert answer.status_code == 200, (headers, params, answer.text)
     refused = httpx.post(f"{URL}/v1/chat/completions", json=body, headers={"x-api-key": "sk-wrong"})
     assert refused.status_code == 401, refused.text
+
+
+def test_an_upstream_error_passes_through_without_the_channel_key(relays):
+    # Relays echo the key they were given in a 401, as real ones do.
+    relays["a"].fail("gpt-echo", "status", 401)
+    try:
+        answer = httpx.post(
+            f"{URL}/v1/chat/completions",
+            json={"model": "alpha/gpt-echo", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {KEY}"},
+        )
+        assert relays["a"].requests("gpt-echo")[-1]["status"] == 401
+        assert answer.status_code == 401, answer.text
+        assert "Incorrect API key provided" in answer.text
+        assert CHANNEL_KEY not in answer.text
+        assert CHANNEL_KEY not in str(dict(answer.headers))
+    finally:
+        relays["a"].heal("gpt-echo")
