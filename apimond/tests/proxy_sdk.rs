@@ -34,6 +34,7 @@ const SHARED_MODELS: &[&str] = &[
     "claude-spaced",
     "gemini-spaced",
     "gpt-leaving",
+    "claude-leaving",
 ];
 /// Only on relay A, so no other channel hides its breaker or its usage.
 const A_ONLY: &[&str] = &["gpt-breaker", "gpt-usage", "gpt-echo"];

@@ -156,19 +156,38 @@ def test_a_stream_is_not_buffered(relays, model, stream):
     assert seen_first < sent[-1] - 0.5, (seen_first, sent)
 
 
-def test_a_client_that_hangs_up_cancels_the_upstream_request(relays):
-    for relay in ("a", "b"):
-        relays[relay].space_events("gpt-leaving", 300)
-    stream = openai_client(KEY).chat.completions.create(
-        model="gpt-leaving", messages=ASK, stream=True
-    )
+def _leave_chat(model):
+    stream = openai_client(KEY).chat.completions.create(model=model, messages=ASK, stream=True)
     next(iter(stream))
-    hung_up_at = time.time()
     stream.close()
 
+
+def _leave_responses(model):
+    stream = openai_client(KEY).responses.create(model=model, input="hi", stream=True)
+    next(iter(stream))
+    stream.close()
+
+
+def _leave_messages(model):
+    with anthropic_client(KEY).messages.stream(model=model, max_tokens=64, messages=ASK) as s:
+        next(iter(s))
+
+
+@pytest.mark.parametrize(
+    "model,leave",
+    [("gpt-leaving", _leave_chat), ("gpt-leaving", _leave_responses), ("claude-leaving", _leave_messages)],
+    ids=["chat", "responses", "messages"],
+)
+def test_a_client_that_hangs_up_cancels_the_upstream_request(relays, model, leave):
+    for relay in ("a", "b"):
+        relays[relay].space_events(model, 300)
+    started = time.time()
+    leave(model)
+    hung_up_at = time.time()
+
     def hung_up():
-        records = [r for relay in ("a", "b") for r in relays[relay].requests("gpt-leaving")]
-        return [r for r in records if r["outcome"] == "hung_up"]
+        records = [r for relay in ("a", "b") for r in relays[relay].requests(model)]
+        return [r for r in records if r["arrived_at"] >= started and r["outcome"] == "hung_up"]
 
     (record,) = eventually("the relay saw the hang-up", hung_up, seconds=3)
     # At once: well before the stream would have ended on its own.
