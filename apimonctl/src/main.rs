@@ -97,6 +97,8 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// The generated admin token and panel password.
     Credentials,
+    /// The proxy's circuit breakers: open, half-open, or closed with failures counted.
+    Breakers,
     /// Write every target as JSON (keys only with --with-secrets).
     Export {
         #[arg(long)]
@@ -244,6 +246,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     max_age,
                 } => runs::check(&mut conn, &targets, fail_on, timeout, max_age, &out).await,
                 Command::Credentials => admin::credentials(&mut conn, &out).await,
+                Command::Breakers => admin::breakers(&mut conn, &out).await,
                 Command::Export {
                     with_secrets,
                     output,

@@ -935,3 +935,50 @@ async fn probe_goes_through_a_proxy_from_the_environment_with_either_client() {
     assert_eq!(code(&out), 2);
     assert!(text(&out.stderr).contains("expected browser or plain"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakers_lists_a_channel_model_tripped_by_live_failures() {
+    let relay = fake(&["gpt-4o-mini"]).await;
+    let master = "sk-master-for-the-cli-test-0123456789";
+    let d = TestDaemon::start_with(&[
+        ("API_MONITOR_TOKEN", ADMIN_TOKEN),
+        ("PROXY_MASTER_TOKEN", master),
+    ])
+    .await;
+    let id = d.add("alpha", &relay.base_url(), &[]).await;
+    d.admin(Method::POST, &format!("/api/targets/{id}/run"), None)
+        .await;
+    d.wait_run(id).await;
+    let out = d.ctl(&["breakers"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("every breaker is closed"));
+
+    relay.set_failure("gpt-4o-mini", Some(testkit::Failure::Status(503)));
+    for _ in 0..3 {
+        let (s, body, _) = apimond::testing::send_with(
+            &d.http,
+            Method::POST,
+            &d.url("/v1/chat/completions"),
+            Some(master),
+            Some(&json!({"model": "alpha/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})),
+            &[],
+        )
+        .await;
+        assert_eq!(s, 503, "{body}");
+    }
+    let v = d.json(&["breakers"]).await;
+    let b = &v["items"][0];
+    assert_eq!(
+        (
+            b["target_name"].as_str(),
+            b["model"].as_str(),
+            b["state"].as_str()
+        ),
+        (Some("alpha"), Some("gpt-4o-mini"), Some("open")),
+        "{v}"
+    );
+    assert_eq!(b["failures"], 3);
+    let out = d.ctl(&["breakers"]).await;
+    let table = text(&out.stdout);
+    assert!(table.contains("alpha") && table.contains("open"), "{table}");
+}

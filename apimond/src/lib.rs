@@ -219,18 +219,19 @@ impl Daemon {
         if let Some(writer) = core.take_usage_writer() {
             life.spawn(writer.run(life.usage.clone()));
         }
+        // The proxy routes on an in-memory view, loaded before the first request.
+        let proxy = proxy::Proxy::new(core.clone());
+        proxy.refresh().await;
+        life.spawn(proxy.clone().keep_view_fresh(life.upkeep.clone()));
         let socket = rpc::bind(
             core.clone(),
+            proxy.clone(),
             &core.config.paths.socket_path,
             core.config.paths.socket_group.as_deref(),
             &life,
         )?;
         life.spawn(scheduler.run());
         life.spawn(upkeep.run(life.upkeep.clone()));
-        // The proxy routes on an in-memory view, loaded before the first request.
-        let proxy = proxy::Proxy::new(core.clone());
-        proxy.refresh().await;
-        life.spawn(proxy.clone().keep_view_fresh(life.upkeep.clone()));
         let app = proxy::router(proxy).merge(http::router(core.clone()));
         let stopped = life.http.clone();
         let server = life.spawn(async move {

@@ -172,3 +172,37 @@ async fn an_answer_that_breaks_after_its_first_byte_is_not_retried() {
     }
     assert!(hit, "alpha never answered first");
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_any_header_cancels_the_upstream_too() {
+    let relay = relay(&["gpt-4o-mini"], 0).await;
+    let d = daemon_with(&[]).await;
+    channel(&d, "alpha", &relay.base_url(), &[]).await;
+    wait_listed(&d, "gpt-4o-mini", true).await;
+    relay.set_failure("gpt-4o-mini", Some(Failure::HangBeforeHeaders));
+    relay.clear_received();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let sent = impatient
+        .post(d.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .json(&ask("gpt-4o-mini"))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client gave up");
+    let left = Instant::now();
+    loop {
+        let rec = relay.received_for("gpt-4o-mini").pop().unwrap();
+        if rec.outcome == Outcome::HungUp {
+            break;
+        }
+        assert!(
+            left.elapsed() < Duration::from_secs(2),
+            "the upstream request outlived its client: {:?}",
+            rec.outcome
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

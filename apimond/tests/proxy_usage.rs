@@ -242,3 +242,67 @@ async fn usage_rows_match_the_requests_made() {
         (404, None, 0)
     );
 }
+
+/// A relay answering with `Content-Length` (as nginx or most real ones do), unlike
+/// the fake relay's chunked replies.
+async fn fixed_length_relay() -> String {
+    use axum::routing::{get, post};
+    let reply = json!({"id": "x", "object": "chat.completion", "model": "fixed-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."},
+            "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}})
+    .to_string();
+    let app = axum::Router::new()
+        .route(
+            "/v1/models",
+            get(|| async {
+                axum::Json(json!({"object": "list", "data": [{"id": "fixed-model"}]}))
+            }),
+        )
+        .route(
+            "/v1/chat/completions",
+            post(move || {
+                let reply = reply.clone();
+                async move { ([("content-type", "application/json")], reply) }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn a_reply_with_a_content_length_is_recorded_as_a_success() {
+    let base = fixed_length_relay().await;
+    let d = daemon_with(&[]).await;
+    let id = d
+        .create_on(
+            "fixed",
+            &base,
+            json!({"check_mode": "prompt", "probe_mode": "plain", "client_profile": "plain"}),
+        )
+        .await;
+    d.trigger(id).await;
+    d.wait_run(id).await;
+    wait_listed(&d, "fixed-model", true).await;
+    let key = make_key(&d, "fixed", vec![], vec![]).await;
+    for _ in 0..3 {
+        let (s, h, t) = chat(&d, &key, &ask("fixed-model"), &[]).await;
+        assert_eq!(s, 200, "{t}");
+        assert!(header(&h, "content-length").parse::<usize>().unwrap() > 0);
+    }
+    let got = wait_rows(&d, 3).await;
+    let conn = rusqlite::Connection::open(d.dir.join("registry.db")).unwrap();
+    let errors: Vec<Option<String>> = conn
+        .prepare("SELECT error_class FROM proxy_usage WHERE key_id IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(errors, [None, None, None]);
+    for r in &got {
+        assert_eq!((r.status, r.input, r.output), (200, Some(11), Some(2)));
+    }
+}

@@ -161,6 +161,7 @@ fn samples() -> Vec<Sample> {
                 group_by: Some("key,day".into()),
             }),
         ]),
+        sample(vec![Request::ProxyBreakers(NoParams {})]),
     ]
 }
 

@@ -108,7 +108,6 @@ struct Incoming {
     model_span: Option<std::ops::Range<usize>>,
     stream: bool,
     query: Option<String>,
-    headers: HeaderMap,
 }
 
 /// Serves one generation request of `api`; `path_model` is Gemini's model from the
@@ -196,7 +195,7 @@ pub async fn serve(
             (Some(span), true) => request::with_model(&incoming.body, span, &cand.model),
             _ => incoming.body.clone(),
         };
-        let headers = upstream_headers(&proxy, c, api, &incoming.headers);
+        let headers = upstream_headers(&proxy, c, api, &parts.headers);
         let wait = limits.0.min(deadline - now);
         let sent = tokio::time::timeout(
             wait,
@@ -348,7 +347,6 @@ async fn read_request(
         model_span,
         stream,
         query: request::upstream_query(parts.uri.query()),
-        headers: parts.headers.clone(),
     })
 }
 
@@ -377,12 +375,9 @@ fn upstream_headers(
 
 /// The upstream's response headers minus hop-by-hop ones, plus which channel and
 /// model answered.
-fn answer_headers(upstream: &HeaderMap, c: &super::view::Channel, model: &str) -> HeaderMap {
-    let mut h = HeaderMap::with_capacity(upstream.len() + 4);
-    for (name, value) in upstream {
-        if !HOP_HEADERS.contains(&name.as_str()) {
-            h.append(name.clone(), value.clone());
-        }
+fn answer_headers(mut h: HeaderMap, c: &super::view::Channel, model: &str) -> HeaderMap {
+    for name in HOP_HEADERS {
+        h.remove(name);
     }
     h.insert("x-proxy-target-id", HeaderValue::from(c.id));
     if let Ok(v) = HeaderValue::from_str(model) {
@@ -399,7 +394,7 @@ async fn pass_error(
     resp: UpstreamResponse,
     deadline: Instant,
 ) -> Response<Body> {
-    let mut headers = answer_headers(&resp.headers, c, model);
+    let mut headers = answer_headers(resp.headers, c, model);
     headers.remove(header::CONTENT_LENGTH);
     let mut body = resp.body;
     let mut out = Vec::new();
@@ -433,7 +428,7 @@ fn pass_answer(
     limits: (Duration, Duration),
     mut ledger: Ledger,
 ) -> Response<Body> {
-    let mut headers = answer_headers(&resp.headers, c, model);
+    let mut headers = answer_headers(resp.headers, c, model);
     let sse = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -449,7 +444,11 @@ fn pass_answer(
         incoming.body.len(),
         sse,
     );
-    let relay = Relay::new(resp.body, resp.status, limits, reader, ledger);
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let relay = Relay::new(resp.body, length, resp.status, limits, reader, ledger);
     let mut r = Response::new(Body::from_stream(relay));
     *r.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::OK);
     *r.headers_mut() = headers;

@@ -95,14 +95,38 @@ fn record(proxy: &Proxy, grant: &KeyGrant, started: std::time::Instant) {
     });
 }
 
+fn gemini_item(l: &Listed) -> Value {
+    json!({
+        "name": format!("models/{}", l.id),
+        "baseModelId": l.model,
+        "displayName": l.id,
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent"],
+    })
+}
+
 fn openai_item(l: &Listed) -> Value {
     json!({"id": l.id, "object": "model", "created": 0, "owned_by": l.owner})
 }
 
-/// `GET /v1/models`.
+/// Whether a request comes from a Gemini client: google-genai lists models at
+/// `/v1/models` (without `api_version="v1beta"`) and expects Gemini's shape there.
+fn from_gemini_client(parts: &axum::http::request::Parts) -> bool {
+    parts.uri.path().starts_with("/v1beta/")
+        || parts.headers.contains_key("x-goog-api-key")
+        || parts.headers.contains_key("x-goog-api-client")
+        || parts
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p.starts_with("key=")))
+}
+
+/// `GET /v1/models`: OpenAI's shape, or Gemini's for a Gemini client.
 pub async fn openai_models(proxy: std::sync::Arc<Proxy>, req: Request) -> Response<Body> {
     let started = std::time::Instant::now();
-    let (parts, _) = req.into_parts();
+    let (parts, body) = req.into_parts();
+    if from_gemini_client(&parts) {
+        return gemini_models(proxy, Request::from_parts(parts, body)).await;
+    }
     let grant = match authenticate(&proxy, &parts) {
         Ok(g) => g,
         Err(r) => return r.into_response(),
@@ -112,7 +136,8 @@ pub async fn openai_models(proxy: std::sync::Arc<Proxy>, req: Request) -> Respon
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
-/// `GET /v1/models/{id}`: one model of the list.
+/// `GET /v1/models/{id}` (and `/v1beta/models/{id}`): one model of the list, in the
+/// asking client's shape.
 pub async fn openai_model(
     proxy: std::sync::Arc<Proxy>,
     id: String,
@@ -123,7 +148,14 @@ pub async fn openai_model(
         Ok(g) => g,
         Err(r) => return r.into_response(),
     };
+    let gemini = from_gemini_client(&parts);
+    let id = if gemini {
+        id.strip_prefix("models/").unwrap_or(&id).to_string()
+    } else {
+        id
+    };
     match listed(&proxy, &grant).iter().find(|l| l.id == id) {
+        Some(l) if gemini => axum::Json(gemini_item(l)).into_response(),
         Some(l) => axum::Json(openai_item(l)).into_response(),
         None => Refusal::new(
             StatusCode::NOT_FOUND,
@@ -145,14 +177,7 @@ pub async fn gemini_models(proxy: std::sync::Arc<Proxy>, req: Request) -> Respon
     let models: Vec<Value> = listed(&proxy, &grant)
         .iter()
         .filter(|l| l.gemini)
-        .map(|l| {
-            json!({
-                "name": format!("models/{}", l.id),
-                "baseModelId": l.model,
-                "displayName": l.id,
-                "supportedGenerationMethods": ["generateContent", "streamGenerateContent"],
-            })
-        })
+        .map(gemini_item)
         .collect();
     record(&proxy, &grant, started);
     axum::Json(json!({"models": models})).into_response()

@@ -167,7 +167,7 @@ pub fn router(proxy: ProxyState) -> Router {
         .route("/v1/messages", post(messages))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1beta/models", get(gemini_models))
-        .route("/v1beta/models/{*rest}", post(gemini))
+        .route("/v1beta/models/{*rest}", get(model).post(gemini))
         .with_state(proxy.clone());
     let api = Router::new()
         .route("/api/proxy/breakers", get(list_breakers))

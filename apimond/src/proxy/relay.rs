@@ -84,6 +84,9 @@ pub struct Relay {
     timer: Pin<Box<Sleep>>,
     last_chunk: Instant,
     seen_bytes: bool,
+    /// Bytes still due by the upstream's `Content-Length`: the server stops polling a
+    /// body once that many were sent, so the end is recorded when they were seen.
+    remaining: Option<u64>,
     reader: UsageReader,
     ledger: Option<Ledger>,
 }
@@ -91,13 +94,14 @@ pub struct Relay {
 impl Relay {
     pub fn new(
         upstream: UpstreamBody,
+        content_length: Option<u64>,
         status: u16,
         limits: (Duration, Duration),
         reader: UsageReader,
         ledger: Ledger,
     ) -> Relay {
         let now = Instant::now();
-        Relay {
+        let mut relay = Relay {
             upstream,
             status,
             first_byte: limits.0,
@@ -105,9 +109,14 @@ impl Relay {
             timer: Box::pin(tokio::time::sleep(limits.0)),
             last_chunk: now,
             seen_bytes: false,
+            remaining: content_length,
             reader,
             ledger: Some(ledger),
+        };
+        if content_length == Some(0) {
+            relay.end(Outcome::Success, None);
         }
+        relay
     }
 
     fn end(&mut self, outcome: Outcome, error_class: Option<String>) {
@@ -138,6 +147,12 @@ impl Stream for Relay {
                 this.last_chunk = Instant::now();
                 this.seen_bytes = true;
                 this.reader.see(&chunk);
+                if let Some(left) = this.remaining.as_mut() {
+                    *left = left.saturating_sub(chunk.len() as u64);
+                    if *left == 0 {
+                        this.end(Outcome::Success, None);
+                    }
+                }
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => {

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use serde::Deserialize;
 use serde_json::Value;
 use shared::probe::Protocol;
 use shared::probe::protocol::{Delta, parse_event};
@@ -73,6 +74,58 @@ pub fn read_usage(v: &Value, t: &mut Tokens) {
     }
 }
 
+/// The parts of a whole reply that can hold usage; everything else is skipped
+/// without being built.
+#[derive(Deserialize)]
+struct UsagePlaces {
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    response: Option<Nested>,
+    #[serde(default)]
+    message: Option<Nested>,
+    #[serde(default, rename = "usageMetadata")]
+    usage_metadata: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Nested {
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WholeReply {
+    /// Gemini's stream without `alt=sse`: a JSON array of replies. First, as serde
+    /// would also read an array as a struct's fields in order.
+    Many(Vec<UsagePlaces>),
+    One(UsagePlaces),
+}
+
+impl UsagePlaces {
+    fn read_into(self, t: &mut Tokens) {
+        let mut v = serde_json::Map::new();
+        let nested = |n: Option<Nested>| {
+            n.and_then(|n| n.usage)
+                .map(|u| serde_json::json!({"usage": u}))
+        };
+        if let Some(u) = self.usage {
+            v.insert("usage".into(), u);
+        }
+        if let Some(r) = nested(self.response) {
+            v.insert("response".into(), r);
+        }
+        if let Some(m) = nested(self.message) {
+            v.insert("message".into(), m);
+        }
+        if let Some(u) = self.usage_metadata {
+            v.insert("usageMetadata".into(), u);
+        }
+        read_usage(&Value::Object(v), t);
+    }
+}
+
 impl UsageReader {
     pub fn new(protocol: Protocol, started: Instant, request_bytes: usize, sse: bool) -> Self {
         UsageReader {
@@ -132,15 +185,20 @@ impl UsageReader {
     /// The tokens once the reply ended (or was cut).
     pub fn finish(&mut self) -> Tokens {
         if self.sse.is_none() && !self.chunks.is_empty() {
-            let whole: Vec<u8> = self.chunks.concat();
-            match serde_json::from_slice::<Value>(&whole) {
-                Ok(Value::Array(items)) => {
-                    // Gemini's stream without `alt=sse`: a JSON array of replies.
-                    for item in &items {
-                        read_usage(item, &mut self.tokens);
+            let joined;
+            let whole: &[u8] = if self.chunks.len() == 1 {
+                &self.chunks[0]
+            } else {
+                joined = self.chunks.concat();
+                &joined
+            };
+            match serde_json::from_slice::<WholeReply>(whole) {
+                Ok(WholeReply::One(p)) => p.read_into(&mut self.tokens),
+                Ok(WholeReply::Many(items)) => {
+                    for p in items {
+                        p.read_into(&mut self.tokens);
                     }
                 }
-                Ok(v) => read_usage(&v, &mut self.tokens),
                 Err(_) => {}
             }
             self.chunks.clear();
@@ -201,6 +259,21 @@ mod tests {
         assert_eq!(t.output, Some(3));
         assert_eq!(t.input, Some(10));
         assert!(t.estimated);
+    }
+
+    #[test]
+    fn a_gemini_array_and_a_responses_body_are_read_whole() {
+        let mut r = UsageReader::new(Protocol::Gemini, Instant::now(), 40, false);
+        r.see(&Bytes::from_static(
+            b"[{\"candidates\":[]},{\"usageMetadata\":{\"promptTokenCount\":4,\"candidatesTokenCount\":5}}]",
+        ));
+        assert_eq!((r.finish().input, r.finish().output), (Some(4), Some(5)));
+        let mut r = UsageReader::new(Protocol::Responses, Instant::now(), 40, false);
+        r.see(&Bytes::from_static(
+            b"{\"output\":[{\"content\":[{\"text\":\"hi\"}]}],\"usage\":{\"input_tokens\":6,\"output_tokens\":1}}",
+        ));
+        let t = r.finish();
+        assert_eq!((t.input, t.output, t.estimated), (Some(6), Some(1), false));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use shared::rpc::params::Hello;
 use shared::rpc::reply::{HelloReply, Subscribed, TriggerReply};
 use shared::rpc::{CHUNK, Message, PROTOCOL_VERSION, Request, code};
 
+use crate::proxy::Proxy;
 use crate::service::proxy_usage::UsageQuery;
 use crate::service::query::{HistoryFormat, ListTargetsQuery, LogsQuery, RunsQuery};
 use crate::service::{Caller, Core, ServiceError};
@@ -36,7 +37,7 @@ fn reply(r: impl Serialize) -> MethodResult {
 }
 
 /// Handles one request line; the flag asks the connection to start streaming events.
-pub async fn handle(core: &Core, caller: &Caller, text: &str) -> (Message, bool) {
+pub async fn handle(core: &Core, proxy: &Proxy, caller: &Caller, text: &str) -> (Message, bool) {
     let mut value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -70,7 +71,7 @@ pub async fn handle(core: &Core, caller: &Caller, text: &str) -> (Message, bool)
         Err(e) => return (Message::error(id, e.code(), e.to_string()), false),
     };
     let subscribe = matches!(request, Request::EventsSubscribe(_));
-    let msg = match dispatch(core, caller, request).await {
+    let msg = match dispatch(core, proxy, caller, request).await {
         Ok(v) => Message::result(id, v),
         Err((c, m)) => Message::error(id, c, m),
     };
@@ -88,7 +89,7 @@ async fn key_id(core: &Core, ident: &str) -> Result<i64, (i64, String)> {
     core.resolve_proxy_key(ident).await.map_err(from_service)
 }
 
-async fn dispatch(core: &Core, caller: &Caller, request: Request) -> MethodResult {
+async fn dispatch(core: &Core, proxy: &Proxy, caller: &Caller, request: Request) -> MethodResult {
     match request {
         Request::Hello(h) => hello(h),
         Request::Status(_) => reply(core.status(caller).await.map_err(from_service)?),
@@ -201,6 +202,10 @@ async fn dispatch(core: &Core, caller: &Caller, request: Request) -> MethodResul
                 group_by: p.group_by,
             };
             core.proxy_usage(caller, query).await.map_err(from_service)
+        }
+        Request::ProxyBreakers(_) => {
+            caller.require_reader().map_err(from_service)?;
+            reply(serde_json::json!({ "items": proxy.breakers() }))
         }
     }
 }

@@ -78,6 +78,9 @@ methods! {
     "keys.revoke" => KeysRevoke(KeyRef),
     /// Proxy usage, as `GET /api/proxy/usage`.
     "keys.usage" => KeysUsage(KeysUsage),
+    /// The proxy's circuit breakers that are not closed and clean, as
+    /// `GET /api/proxy/breakers`.
+    "proxy.breakers" => ProxyBreakers(NoParams),
 }
 
 /// Why a well-formed JSON-RPC call names no request apimond can run.
