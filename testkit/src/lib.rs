@@ -142,7 +142,8 @@ use state::{Shared, lock};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "status", rename_all = "snake_case")]
 pub enum Failure {
-    /// That status with an OpenAI-style error body; 429 also carries `Retry-After: 1`.
+    /// That status with an OpenAI-style error body; 429 also carries `Retry-After: 1`,
+    /// and 401's message echoes the presented key, as real relays do.
     Status(u16),
     /// Never answers, not even headers, until the client leaves.
     HangBeforeHeaders,

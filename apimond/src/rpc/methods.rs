@@ -159,10 +159,6 @@ async fn dispatch(core: &Core, proxy: &Proxy, caller: &Caller, request: Request)
                     .map_err(from_service)?,
             )
         }
-        Request::ProxyBreakers(_) => {
-            caller.require_reader().map_err(from_service)?;
-            reply(serde_json::json!({ "items": proxy.breakers() }))
-        }
         Request::KeysList(_) => core.list_proxy_keys(caller).await.map_err(from_service),
         Request::KeysGet(k) => {
             let id = key_id(core, &k.key).await?;
@@ -206,6 +202,10 @@ async fn dispatch(core: &Core, proxy: &Proxy, caller: &Caller, request: Request)
                 group_by: p.group_by,
             };
             core.proxy_usage(caller, query).await.map_err(from_service)
+        }
+        Request::ProxyBreakers(_) => {
+            caller.require_reader().map_err(from_service)?;
+            reply(serde_json::json!({ "items": proxy.breakers() }))
         }
     }
 }

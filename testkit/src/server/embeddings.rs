@@ -120,7 +120,7 @@ pub(super) async fn embeddings(
     let cut = match shared.failure_for(&model) {
         Some(Failure::HangBeforeHeaders) => return forever().await,
         Some(Failure::ErrorAfterFirstByte) => true,
-        Some(Failure::Status(status)) => return failure(status, flight),
+        Some(Failure::Status(status)) => return failure(status, &presented, flight),
         None => false,
     };
     let behaviour = Behaviour::for_model(&model);

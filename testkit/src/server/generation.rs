@@ -112,7 +112,7 @@ pub(super) async fn generate(
     let behaviour = match shared.failure_for(&model) {
         Some(Failure::HangBeforeHeaders) => return forever().await,
         Some(Failure::ErrorAfterFirstByte) => Behaviour::CutAfterFirstByte,
-        Some(Failure::Status(status)) => return failure(status, flight),
+        Some(Failure::Status(status)) => return failure(status, &presented, flight),
         None => Behaviour::for_model(&model),
     };
     if behaviour == Behaviour::Hang || (behaviour == Behaviour::RoleOnlyHang && !stream) {
