@@ -132,6 +132,15 @@ fn not_found(rest: &str) -> Response<Body> {
     .into_response()
 }
 
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response<Body> {
+    Refusal::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+    .into_response()
+}
+
 async fn models(State(p): State<ProxyState>, req: Request) -> Response<Body> {
     listing::openai_models(p, req).await
 }
@@ -168,6 +177,7 @@ pub fn router(proxy: ProxyState) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1beta/models", get(gemini_models))
         .route("/v1beta/models/{*rest}", get(model).post(gemini))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(proxy.clone());
     let api = Router::new()
         .route("/api/proxy/breakers", get(list_breakers))

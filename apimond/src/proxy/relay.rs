@@ -279,9 +279,12 @@ pub fn pass_answer(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if sse {
-        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         ledger.stream = true;
+    }
+    if ledger.stream {
+        // Also for Gemini's JSON-array stream: no proxy in front may hold it back.
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     }
     let reader = UsageReader::new(protocol, ledger.started, request_bytes, sse);
     let length = headers
