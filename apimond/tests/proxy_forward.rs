@@ -219,6 +219,16 @@ async fn the_model_lists_show_what_the_key_may_use_in_each_sdks_shape() {
         (s.as_u16(), v["id"].as_str()),
         (200, Some("alpha/gpt-4o-mini"))
     );
+    let (s, _, v) = d
+        .send(
+            reqwest::Method::GET,
+            "/v1/chat/completions",
+            Some(MASTER),
+            None,
+        )
+        .await;
+    assert_eq!(s, 405, "{v}");
+    assert!(v["detail"].is_string(), "{v}");
     let (s, _, _) = d
         .send(reqwest::Method::GET, "/v1/models", Some("sk-wrong"), None)
         .await;
