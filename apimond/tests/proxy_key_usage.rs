@@ -5,7 +5,7 @@
 mod common;
 
 use apimond::service::proxy_keys::{KeyRefusal, ProxyUsage};
-use common::proxy::*;
+use common::keys::*;
 use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
