@@ -1,7 +1,7 @@
 //! Reading what the proxy served (admin only): `GET /api/proxy/usage` and
 //! `keys.usage`, filtered by key, channel, model and time, grouped as asked. Short
-//! recent ranges read the raw rows; longer ones the hourly or daily rollups plus the
-//! rows not folded into them yet.
+//! ranges read the raw rows; longer ones the hourly or daily rollups for whole buckets
+//! and the raw rows for the rest.
 
 use std::collections::HashMap;
 
@@ -9,10 +9,11 @@ use serde_json::{Value, json};
 
 use super::query::QueryString;
 use super::{Caller, Core, ServiceError, ServiceResult};
-use crate::store::proxy_usage::{UsageFilter, UsageGroup, UsageGrouping, UsageSource, UsageSums};
+use crate::store::proxy_usage::UsageSums;
+use crate::store::usage_reads::{UsageFilter, UsageGroup, UsageGrouping, UsageSource};
 
-/// Ranges up to this long (and within raw retention) are read from raw rows.
-const RAW_RANGE_MAX_S: f64 = 2.0 * 86_400.0;
+/// Ranges up to this long (and within raw retention) are read from raw rows alone.
+const RAW_RANGE_MAX_S: f64 = 6.0 * 3600.0;
 /// The range when `since` is not given.
 const DEFAULT_RANGE_S: f64 = 86_400.0;
 
@@ -163,7 +164,7 @@ impl Core {
             since,
             until,
         };
-        let groups = self.store.usage(filter, grouping, source).await?;
+        let groups = self.store.usage(filter, grouping, source, raw_from).await?;
         let names_of_keys: HashMap<i64, String> = if grouping.key {
             self.store
                 .list_proxy_keys()
