@@ -12,7 +12,8 @@
 //! - `rollups`: hourly and daily aggregates for long windows;
 //! - `discovered_models`, `schedule`: what discovery found, when each target is due;
 //! - `retention`: what is pruned and when;
-//! - `proxy_keys`, `proxy_usage`: the proxy's keys, and what it served with rollups;
+//! - `proxy_keys`, `proxy_usage`, `usage_reads`: the proxy's keys, and what it served
+//!   with rollups, read back;
 //! - `migrations`: the schema;
 //! - `go_upgrade`: a data directory of the Go `api_monitor` upgraded in place.
 
@@ -30,6 +31,7 @@ pub mod runs;
 pub mod schedule;
 pub mod settings;
 pub mod targets;
+pub mod usage_reads;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

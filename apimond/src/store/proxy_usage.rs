@@ -1,8 +1,8 @@
 //! The `proxy_usage` table (one row per proxied request) and its hourly and daily
-//! rollups `proxy_usage_rollups`: written in batches, read back as totals and series
-//! grouped by key, channel, model and time.
+//! rollups `proxy_usage_rollups`: written in batches, folded, pruned. Reading them back
+//! is `usage_reads`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -81,58 +81,6 @@ impl ProxyUsage {
     }
 }
 
-/// Rollup periods, by bucket size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UsageSource {
-    /// Raw rows.
-    Raw,
-    Hour,
-    Day,
-}
-
-impl UsageSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UsageSource::Raw => "raw",
-            UsageSource::Hour => "hour",
-            UsageSource::Day => "day",
-        }
-    }
-}
-
-/// How usage is grouped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct UsageGrouping {
-    pub key: bool,
-    pub target: bool,
-    pub model: bool,
-    /// Buckets of this size in seconds (3600 or 86400), UTC.
-    pub bucket_s: Option<i64>,
-}
-
-/// What to read.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UsageFilter {
-    /// `Some(None)` is the master token.
-    pub key_id: Option<Option<i64>>,
-    pub target_id: Option<i64>,
-    pub model: Option<String>,
-    pub since: f64,
-    pub until: f64,
-}
-
-/// The group a usage figure belongs to; a field is `None` when not grouped by it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct UsageGroup {
-    pub bucket_start: Option<i64>,
-    /// `Some(0)` stands for the master token.
-    pub key_id: Option<i64>,
-    /// `Some(0)` stands for requests that reached no channel.
-    pub target_id: Option<i64>,
-    pub model: Option<String>,
-}
-
 /// Sums over a group of requests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct UsageSums {
@@ -145,7 +93,7 @@ pub struct UsageSums {
 }
 
 impl UsageSums {
-    fn add(&mut self, o: &UsageSums) {
+    pub(super) fn add(&mut self, o: &UsageSums) {
         self.requests += o.requests;
         self.errors += o.errors;
         self.input_tokens += o.input_tokens;
@@ -155,9 +103,9 @@ impl UsageSums {
     }
 }
 
-const WATERMARK: &str = "proxy_usage_rollup_watermark";
+pub(super) const WATERMARK: &str = "proxy_usage_rollup_watermark";
 
-fn watermark(conn: &Connection) -> Result<i64> {
+pub(super) fn watermark(conn: &Connection) -> Result<i64> {
     Ok(conn
         .query_row("SELECT value FROM meta WHERE key = ?1", [WATERMARK], |r| {
             r.get::<_, String>(0)
@@ -170,92 +118,6 @@ fn watermark(conn: &Connection) -> Result<i64> {
 fn tokens_i64(n: Option<u64>) -> Option<i64> {
     n.map(|n| n.min(i64::MAX as u64) as i64)
 }
-
-/// Builds `WHERE` conditions and their parameters for a filter over a table whose
-/// key and target columns hold 0 for "none" (`zero_for_none`, the rollups) or NULL.
-fn conditions(
-    f: &UsageFilter,
-    time_col: &str,
-    zero_for_none: bool,
-) -> (Vec<String>, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value as V;
-    let mut conds = vec![format!("{time_col} >= ?"), format!("{time_col} < ?")];
-    let mut args = vec![V::Real(f.since), V::Real(f.until)];
-    match f.key_id {
-        None => {}
-        Some(Some(id)) => {
-            conds.push("key_id = ?".into());
-            args.push(V::Integer(id));
-        }
-        Some(None) if zero_for_none => conds.push("key_id = 0".into()),
-        Some(None) => conds.push("key_id IS NULL".into()),
-    }
-    if let Some(t) = f.target_id {
-        conds.push("target_id = ?".into());
-        args.push(V::Integer(t));
-    }
-    if let Some(m) = &f.model {
-        conds.push("model = ?".into());
-        args.push(V::Text(m.clone()));
-    }
-    (conds, args)
-}
-
-/// Runs a grouped sum query; the select list is the group columns (in `UsageGroup`
-/// order) then the six sums.
-fn grouped(
-    conn: &Connection,
-    table: &str,
-    time_col: &str,
-    g: UsageGrouping,
-    conds: Vec<String>,
-    args: Vec<rusqlite::types::Value>,
-    sums: &str,
-) -> Result<Vec<(UsageGroup, UsageSums)>> {
-    let bucket = match g.bucket_s {
-        Some(s) => format!("CAST({time_col} / {s} AS INTEGER) * {s}"),
-        None => "NULL".into(),
-    };
-    let key = if g.key { "COALESCE(key_id, 0)" } else { "NULL" };
-    let target = if g.target {
-        "COALESCE(target_id, 0)"
-    } else {
-        "NULL"
-    };
-    let model = if g.model { "model" } else { "NULL" };
-    let sql = format!(
-        "SELECT {bucket}, {key}, {target}, {model}, {sums} FROM {table} WHERE {} \
-         GROUP BY 1, 2, 3, 4",
-        conds.join(" AND ")
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-        Ok((
-            UsageGroup {
-                bucket_start: r.get(0)?,
-                key_id: r.get(1)?,
-                target_id: r.get(2)?,
-                model: r.get(3)?,
-            },
-            UsageSums {
-                requests: r.get(4)?,
-                errors: r.get(5)?,
-                input_tokens: r.get(6)?,
-                output_tokens: r.get(7)?,
-                estimated_requests: r.get(8)?,
-                total_ms_sum: r.get(9)?,
-            },
-        ))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-}
-
-const RAW_SUMS: &str = "COUNT(*), COALESCE(SUM(status >= 400 OR error_class IS NOT NULL), 0), \
-    COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \
-    COALESCE(SUM(tokens_estimated), 0), COALESCE(SUM(total_ms), 0.0)";
-const ROLLUP_SUMS: &str = "COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0), \
-    COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \
-    COALESCE(SUM(estimated_requests), 0), COALESCE(SUM(total_ms_sum), 0.0)";
 
 impl Store {
     /// Writes a batch of usage rows and moves each key's `last_used_at` and
@@ -327,58 +189,6 @@ impl Store {
                 ))
             })?;
             Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
-        })
-        .await
-    }
-
-    /// Usage grouped as asked, from raw rows or from the rollups of `source` (plus the
-    /// raw rows not folded into them yet). Groups come out in order.
-    pub async fn usage(
-        &self,
-        filter: UsageFilter,
-        grouping: UsageGrouping,
-        source: UsageSource,
-    ) -> Result<Vec<(UsageGroup, UsageSums)>> {
-        self.read(move |conn, _| {
-            let (conds, args) = conditions(&filter, "at", false);
-            if source == UsageSource::Raw {
-                let mut rows = grouped(conn, "proxy_usage", "at", grouping, conds, args, RAW_SUMS)?;
-                rows.sort_by(|a, b| a.0.cmp(&b.0));
-                return Ok(rows);
-            }
-            let mark = watermark(conn)?;
-            let (mut conds, mut args) = (conds, args);
-            conds.push("id > ?".into());
-            args.push(rusqlite::types::Value::Integer(mark));
-            let fresh = grouped(conn, "proxy_usage", "at", grouping, conds, args, RAW_SUMS)?;
-            // Buckets that start within the range (the range is widened to whole
-            // buckets).
-            let size = if source == UsageSource::Hour {
-                3600.0
-            } else {
-                86_400.0
-            };
-            let aligned = UsageFilter {
-                since: (filter.since / size).floor() * size,
-                ..filter.clone()
-            };
-            let (mut conds, mut args) = conditions(&aligned, "bucket_start", true);
-            conds.push("period = ?".into());
-            args.push(rusqlite::types::Value::Text(source.as_str().into()));
-            let rolled = grouped(
-                conn,
-                "proxy_usage_rollups",
-                "bucket_start",
-                grouping,
-                conds,
-                args,
-                ROLLUP_SUMS,
-            )?;
-            let mut merged: BTreeMap<UsageGroup, UsageSums> = BTreeMap::new();
-            for (g, s) in rolled.into_iter().chain(fresh) {
-                merged.entry(g).or_default().add(&s);
-            }
-            Ok(merged.into_iter().collect())
         })
         .await
     }

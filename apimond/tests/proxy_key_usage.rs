@@ -5,7 +5,7 @@
 mod common;
 
 use apimond::service::proxy_keys::{KeyRefusal, ProxyUsage};
-use common::proxy::*;
+use common::keys::*;
 use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -63,7 +63,19 @@ async fn usage_is_recorded_in_batches_and_read_back_filtered_and_grouped() {
         keys.record(u);
     }
     let v = wait_usage(&d, "", n).await;
-    assert_eq!(v["source"], "raw");
+    // A day is read from the hourly rollups and the raw rows around them.
+    assert_eq!(v["source"], "hour");
+    let (_, v) = d
+        .admin(
+            Method::GET,
+            &format!("/api/proxy/usage?since={}", apimond::store::now() - 3600.0),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (&v["source"], &v["totals"]["requests"]),
+        (&json!("raw"), &json!(n))
+    );
     assert_eq!(v["totals"]["tokens"], n * 15);
     assert_eq!(v["totals"]["errors"], n / 10);
     assert_eq!(v["items"], json!([]));
@@ -92,6 +104,17 @@ async fn usage_is_recorded_in_batches_and_read_back_filtered_and_grouped() {
         (&json!("one"), &json!(n / 3))
     );
     assert_eq!(one["avg_total_ms"], 10.0);
+    let (_, v) = d
+        .admin(Method::GET, "/api/proxy/usage?group_by=target", None)
+        .await;
+    let relay_b = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["target_id"] == b)
+        .unwrap();
+    assert_eq!(relay_b["target_name"], "relay-b", "{v}");
+    assert_eq!(relay_b["requests"], 2 * n / 3);
     let (_, v) = d
         .admin(Method::GET, "/api/proxy/usage?group_by=hour", None)
         .await;
@@ -148,6 +171,18 @@ async fn usage_is_rolled_up_and_old_raw_rows_and_rollups_are_pruned() {
     let v = wait_usage(&d, &format!("since={since}&group_by=day"), 15).await;
     assert_eq!(v["source"], "day");
     assert_eq!(v["totals"]["input_tokens"], 1500);
+    // Within raw retention a range is exact to the second, rolled up or not.
+    let three_days = apimond::store::now() - 3.0 * 86_400.0;
+    wait_usage(&d, &format!("since={}", three_days - 60.0), 6).await;
+    let v = wait_usage(&d, &format!("since={}", three_days + 60.0), 4).await;
+    assert_eq!(v["source"], "hour");
+    let v = wait_usage(
+        &d,
+        &format!("since={}&until={}", three_days - 60.0, three_days + 60.0),
+        2,
+    )
+    .await;
+    assert_eq!(v["source"], "raw");
 
     upkeep.prune_old_data().await;
     assert_eq!(
