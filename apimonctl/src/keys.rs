@@ -423,7 +423,7 @@ fn usage(v: &Value, out: &Out) {
             .map(|g| match *g {
                 "hour" | "day" => time(&item["bucket_start"]),
                 "key" => cell(&item["key_name"]),
-                "target" => cell(&item["target_id"]),
+                "target" => cell(&item["target_name"]),
                 _ => cell(&item["model"]),
             })
             .collect();

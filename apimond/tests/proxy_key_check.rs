@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use apimond::service::proxy_keys::KeyRefusal;
-use common::proxy::*;
+use common::keys::*;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use apimond::service::proxy_keys::KeyRefusal;
-use common::proxy::*;
+use common::keys::*;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -174,6 +174,21 @@ impl Core {
         } else {
             HashMap::new()
         };
+        let names_of_targets: HashMap<i64, String> = if grouping.target {
+            self.store
+                .list_targets()
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t.name))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        let names = Names {
+            keys: names_of_keys,
+            targets: names_of_targets,
+            groups: names,
+        };
         let mut totals = UsageSums::default();
         let mut items = Vec::new();
         for (g, s) in &groups {
@@ -183,8 +198,8 @@ impl Core {
             totals.output_tokens += s.output_tokens;
             totals.estimated_requests += s.estimated_requests;
             totals.total_ms_sum += s.total_ms_sum;
-            if !names.is_empty() {
-                items.push(self.usage_item(g, s, &names_of_keys));
+            if !names.groups.is_empty() {
+                items.push(usage_item(g, s, &names));
             }
         }
         Ok(json!({
@@ -193,33 +208,42 @@ impl Core {
             "since": since,
             "until": until,
             "source": source.as_str(),
-            "group_by": names,
+            "group_by": names.groups,
         }))
     }
+}
 
-    fn usage_item(&self, g: &UsageGroup, s: &UsageSums, key_names: &HashMap<i64, String>) -> Value {
-        let mut item = sums_json(s);
-        let obj = item.as_object_mut().expect("an object");
-        if let Some(b) = g.bucket_start {
-            obj.insert("bucket_start".into(), json!(b as f64));
-        }
-        if let Some(k) = g.key_id {
-            let (id, name) = match k {
-                0 => (Value::Null, Some("master".to_string())),
-                k => (json!(k), key_names.get(&k).cloned()),
-            };
-            obj.insert("key_id".into(), id);
-            obj.insert("key_name".into(), json!(name));
-        }
-        if let Some(t) = g.target_id {
-            obj.insert(
-                "target_id".into(),
-                if t == 0 { Value::Null } else { json!(t) },
-            );
-        }
-        if let Some(m) = &g.model {
-            obj.insert("model".into(), json!(m));
-        }
-        item
+/// Names shown beside the ids of grouped items, and the groups asked for.
+struct Names {
+    keys: HashMap<i64, String>,
+    targets: HashMap<i64, String>,
+    groups: Vec<&'static str>,
+}
+
+fn usage_item(g: &UsageGroup, s: &UsageSums, names: &Names) -> Value {
+    let mut item = sums_json(s);
+    let obj = item.as_object_mut().expect("an object");
+    if let Some(b) = g.bucket_start {
+        obj.insert("bucket_start".into(), json!(b as f64));
     }
+    if let Some(k) = g.key_id {
+        let (id, name) = match k {
+            0 => (Value::Null, Some("master".to_string())),
+            k => (json!(k), names.keys.get(&k).cloned()),
+        };
+        obj.insert("key_id".into(), id);
+        obj.insert("key_name".into(), json!(name));
+    }
+    if let Some(t) = g.target_id {
+        let (id, name) = match t {
+            0 => (Value::Null, None),
+            t => (json!(t), names.targets.get(&t).cloned()),
+        };
+        obj.insert("target_id".into(), id);
+        obj.insert("target_name".into(), json!(name));
+    }
+    if let Some(m) = &g.model {
+        obj.insert("model".into(), json!(m));
+    }
+    item
 }

@@ -5,7 +5,7 @@
 
 pub use apimond::testing::*;
 
-pub mod proxy;
+pub mod keys;
 
 /// A fake relay offering `models`, answering every probe after `delay`.
 pub async fn fake_upstream(models: &[&str], delay_ms: u64) -> testkit::FakeUpstream {

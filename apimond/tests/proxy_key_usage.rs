@@ -5,7 +5,7 @@
 mod common;
 
 use apimond::service::proxy_keys::{KeyRefusal, ProxyUsage};
-use common::proxy::*;
+use common::keys::*;
 use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -92,6 +92,17 @@ async fn usage_is_recorded_in_batches_and_read_back_filtered_and_grouped() {
         (&json!("one"), &json!(n / 3))
     );
     assert_eq!(one["avg_total_ms"], 10.0);
+    let (_, v) = d
+        .admin(Method::GET, "/api/proxy/usage?group_by=target", None)
+        .await;
+    let relay_b = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["target_id"] == b)
+        .unwrap();
+    assert_eq!(relay_b["target_name"], "relay-b", "{v}");
+    assert_eq!(relay_b["requests"], 2 * n / 3);
     let (_, v) = d
         .admin(Method::GET, "/api/proxy/usage?group_by=hour", None)
         .await;
