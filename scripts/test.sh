@@ -51,6 +51,8 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+stage proxy-sdk
+scripts/test-proxy-sdk.sh 2>&1 | tee -a "$log"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 set -e
 stage ""
 echo "== total $SECONDS s"

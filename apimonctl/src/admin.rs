@@ -70,6 +70,42 @@ pub async fn credentials(conn: &mut Conn, out: &Out) -> Result<ExitCode, CliErro
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn breakers(conn: &mut Conn, out: &Out) -> Result<ExitCode, CliError> {
+    let v = conn
+        .rpc("breakers")?
+        .call(&Request::ProxyBreakers(NoParams {}))
+        .await?;
+    if out.json {
+        out.print_json(&v);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let items = v["items"].as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        println!("every breaker is closed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows = items
+        .iter()
+        .map(|b| {
+            vec![
+                cell(&b["target_name"]),
+                cell(&b["model"]),
+                cell(&b["state"]),
+                cell(&b["failures"]),
+                crate::output::time(&b["opened_at"]),
+                crate::output::time(&b["retry_at"]),
+            ]
+        })
+        .collect();
+    out.table(
+        &[
+            "CHANNEL", "MODEL", "STATE", "FAILURES", "OPENED", "NEXT TRY",
+        ],
+        rows,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn export(
     conn: &mut Conn,
     with_secrets: bool,

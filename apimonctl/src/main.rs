@@ -7,6 +7,7 @@
 
 mod admin;
 mod error;
+mod keys;
 mod output;
 mod probe;
 mod runs;
@@ -96,6 +97,8 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// The generated admin token and panel password.
     Credentials,
+    /// The proxy's circuit breakers: open, half-open, or closed with failures counted.
+    Breakers,
     /// Write every target as JSON (keys only with --with-secrets).
     Export {
         #[arg(long)]
@@ -106,6 +109,9 @@ enum Command {
     },
     /// Create the targets of an export file.
     Import { file: PathBuf },
+    /// Create, list, show, change and revoke proxy keys; show proxy usage.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -240,11 +246,13 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     max_age,
                 } => runs::check(&mut conn, &targets, fail_on, timeout, max_age, &out).await,
                 Command::Credentials => admin::credentials(&mut conn, &out).await,
+                Command::Breakers => admin::breakers(&mut conn, &out).await,
                 Command::Export {
                     with_secrets,
                     output,
                 } => admin::export(&mut conn, with_secrets, output, &out).await,
                 Command::Import { file } => admin::import(&mut conn, &file, &out).await,
+                Command::Keys(k) => keys::run(k, &mut conn, &out).await,
                 Command::Completions { .. } | Command::Probe(_) => unreachable!("handled above"),
             }
         }

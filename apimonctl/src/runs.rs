@@ -475,6 +475,13 @@ fn event_line(e: &Value) -> String {
             e["added"].as_array().map(Vec::len).unwrap_or(0),
             e["removed"].as_array().map(Vec::len).unwrap_or(0)
         ),
+        "breaker_changed" => format!(
+            "breaker_changed {} {}: {} after {} failures",
+            cell(&e["target_name"]),
+            cell(&e["model"]),
+            cell(&e["state"]),
+            cell(&e["failures"])
+        ),
         other => format!("{other} {e}"),
     }
 }

@@ -513,6 +513,8 @@ async fn events_follow_prints_a_runs_events_in_order() {
     let up = fake(&["gpt-4o", "claude-3-haiku"]).await;
     let e = start().await;
     let id = e.add("watched", &up.base_url(), &["--disabled"]).await;
+    // The daemon's own listeners (the proxy's routing view) are subscribed already.
+    let listeners = e.core().bus.subscribers();
     let socket = e.socket_path().display().to_string();
     let mut child = std::process::Command::new(BIN)
         .args(["--socket", &socket, "events", "--follow", "--json"])
@@ -536,7 +538,7 @@ async fn events_follow_prints_a_runs_events_in_order() {
     // Start the run once the child is subscribed.
     let bus = &e.core().bus;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while bus.subscribers() == 0 {
+    while bus.subscribers() == listeners {
         assert!(
             std::time::Instant::now() < deadline,
             "events --follow never subscribed"
@@ -934,4 +936,51 @@ async fn probe_goes_through_a_proxy_from_the_environment_with_either_client() {
     .await;
     assert_eq!(code(&out), 2);
     assert!(text(&out.stderr).contains("expected browser or plain"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakers_lists_a_channel_model_tripped_by_live_failures() {
+    let relay = fake(&["gpt-4o-mini"]).await;
+    let master = "sk-master-for-the-cli-test-0123456789";
+    let d = TestDaemon::start_with(&[
+        ("API_MONITOR_TOKEN", ADMIN_TOKEN),
+        ("PROXY_MASTER_TOKEN", master),
+    ])
+    .await;
+    let id = d.add("alpha", &relay.base_url(), &[]).await;
+    d.admin(Method::POST, &format!("/api/targets/{id}/run"), None)
+        .await;
+    d.wait_run(id).await;
+    let out = d.ctl(&["breakers"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("every breaker is closed"));
+
+    relay.set_failure("gpt-4o-mini", Some(testkit::Failure::Status(503)));
+    for _ in 0..3 {
+        let (s, body, _) = apimond::testing::send_with(
+            &d.http,
+            Method::POST,
+            &d.url("/v1/chat/completions"),
+            Some(master),
+            Some(&json!({"model": "alpha/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})),
+            &[],
+        )
+        .await;
+        assert_eq!(s, 503, "{body}");
+    }
+    let v = d.json(&["breakers"]).await;
+    let b = &v["items"][0];
+    assert_eq!(
+        (
+            b["target_name"].as_str(),
+            b["model"].as_str(),
+            b["state"].as_str()
+        ),
+        (Some("alpha"), Some("gpt-4o-mini"), Some("open")),
+        "{v}"
+    );
+    assert_eq!(b["failures"], 3);
+    let out = d.ctl(&["breakers"]).await;
+    let table = text(&out.stdout);
+    assert!(table.contains("alpha") && table.contains("open"), "{table}");
 }

@@ -76,6 +76,19 @@ pub enum Event {
         total: usize,
         ts: f64,
     },
+    /// The proxy's circuit breaker for one model of one channel changed state
+    /// (`open`, `half_open` or `closed`), fed by live outcomes.
+    BreakerChanged {
+        target_id: i64,
+        target_name: String,
+        model: String,
+        state: &'static str,
+        /// Consecutive live failures counted when it changed.
+        failures: u32,
+        /// When an open breaker lets a trial request through, Unix seconds.
+        retry_at: Option<f64>,
+        ts: f64,
+    },
 }
 
 impl Event {
@@ -87,6 +100,7 @@ impl Event {
             Event::TargetUpdated { .. } => "target_updated",
             Event::TargetDeleted { .. } => "target_deleted",
             Event::ModelsChanged { .. } => "models_changed",
+            Event::BreakerChanged { .. } => "breaker_changed",
         }
     }
 

@@ -14,6 +14,7 @@ pub mod events;
 pub mod http;
 pub mod lifecycle;
 pub mod maintenance;
+pub mod proxy;
 pub mod rpc;
 pub mod runlog;
 pub mod runner;
@@ -211,15 +212,27 @@ impl Daemon {
                 streams_closed: life.streams.clone(),
             },
         );
+        core.proxy_keys
+            .reload(&core.store, true)
+            .await
+            .context("cannot load the proxy keys")?;
+        if let Some(writer) = core.take_usage_writer() {
+            life.spawn(writer.run(life.usage.clone()));
+        }
+        // The proxy routes on an in-memory view, loaded before the first request.
+        let proxy = proxy::Proxy::new(core.clone());
+        proxy.refresh().await;
+        life.spawn(proxy.clone().keep_view_fresh(life.upkeep.clone()));
         let socket = rpc::bind(
             core.clone(),
+            proxy.clone(),
             &core.config.paths.socket_path,
             core.config.paths.socket_group.as_deref(),
             &life,
         )?;
         life.spawn(scheduler.run());
         life.spawn(upkeep.run(life.upkeep.clone()));
-        let app = http::router(core.clone());
+        let app = proxy::router(proxy).merge(http::router(core.clone()));
         let stopped = life.http.clone();
         let server = life.spawn(async move {
             axum::serve(

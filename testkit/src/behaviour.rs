@@ -33,6 +33,8 @@ pub(crate) enum Behaviour {
     WrongAnswer,
     Filter,
     Garbage,
+    /// Only from [`crate::Failure::ErrorAfterFirstByte`], never from a name.
+    CutAfterFirstByte,
     Normal,
 }
 

@@ -3,7 +3,6 @@
 //! so the counters see exactly when a body ended or was abandoned. Also owns the
 //! framing of events on the wire (SSE, relay-style SSE, progressive JSON array).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -15,7 +14,8 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
-use crate::state::Flight;
+use crate::records::ReportedUsage;
+use crate::state::{EventLog, Flight};
 
 /// The client stopped reading; the producer should give up.
 #[derive(Debug)]
@@ -61,17 +61,41 @@ impl Framing {
     }
 }
 
+/// What the producer hands the body: bytes, or the order to cut the connection.
+enum Chunk {
+    Bytes(Bytes),
+    Cut,
+}
+
 /// The producer's end of a body: writes raw bytes or framed events.
 pub(crate) struct Out {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Chunk>,
     framing: Framing,
     sent_events: usize,
     gap: std::time::Duration,
+    log: EventLog,
 }
 
 impl Out {
     pub async fn raw(&mut self, bytes: impl Into<Bytes>) -> Result<(), Gone> {
-        self.tx.send(bytes.into()).await.map_err(|_| Gone)
+        self.tx
+            .send(Chunk::Bytes(bytes.into()))
+            .await
+            .map_err(|_| Gone)
+    }
+
+    /// Cuts the connection where the body stands (the client sees an incomplete body,
+    /// or no answer at all if nothing was sent yet).
+    pub async fn cut(&mut self) -> Result<(), Gone> {
+        // The server drops what it has not written yet when the body fails: give what
+        // was sent time to leave first, so the client really got the first bytes.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        self.tx.send(Chunk::Cut).await.map_err(|_| Gone)
+    }
+
+    /// Notes the usage this answer reports, for the request's record.
+    pub fn reported(&self, usage: ReportedUsage) {
+        self.log.usage(usage);
     }
 
     pub async fn event(&mut self, event: &Event) -> Result<(), Gone> {
@@ -101,7 +125,9 @@ impl Out {
                 format!("{sep}{}", event.data)
             }
         };
-        self.raw(framed).await
+        self.raw(framed).await?;
+        self.log.event_sent();
+        Ok(())
     }
 
     pub async fn events(&mut self, events: Vec<Event>) -> Result<(), Gone> {
@@ -136,13 +162,14 @@ where
     Fut: Future<Output = Result<(), Gone>> + Send + 'static,
 {
     // Small: a producer of an endless or huge body must feel the client's pace.
-    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let (tx, rx) = mpsc::channel::<Chunk>(4);
     let watcher = tx.clone();
     let work = produce(Out {
         tx,
         framing,
         sent_events: 0,
         gap: flight.event_gap(),
+        log: flight.log(),
     });
     tokio::spawn(async move {
         // A producer asleep (hang, slow) would outlive its client without this.
@@ -188,16 +215,23 @@ pub(crate) fn fixed(
 
 /// The body stream: forwards the producer's chunks and settles the flight.
 struct Guarded {
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Chunk>,
     flight: Option<Flight>,
 }
 
 impl Stream for Guarded {
-    type Item = Result<Bytes, Infallible>;
+    type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(chunk)) => Poll::Ready(Some(Ok(chunk))),
+            Poll::Ready(Some(Chunk::Bytes(chunk))) => Poll::Ready(Some(Ok(chunk))),
+            Poll::Ready(Some(Chunk::Cut)) => {
+                if let Some(flight) = self.flight.take() {
+                    flight.cut();
+                }
+                // A body error makes the server drop the connection mid-body.
+                Poll::Ready(Some(Err(std::io::Error::other("cut on purpose"))))
+            }
             Poll::Ready(None) => {
                 if let Some(flight) = self.flight.take() {
                     flight.finish();

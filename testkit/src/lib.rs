@@ -6,9 +6,12 @@
 //! # Endpoints
 //!
 //! `GET /v1/models` (shaped by [`Discovery`]), `POST /v1/chat/completions`,
-//! `POST /v1/responses`, `POST /v1/messages`, and Gemini's
-//! `POST /v1beta/models/{model}:generateContent` / `:streamGenerateContent` (also under
-//! `/v1/models/`; SSE with `?alt=sse`, else a progressively streamed JSON array).
+//! `POST /v1/responses`, `POST /v1/messages`, `POST /v1/embeddings` (floats, or base64
+//! little-endian `f32`s with `encoding_format: "base64"`, as the openai SDK asks), and
+//! Gemini's `POST /v1beta/models/{model}:generateContent` / `:streamGenerateContent`
+//! (also under `/v1/models/`; SSE with `?alt=sse`, else a progressively streamed JSON
+//! array), `GET /v1beta/models` (Gemini's list of the same models) and
+//! `GET /v1beta/models/{model}`.
 //! The key is accepted as `Authorization: Bearer`, `x-api-key`, `x-goog-api-key` or
 //! `?key=`; anything else gets a 401 whose message echoes the presented key, like real
 //! relays (`{"error":{"message":"Incorrect API key provided: <key>","type":
@@ -70,6 +73,32 @@
 //! CRLF line endings, `: keep-alive` comments between events; chat replies (stream or
 //! not) also carry `reasoning_content` before the content.
 //!
+//! # Misbehaviour switched on at runtime, by exact model name
+//!
+//! [`FakeUpstream::set_failure`] makes one model fail as a [`Failure`] says (after the
+//! model passed its probes, say), taking precedence over the name markers;
+//! [`FakeUpstream::set_event_gap`] spaces that model's stream events;
+//! [`FakeUpstream::stop_listening`] closes the port so connections are refused until
+//! [`FakeUpstream::resume_listening`]. [`FakeUpstream::serve_control`] offers the same
+//! switches and the records over HTTP on a port of their own, for tests in another
+//! language (see `control`).
+//!
+//! # Usage
+//!
+//! Answers report usage as the real APIs do: chat `usage` (streams only with
+//! `stream_options.include_usage`, in a last chunk with empty `choices`), Responses
+//! `usage` (streams: in `response.completed`), Anthropic `usage` (streams: input in
+//! `message_start`, output in `message_delta`), Gemini `usageMetadata` (streams: on the
+//! last chunk). Input tokens are the prompt's characters / 4, output tokens the reply's.
+//! The record of each request ([`Received::usage`]) holds what was reported.
+//!
+//! # Records
+//!
+//! Every request is recorded ([`FakeUpstream::received`]): method, path, query, headers,
+//! body, and for generation requests the model, the instants each stream event left, how
+//! the answer ended ([`Outcome`]: finished, client hung up, cut by the fake) and the usage
+//! reported. The last 4096 are kept.
+//!
 //! # Counting
 //!
 //! A generation request is in flight from arrival until its body was sent to the end
@@ -79,9 +108,11 @@
 
 mod behaviour;
 mod body;
+mod control;
 mod hello_recorder;
 pub mod ja4;
 mod proxies;
+mod records;
 mod request;
 mod server;
 mod state;
@@ -94,12 +125,32 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use hello_recorder::HelloRecorder;
 pub use proxies::{HttpProxy, Socks5Proxy};
+pub use records::{Outcome, Received, ReportedUsage};
 use state::{Shared, lock};
+
+/// How one model fails when switched on with [`FakeUpstream::set_failure`]. In JSON (the
+/// control API): `{"kind":"status","status":503}`, `{"kind":"hang_before_headers"}`,
+/// `{"kind":"error_after_first_byte"}`. A refused connection is the whole port's
+/// doing: [`FakeUpstream::stop_listening`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "status", rename_all = "snake_case")]
+pub enum Failure {
+    /// That status with an OpenAI-style error body; 429 also carries `Retry-After: 1`,
+    /// and 401's message echoes the presented key, as real relays do.
+    Status(u16),
+    /// Never answers, not even headers, until the client leaves.
+    HangBeforeHeaders,
+    /// Answers 200 and the first part of the body (streams: the opening events and the
+    /// first content delta; plain: half of the JSON), then cuts the connection.
+    ErrorAfterFirstByte,
+}
 
 /// How `GET /v1/models` behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -156,6 +207,9 @@ pub struct FakeUpstream {
     addr: SocketAddr,
     server: JoinHandle<()>,
     tls: bool,
+    /// Whether the port should accept connections (plain HTTP only).
+    listening: watch::Sender<bool>,
+    control: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl FakeUpstream {
@@ -175,19 +229,15 @@ impl FakeUpstream {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config));
         let app = server::router(shared.clone());
-        let server = tokio::spawn(async move {
-            // Only fails if the listener breaks; a test then sees connection errors.
-            // Without TCP_NODELAY, a reply written in pieces waits for delayed ACKs.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let _ = axum::serve(listener, app).await;
-        });
+        let (listening, wanted) = watch::channel(true);
+        let server = tokio::spawn(server::serve_while_wanted(listener, app, wanted));
         Ok(FakeUpstream {
             shared,
             addr,
             server,
             tls: false,
+            listening,
+            control: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -211,6 +261,8 @@ impl FakeUpstream {
             addr,
             server,
             tls: true,
+            listening: watch::channel(true).0,
+            control: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -272,10 +324,82 @@ impl FakeUpstream {
     pub fn last_body(&self) -> Option<Value> {
         lock(&self.shared.last_body).clone()
     }
+
+    /// The requests received (the last 4096), oldest first.
+    pub fn received(&self) -> Vec<Received> {
+        lock(&self.shared.records).all()
+    }
+
+    /// The generation requests that asked for exactly `model`, oldest first.
+    pub fn received_for(&self, model: &str) -> Vec<Received> {
+        let mut all = self.received();
+        all.retain(|r| r.model.as_deref() == Some(model));
+        all
+    }
+
+    /// Forgets the records (counters are kept).
+    pub fn clear_received(&self) {
+        lock(&self.shared.records).clear();
+    }
+
+    /// Makes `model` fail as `failure` says from its next request on (`None`: answer
+    /// normally again).
+    pub fn set_failure(&self, model: &str, failure: Option<Failure>) {
+        control::set_failure(&self.shared, model, failure);
+    }
+
+    /// Makes every model without a failure of its own fail as `failure` says (`None`:
+    /// stop).
+    pub fn set_failure_for_every_model(&self, failure: Option<Failure>) {
+        *lock(&self.shared.every_failure) = failure;
+    }
+
+    /// Clears every failure switched on, per model and for every model.
+    pub fn clear_failures(&self) {
+        lock(&self.shared.failures).clear();
+        *lock(&self.shared.every_failure) = None;
+    }
+
+    /// Spaces `model`'s stream events `gap` apart (`None`: back to `FakeConfig::event_gap`).
+    pub fn set_event_gap(&self, model: &str, gap: Option<Duration>) {
+        control::set_event_gap(&self.shared, model, gap);
+    }
+
+    /// Closes the port: new connections are refused, idle keep-alive ones are closed,
+    /// requests being answered go on. Returns once a connection attempt is refused.
+    ///
+    /// # Panics
+    /// On an HTTPS upstream, which cannot stop.
+    pub async fn stop_listening(&self) {
+        assert!(!self.tls, "an HTTPS fake upstream cannot stop listening");
+        server::set_listening(&self.listening, self.addr, false).await;
+    }
+
+    /// Opens the port again after [`FakeUpstream::stop_listening`]; returns once it accepts.
+    pub async fn resume_listening(&self) {
+        server::set_listening(&self.listening, self.addr, true).await;
+    }
+
+    /// Serves the control API (see the `control` module docs) on a port of its own and
+    /// returns its base URL, `http://127.0.0.1:PORT`.
+    ///
+    /// # Panics
+    /// If no port can be bound.
+    pub async fn serve_control(&self) -> String {
+        let (url, task) =
+            control::serve(self.shared.clone(), self.listening.clone(), self.addr).await;
+        lock(&self.control).push(task);
+        url
+    }
 }
 
 impl Drop for FakeUpstream {
     fn drop(&mut self) {
         self.server.abort();
+        // Stops the port's current server too (it runs in a task of its own).
+        self.listening.send_replace(false);
+        for task in lock(&self.control).drain(..) {
+            task.abort();
+        }
     }
 }

@@ -37,8 +37,11 @@ pub struct Config {
     pub retention: Retention,
     pub logging: Logging,
     pub panel: PanelDefaults,
+    pub proxy: Proxying,
     /// `APIMON_SECRET_KEY`: the key for stored secrets, else the one in `DATA_DIR`.
     pub secret_key: Option<Secret>,
+    /// `APIMON_TIMEZONE`: where budget days (proxy keys' daily token budgets) begin.
+    pub time_zone: jiff::tz::TimeZone,
     /// Which variables were given (by main name), and where.
     pub sources: BTreeMap<&'static str, Source>,
     /// The alias a variable was given under, where it was not its main name.
@@ -85,6 +88,14 @@ pub struct Scheduling {
     pub route_rules: Vec<shared::probe::RouteRule>,
     /// The proxy probes go through unless a target chooses (`OUTBOUND_PROXY`).
     pub outbound_proxy: Option<shared::probe::ProxyUrl>,
+}
+
+/// The proxy's limits (`PROXY_*` variables).
+#[derive(Debug, Clone, Copy)]
+pub struct Proxying {
+    pub first_byte_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    pub breaker_cooldown: std::time::Duration,
 }
 
 /// How many days each kind of probe data is kept.
@@ -199,6 +210,13 @@ impl Config {
         let logging = Logging {
             format: parsers::log_format(&raw)?,
         };
+        let time_zone = parsers::time_zone(&raw)?;
+        let secs = |v: &Variable| raw.int(v).map(|n| std::time::Duration::from_secs(n as u64));
+        let proxy = Proxying {
+            first_byte_timeout: secs(&PROXY_FIRST_BYTE_TIMEOUT_S)?,
+            idle_timeout: secs(&PROXY_IDLE_TIMEOUT_S)?,
+            breaker_cooldown: secs(&PROXY_BREAKER_COOLDOWN_S)?,
+        };
         Ok(Config {
             listen,
             paths,
@@ -207,7 +225,9 @@ impl Config {
             retention,
             logging,
             panel,
+            proxy,
             secret_key,
+            time_zone,
             sources: raw.sources,
             given_names: raw.given_names,
         })

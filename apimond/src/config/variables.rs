@@ -210,6 +210,16 @@ pub const ROUTE_RULES: Variable = Variable::special("ROUTE_RULES");
 pub const OUTBOUND_PROXY: Variable = Variable::special("OUTBOUND_PROXY").secret();
 pub const APIMON_SECRET_KEY: Variable = Variable::special("APIMON_SECRET_KEY").secret();
 pub const LOG_FORMAT: Variable = Variable::special("LOG_FORMAT");
+/// The time zone of budget days (proxy keys' daily token budgets): `UTC` or an IANA name.
+pub const APIMON_TIMEZONE: Variable = Variable::special("APIMON_TIMEZONE");
+/// The proxy's wait for an upstream's response headers (and a stream's first bytes).
+pub const PROXY_FIRST_BYTE_TIMEOUT_S: Variable =
+    Variable::int("PROXY_FIRST_BYTE_TIMEOUT_S", 1, 3600, 120);
+/// The proxy's longest silence between two chunks of an upstream body.
+pub const PROXY_IDLE_TIMEOUT_S: Variable = Variable::int("PROXY_IDLE_TIMEOUT_S", 1, 3600, 120);
+/// How long a tripped circuit breaker keeps a channel's model out before a trial.
+pub const PROXY_BREAKER_COOLDOWN_S: Variable =
+    Variable::int("PROXY_BREAKER_COOLDOWN_S", 1, 3600, 30);
 
 /// Every variable apimond reads, in the order they are checked (with several bad values,
 /// the first here is the one reported) and listed for an unknown key in the file.
@@ -237,6 +247,10 @@ pub const VARIABLES: &[Variable] = &[
     OUTBOUND_PROXY,
     APIMON_SECRET_KEY,
     LOG_FORMAT,
+    APIMON_TIMEZONE,
+    PROXY_FIRST_BYTE_TIMEOUT_S,
+    PROXY_IDLE_TIMEOUT_S,
+    PROXY_BREAKER_COOLDOWN_S,
 ];
 
 /// The variable named `name` (by its main name or an alias), if apimond reads one.

@@ -62,6 +62,7 @@ impl ControlSocket {
 /// live one, sets the permissions, and starts accepting.
 pub fn bind(
     core: Arc<Core>,
+    proxy: Arc<crate::proxy::Proxy>,
     path: &Path,
     group: Option<&str>,
     life: &Lifecycle,
@@ -137,6 +138,7 @@ pub fn bind(
             };
             let peer = stream.peer_creds().ok().and_then(|c| c.euid());
             let core = core.clone();
+            let proxy = proxy.clone();
             let stop = stop.clone();
             connections.spawn(async move {
                 if !peer_allowed(peer, own_uid, group_mode) {
@@ -151,7 +153,7 @@ pub fn bind(
                     let _ = out.send(refusal.to_line().trim_end().to_string()).await;
                     return;
                 }
-                serve(core, stream, stop).await;
+                serve(core, proxy, stream, stop).await;
             });
         }
     });
@@ -247,6 +249,7 @@ impl<R: tokio::io::AsyncBufRead + Unpin> LineReader<R> {
 /// already read is answered first.
 async fn serve(
     core: Arc<Core>,
+    proxy: Arc<crate::proxy::Proxy>,
     stream: interprocess::local_socket::tokio::Stream,
     stop: CancellationToken,
 ) {
@@ -287,7 +290,8 @@ async fn serve(
             ),
             Ok(Some(Line::Text(text))) if text.trim().is_empty() => continue,
             Ok(Some(Line::Text(text))) => {
-                let (reply, subscribe) = methods::handle(&core, &socket_caller(), &text).await;
+                let (reply, subscribe) =
+                    methods::handle(&core, &proxy, &socket_caller(), &text).await;
                 if subscribe && subscription.is_none() {
                     subscription = Some(core.bus.subscribe());
                 }

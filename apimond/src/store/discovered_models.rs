@@ -58,4 +58,21 @@ impl Store {
         })
         .await
     }
+
+    /// Every target's discovered list at once (the proxy's routing view reads them all).
+    pub async fn all_discovered_models(
+        &self,
+    ) -> Result<std::collections::HashMap<i64, Vec<String>>> {
+        self.read(move |conn, _| {
+            let mut stmt = conn.prepare_cached("SELECT id, discovered_models FROM targets")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = std::collections::HashMap::new();
+            for row in rows {
+                let (id, text) = row?;
+                out.insert(id, serde_json::from_str(&text).unwrap_or_default());
+            }
+            Ok(out)
+        })
+        .await
+    }
 }

@@ -154,6 +154,45 @@ impl HttpClient {
     }
 }
 
+impl HttpClient {
+    /// Sends any method with a ready body (the proxy's requests, passed through as the
+    /// client wrote them).
+    pub(super) async fn send_bytes(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+    ) -> Result<Response, Failure> {
+        match self {
+            HttpClient::Plain(c) => {
+                let mut b = c.request(method, url).headers(headers);
+                if let Some(body) = body {
+                    b = b.body(body);
+                }
+                let mut r = b.send().await.map_err(|e| plain_failure(&e))?;
+                Ok(Response {
+                    status: r.status().as_u16(),
+                    headers: std::mem::take(r.headers_mut()),
+                    body: Box::pin(r.bytes_stream().map(|c| c.map_err(|e| plain_failure(&e)))),
+                })
+            }
+            HttpClient::Browser(c) => {
+                let mut b = c.request(method, url).headers(headers);
+                if let Some(body) = body {
+                    b = b.body(body);
+                }
+                let mut r = b.send().await.map_err(|e| browser_failure(&e))?;
+                Ok(Response {
+                    status: r.status().as_u16(),
+                    headers: std::mem::take(r.headers_mut()),
+                    body: Box::pin(r.bytes_stream().map(|c| c.map_err(|e| browser_failure(&e)))),
+                })
+            }
+        }
+    }
+}
+
 fn plain_failure(e: &reqwest::Error) -> Failure {
     failure(
         e,

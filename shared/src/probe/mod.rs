@@ -8,7 +8,7 @@
 //! probe goes through),
 //! `discovery` (the model list), `attempt` (one probe and its retry), `stream` (a
 //! streamed reply), `judge` (whether a reply passes), `select` (which models a run
-//! probes).
+//! probes), `forward` (the proxy's requests through a target's client).
 
 pub mod challenge;
 pub mod classify;
@@ -20,6 +20,7 @@ pub mod status;
 mod attempt;
 mod clients;
 mod discovery;
+mod forward;
 mod judge;
 mod outbound;
 mod result;
@@ -30,6 +31,7 @@ mod transport;
 
 pub use classify::ErrorClass;
 pub use discovery::normalise_base_url;
+pub use forward::{UpstreamBody, UpstreamClient, UpstreamError, UpstreamResponse};
 pub use judge::models_match;
 pub use outbound::{DIRECT, Egress, PROXY_SCHEMES, ProxyChoice, ProxyUrl};
 pub use result::{DiscoveryError, ProbeResult, scrub};

@@ -104,7 +104,7 @@ impl Prober {
         s.proxy.resolve(self.default_proxy.as_ref())
     }
 
-    fn client(&self, key: ClientKey) -> Result<HttpClient, Failure> {
+    pub(super) fn client(&self, key: ClientKey) -> Result<HttpClient, Failure> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());

@@ -144,3 +144,17 @@ pub(super) fn canned(
         _ => return None,
     })
 }
+
+/// The answer of a model switched to fail with [`Failure::Status`] (the other failures
+/// change how the reply is written, not what it is). A 401 echoes the presented key, as
+/// real relays do.
+pub(super) fn failure(status: u16, presented: &str, flight: Flight) -> Response {
+    match status {
+        429 => return Canned::rate_limited().send(flight),
+        401 => return Canned::json(StatusCode::UNAUTHORIZED, auth_refusal(presented)).send(flight),
+        _ => {}
+    }
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let message = format!("Failing on purpose with status {status}");
+    Canned::json(code, error_json(&message, "server_error", None)).send(flight)
+}

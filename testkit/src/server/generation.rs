@@ -12,10 +12,12 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::auth::{auth_refusal, check_auth, presented_keys};
-use super::canned::{Canned, canned};
-use super::{forever, record_headers};
+use super::canned::{Canned, canned, failure};
+use super::{RecordSeq, forever, record_headers};
+use crate::Failure;
 use crate::behaviour::{Behaviour, relay_framing};
 use crate::body::{Event, Framing, Out, fixed, produced};
+use crate::records::ReportedUsage;
 use crate::request;
 use crate::state::{Flight, Shared, lock};
 use crate::wire::{Finish, Meta, Protocol, encoder, plain, tokens};
@@ -54,8 +56,10 @@ struct StreamPlan {
     slow_delay: Duration,
 }
 
+#[allow(clippy::too_many_arguments)] // one per part of the request; a struct would only rename them
 pub(super) async fn generate(
     shared: Arc<Shared>,
+    seq: RecordSeq,
     protocol: Protocol,
     headers: HeaderMap,
     query: HashMap<String, String>,
@@ -64,7 +68,7 @@ pub(super) async fn generate(
 ) -> Response {
     record_headers(&shared, &headers);
     shared.requests.fetch_add(1, Ordering::SeqCst);
-    let flight = Flight::start(shared.clone());
+    let mut flight = Flight::start(shared.clone(), seq.0);
     let parsed = serde_json::from_slice::<Value>(&body).ok();
     if let Some(value) = &parsed {
         *lock(&shared.last_body) = Some(value.clone());
@@ -85,6 +89,7 @@ pub(super) async fn generate(
     } else {
         shared.count_model(&model)
     };
+    flight.asked_for(&model, stream);
 
     if !shared.probe_delay.is_zero() {
         tokio::time::sleep(shared.probe_delay).await;
@@ -104,7 +109,12 @@ pub(super) async fn generate(
         return Canned::bad_request("you must provide a model parameter").send(flight);
     }
 
-    let behaviour = Behaviour::for_model(&model);
+    let behaviour = match shared.failure_for(&model) {
+        Some(Failure::HangBeforeHeaders) => return forever().await,
+        Some(Failure::ErrorAfterFirstByte) => Behaviour::CutAfterFirstByte,
+        Some(Failure::Status(status)) => return failure(status, &presented, flight),
+        None => Behaviour::for_model(&model),
+    };
     if behaviour == Behaviour::Hang || (behaviour == Behaviour::RoleOnlyHang && !stream) {
         return forever().await;
     }
@@ -143,9 +153,14 @@ pub(super) async fn generate(
         include_usage: request::include_usage(&parsed),
     };
 
+    let usage = ReportedUsage {
+        input_tokens: meta.input_tokens,
+        output_tokens: tokens(reasoning.len()) + tokens(text.len()),
+    };
     if !stream {
         let mut body = plain(protocol, &meta, reasoning, &text).to_string();
         match behaviour {
+            Behaviour::CutAfterFirstByte => return half_then_cut(flight, body),
             Behaviour::Huge => return huge_plain(flight, false),
             Behaviour::Endless => return huge_plain(flight, true),
             Behaviour::Slow => tokio::time::sleep(shared.slow_delay).await,
@@ -159,8 +174,13 @@ pub(super) async fn generate(
             }
             _ => {}
         }
+        if behaviour != Behaviour::Cut {
+            flight.log().usage(usage);
+        }
         return fixed(flight, StatusCode::OK, "application/json", &[], body);
     }
+    // Streamed chat completions report usage only when asked to.
+    let usage = (protocol != Protocol::Chat || meta.include_usage).then_some(usage);
 
     let sse = protocol != Protocol::Gemini || query.get("alt").is_some_and(|a| a == "sse");
     let framing = match (sse, relay) {
@@ -180,7 +200,27 @@ pub(super) async fn generate(
         framing.content_type(),
         framing,
         &[],
-        move |out| write_stream(out, protocol, meta, plan, reasoning, text),
+        move |out| write_stream(out, protocol, meta, plan, reasoning, text, usage),
+    )
+}
+
+/// Half of a plain body, then the connection is cut.
+pub(super) fn half_then_cut(flight: Flight, body: String) -> Response {
+    produced(
+        flight,
+        StatusCode::OK,
+        "application/json",
+        Framing::Sse,
+        &[],
+        move |mut out| async move {
+            let half = (1..=body.len() / 2)
+                .rev()
+                .find(|&i| body.is_char_boundary(i))
+                .unwrap_or(body.len());
+            out.raw(Bytes::copy_from_slice(&body.as_bytes()[..half]))
+                .await?;
+            out.cut().await
+        },
     )
 }
 
@@ -218,6 +258,7 @@ async fn write_stream(
     plan: StreamPlan,
     reasoning: String,
     text: String,
+    usage: Option<ReportedUsage>,
 ) -> Result<(), crate::body::Gone> {
     let mut enc = encoder(protocol, meta);
     match plan.behaviour {
@@ -272,11 +313,20 @@ async fn write_stream(
             }
             Ok(())
         }
+        Behaviour::CutAfterFirstByte => {
+            if let Some(first) = text_pieces.first() {
+                out.events(enc.text(first)).await?;
+            }
+            out.cut().await
+        }
         _ => {
             for piece in &text_pieces {
                 out.events(enc.text(piece)).await?;
             }
             out.events(enc.finish()).await?;
+            if let Some(usage) = usage {
+                out.reported(usage);
+            }
             out.close().await
         }
     }

@@ -49,7 +49,8 @@ pub(super) struct Anthropic {
     block: Option<(Block, usize)>,
     next_index: usize,
     had_text: bool,
-    out_chars: usize,
+    reasoning_chars: usize,
+    text_chars: usize,
 }
 
 impl Anthropic {
@@ -59,7 +60,8 @@ impl Anthropic {
             block: None,
             next_index: 0,
             had_text: false,
-            out_chars: 0,
+            reasoning_chars: 0,
+            text_chars: 0,
         }
     }
 
@@ -106,7 +108,10 @@ impl Anthropic {
     fn delta(&mut self, kind: Block, piece: &str) -> Vec<Event> {
         let mut events = Vec::new();
         let index = self.ensure_block(kind, &mut events);
-        self.out_chars += piece.len();
+        match kind {
+            Block::Thinking => self.reasoning_chars += piece.len(),
+            Block::Text => self.text_chars += piece.len(),
+        }
         let delta = match kind {
             Block::Thinking => json!({"type": "thinking_delta", "thinking": piece}),
             Block::Text => json!({"type": "text_delta", "text": piece}),
@@ -159,7 +164,7 @@ impl StreamEncoder for Anthropic {
             "message_delta",
             &json!({"type": "message_delta",
                     "delta": {"stop_reason": anthropic_stop(self.meta.finish), "stop_sequence": null},
-                    "usage": {"output_tokens": tokens(self.out_chars)}}),
+                    "usage": {"output_tokens": tokens(self.reasoning_chars) + tokens(self.text_chars)}}),
         ));
         events.push(json_event("message_stop", &json!({"type": "message_stop"})));
         events

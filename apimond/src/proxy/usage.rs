@@ -1,0 +1,293 @@
+//! Reading a reply on the side as it passes: time to first token and the token usage
+//! the upstream reports, from stream events or from the whole body at its end. It sees
+//! every chunk after the client got it and never holds one back. A streamed reply
+//! without usage (Chat Completions unless the client asked for
+//! `stream_options.include_usage`) is estimated from its text and flagged.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+use shared::probe::Protocol;
+use shared::probe::protocol::{Delta, parse_event};
+use shared::probe::sse::SseParser;
+
+/// Whole bodies are kept (as shared chunks, not copies) up to this size to read their
+/// usage at the end; past it the usage is left unknown.
+const KEEP_BODY: usize = 4 * 1024 * 1024;
+/// Characters per token, for estimates.
+const CHARS_PER_TOKEN: usize = 4;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tokens {
+    pub input: Option<u64>,
+    pub output: Option<u64>,
+    pub estimated: bool,
+}
+
+pub struct UsageReader {
+    protocol: Protocol,
+    started: Instant,
+    /// Request body size, for the input estimate.
+    request_bytes: usize,
+    sse: Option<SseParser>,
+    chunks: Vec<Bytes>,
+    kept: usize,
+    pub first_byte_ms: Option<f64>,
+    pub first_token_ms: Option<f64>,
+    text_chars: usize,
+    tokens: Tokens,
+}
+
+fn as_u64(v: &Value, key: &str) -> Option<u64> {
+    v.get(key).and_then(Value::as_u64)
+}
+
+/// Reads the usage a reply (or one event of it) reports into `t`: OpenAI
+/// (`prompt_tokens`/`completion_tokens`), Responses and Anthropic
+/// (`input_tokens`/`output_tokens`, under `response` or `message` in events), Gemini
+/// (`usageMetadata`).
+pub fn read_usage(v: &Value, t: &mut Tokens) {
+    let places = [
+        v.get("usage"),
+        v.get("response").and_then(|r| r.get("usage")),
+        v.get("message").and_then(|m| m.get("usage")),
+    ];
+    for u in places.into_iter().flatten().filter(|u| u.is_object()) {
+        if let Some(n) = as_u64(u, "prompt_tokens").or_else(|| as_u64(u, "input_tokens")) {
+            t.input = Some(n);
+        }
+        if let Some(n) = as_u64(u, "completion_tokens").or_else(|| as_u64(u, "output_tokens")) {
+            t.output = Some(n);
+        }
+    }
+    if let Some(u) = v.get("usageMetadata") {
+        if let Some(n) = as_u64(u, "promptTokenCount") {
+            t.input = Some(n);
+        }
+        let out = as_u64(u, "candidatesTokenCount").unwrap_or(0)
+            + as_u64(u, "thoughtsTokenCount").unwrap_or(0);
+        if out > 0 || u.get("candidatesTokenCount").is_some() {
+            t.output = Some(out);
+        }
+    }
+}
+
+/// The parts of a whole reply that can hold usage; everything else is skipped
+/// without being built.
+#[derive(Deserialize)]
+struct UsagePlaces {
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    response: Option<Nested>,
+    #[serde(default)]
+    message: Option<Nested>,
+    #[serde(default, rename = "usageMetadata")]
+    usage_metadata: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Nested {
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WholeReply {
+    /// Gemini's stream without `alt=sse`: a JSON array of replies. First, as serde
+    /// would also read an array as a struct's fields in order.
+    Many(Vec<UsagePlaces>),
+    One(UsagePlaces),
+}
+
+impl UsagePlaces {
+    fn read_into(self, t: &mut Tokens) {
+        let mut v = serde_json::Map::new();
+        let nested = |n: Option<Nested>| {
+            n.and_then(|n| n.usage)
+                .map(|u| serde_json::json!({"usage": u}))
+        };
+        if let Some(u) = self.usage {
+            v.insert("usage".into(), u);
+        }
+        if let Some(r) = nested(self.response) {
+            v.insert("response".into(), r);
+        }
+        if let Some(m) = nested(self.message) {
+            v.insert("message".into(), m);
+        }
+        if let Some(u) = self.usage_metadata {
+            v.insert("usageMetadata".into(), u);
+        }
+        read_usage(&Value::Object(v), t);
+    }
+}
+
+impl UsageReader {
+    pub fn new(protocol: Protocol, started: Instant, request_bytes: usize, sse: bool) -> Self {
+        UsageReader {
+            protocol,
+            started,
+            request_bytes,
+            sse: sse.then(SseParser::new),
+            chunks: Vec::new(),
+            kept: 0,
+            first_byte_ms: None,
+            first_token_ms: None,
+            text_chars: 0,
+            tokens: Tokens::default(),
+        }
+    }
+
+    fn since_start(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// Sees one chunk the client was sent.
+    pub fn see(&mut self, chunk: &Bytes) {
+        if self.first_byte_ms.is_none() {
+            self.first_byte_ms = Some(self.since_start());
+        }
+        let Some(parser) = self.sse.as_mut() else {
+            if self.kept + chunk.len() <= KEEP_BODY {
+                self.kept += chunk.len();
+                self.chunks.push(chunk.clone());
+            } else {
+                self.kept = usize::MAX / 2;
+                self.chunks.clear();
+            }
+            return;
+        };
+        for event in parser.feed(chunk) {
+            // Parsing every event costs little next to the network, and the text
+            // length is what an estimate needs.
+            if let Ok(deltas) = parse_event(self.protocol, &event) {
+                for d in deltas {
+                    if let Delta::Text(t) | Delta::Reasoning(t) = &d {
+                        self.text_chars += t.chars().count();
+                        if self.first_token_ms.is_none() && !t.is_empty() {
+                            self.first_token_ms = Some(self.since_start());
+                        }
+                    }
+                }
+            }
+            if event.data.contains("sage")
+                && let Ok(v) = serde_json::from_str::<Value>(&event.data)
+            {
+                read_usage(&v, &mut self.tokens);
+            }
+        }
+    }
+
+    /// The tokens once the reply ended (or was cut).
+    pub fn finish(&mut self) -> Tokens {
+        if self.sse.is_none() && !self.chunks.is_empty() {
+            let joined;
+            let whole: &[u8] = if self.chunks.len() == 1 {
+                &self.chunks[0]
+            } else {
+                joined = self.chunks.concat();
+                &joined
+            };
+            match serde_json::from_slice::<WholeReply>(whole) {
+                Ok(WholeReply::One(p)) => p.read_into(&mut self.tokens),
+                Ok(WholeReply::Many(items)) => {
+                    for p in items {
+                        p.read_into(&mut self.tokens);
+                    }
+                }
+                Err(_) => {}
+            }
+            self.chunks.clear();
+        }
+        let mut t = self.tokens;
+        if t.output.is_none() && self.text_chars > 0 {
+            t.output = Some(self.text_chars.div_ceil(CHARS_PER_TOKEN) as u64);
+            t.estimated = true;
+        }
+        if t.input.is_none() && t.estimated {
+            t.input = Some(self.request_bytes.div_ceil(CHARS_PER_TOKEN) as u64);
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_read_from_each_protocols_place() {
+        let mut t = Tokens::default();
+        read_usage(
+            &serde_json::json!({"usage": {"prompt_tokens": 5, "completion_tokens": 7}}),
+            &mut t,
+        );
+        assert_eq!((t.input, t.output), (Some(5), Some(7)));
+        let mut t = Tokens::default();
+        read_usage(
+            &serde_json::json!({"type": "message_start", "message": {"usage": {"input_tokens": 9, "output_tokens": 1}}}),
+            &mut t,
+        );
+        read_usage(
+            &serde_json::json!({"type": "message_delta", "usage": {"output_tokens": 12}}),
+            &mut t,
+        );
+        assert_eq!((t.input, t.output), (Some(9), Some(12)));
+        let mut t = Tokens::default();
+        read_usage(
+            &serde_json::json!({"usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4, "thoughtsTokenCount": 2}}),
+            &mut t,
+        );
+        assert_eq!((t.input, t.output), (Some(3), Some(6)));
+    }
+
+    #[test]
+    fn a_chat_stream_without_usage_is_estimated_and_flagged() {
+        let mut r = UsageReader::new(Protocol::Openai, Instant::now(), 40, true);
+        r.see(&Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"Hello wor\"}}]}\n\n",
+        ));
+        r.see(&Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"ld!\"}}]}\n\ndata: [DONE]\n\n",
+        ));
+        let t = r.finish();
+        assert!(r.first_token_ms.is_some());
+        assert_eq!(t.output, Some(3));
+        assert_eq!(t.input, Some(10));
+        assert!(t.estimated);
+    }
+
+    #[test]
+    fn a_gemini_array_and_a_responses_body_are_read_whole() {
+        let mut r = UsageReader::new(Protocol::Gemini, Instant::now(), 40, false);
+        r.see(&Bytes::from_static(
+            b"[{\"candidates\":[]},{\"usageMetadata\":{\"promptTokenCount\":4,\"candidatesTokenCount\":5}}]",
+        ));
+        assert_eq!((r.finish().input, r.finish().output), (Some(4), Some(5)));
+        let mut r = UsageReader::new(Protocol::Responses, Instant::now(), 40, false);
+        r.see(&Bytes::from_static(
+            b"{\"output\":[{\"content\":[{\"text\":\"hi\"}]}],\"usage\":{\"input_tokens\":6,\"output_tokens\":1}}",
+        ));
+        let t = r.finish();
+        assert_eq!((t.input, t.output, t.estimated), (Some(6), Some(1), false));
+    }
+
+    #[test]
+    fn a_whole_body_is_read_at_its_end() {
+        let mut r = UsageReader::new(Protocol::Openai, Instant::now(), 40, false);
+        r.see(&Bytes::from_static(b"{\"usage\":{\"prompt_tokens\":"));
+        r.see(&Bytes::from_static(b"2,\"completion_tokens\":3}}"));
+        assert_eq!(
+            r.finish(),
+            Tokens {
+                input: Some(2),
+                output: Some(3),
+                estimated: false
+            }
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! The proxy's in-memory routing view: every channel with its client, settings and
+//! models, and each model's latest probe outcome. Requests read a snapshot and never
+//! touch SQLite; a refresher task rebuilds the snapshot from the store when the event
+//! bus says targets or probe results changed (and every so often, as a safety net).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use shared::probe::{ModelStatus, ProbeSettings, UpstreamClient, normalise_base_url};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Bus, Event, Received};
+use crate::runner::probe_settings;
+use crate::store::Store;
+
+/// A rebuild waits this long after the first change, so a run's burst of results
+/// costs one rebuild, not one per model.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Rebuilt at least this often, whatever the bus said.
+const SAFETY_REFRESH: Duration = Duration::from_secs(30);
+
+/// A model's latest probe, as routing reads it.
+#[derive(Debug, Clone)]
+pub struct ProbeOutcome {
+    pub status: ModelStatus,
+    pub ttft_ms: Option<f64>,
+    pub total_ms: f64,
+    pub error_class: Option<String>,
+    pub at: f64,
+}
+
+/// One channel as the proxy sees it.
+pub struct Channel {
+    pub id: i64,
+    pub name: String,
+    pub enabled: bool,
+    /// `base_url` without a trailing `/` or `/v1`.
+    pub base: String,
+    pub settings: ProbeSettings,
+    /// The target's client; `Err` says why it could not be built (a bad proxy).
+    pub client: Result<UpstreamClient, String>,
+    /// Models the channel lists (discovery) or was probed with, and the latest probe
+    /// of each (none when not probed yet).
+    pub models: HashMap<String, Option<ProbeOutcome>>,
+}
+
+impl Channel {
+    pub fn lists(&self, model: &str) -> bool {
+        self.models.contains_key(model)
+    }
+
+    pub fn probe(&self, model: &str) -> Option<&ProbeOutcome> {
+        self.models.get(model).and_then(Option::as_ref)
+    }
+}
+
+/// A snapshot of every channel; replaced whole on refresh.
+#[derive(Default)]
+pub struct RoutingView {
+    /// In the targets' display order.
+    pub channels: Vec<Channel>,
+    by_name: HashMap<String, usize>,
+    by_id: HashMap<i64, usize>,
+    /// Model id → channels that list it, in display order.
+    by_model: HashMap<String, Vec<usize>>,
+}
+
+impl RoutingView {
+    pub fn channel_by_name(&self, name: &str) -> Option<&Channel> {
+        self.by_name.get(name).map(|&i| &self.channels[i])
+    }
+
+    /// A channel's place in [`RoutingView::channels`].
+    pub fn index_of(&self, id: i64) -> Option<usize> {
+        self.by_id.get(&id).copied()
+    }
+
+    pub fn channel(&self, id: i64) -> Option<&Channel> {
+        self.by_id.get(&id).map(|&i| &self.channels[i])
+    }
+
+    /// The channels that list `model`, in display order.
+    pub fn offering(&self, model: &str) -> impl Iterator<Item = &Channel> {
+        self.by_model
+            .get(model)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.channels[i])
+    }
+
+    /// Splits `channel/model` at the first `/` whose prefix names a channel (names
+    /// match exactly and case-sensitively); `None` for a bare model id.
+    pub fn split_explicit<'a>(&self, requested: &'a str) -> Option<(&Channel, &'a str)> {
+        requested
+            .match_indices('/')
+            .map(|(i, _)| (&requested[..i], &requested[i + 1..]))
+            .find_map(|(name, model)| {
+                let c = self.channel_by_name(name)?;
+                (!model.is_empty()).then_some((c, model))
+            })
+    }
+
+    fn build(channels: Vec<Channel>) -> RoutingView {
+        let mut v = RoutingView {
+            channels,
+            ..Default::default()
+        };
+        for (i, c) in v.channels.iter().enumerate() {
+            v.by_name.insert(c.name.clone(), i);
+            v.by_id.insert(c.id, i);
+            for m in c.models.keys() {
+                v.by_model.entry(m.clone()).or_default().push(i);
+            }
+        }
+        v
+    }
+}
+
+/// The shared handle: readers take the current snapshot, the refresher swaps in new ones.
+#[derive(Clone, Default)]
+pub struct ViewHandle {
+    current: Arc<RwLock<Arc<RoutingView>>>,
+}
+
+impl ViewHandle {
+    pub fn snapshot(&self) -> Arc<RoutingView> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Rebuilds from the store now.
+    pub async fn refresh(&self, store: &Store, prober: &shared::probe::Prober) {
+        match load(store, prober).await {
+            Ok(view) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot refresh the proxy's routing view"),
+        }
+    }
+
+    /// Keeps the view fresh until `stop`: rebuilds shortly after every change the bus
+    /// announces, and every [`SAFETY_REFRESH`].
+    pub async fn keep_fresh(
+        self,
+        store: Store,
+        prober: shared::probe::Prober,
+        bus: Bus,
+        stop: CancellationToken,
+    ) {
+        let mut sub = bus.subscribe();
+        self.refresh(&store, &prober).await;
+        loop {
+            let changed = tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(SAFETY_REFRESH) => true,
+                got = sub.recv() => match got {
+                    Received::Event(e) => matters(&e),
+                    Received::Lagged(_) => true,
+                    Received::Closed => return,
+                },
+            };
+            if !changed {
+                continue;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(DEBOUNCE) => {}
+            }
+            self.refresh(&store, &prober).await;
+        }
+    }
+}
+
+/// Whether an event can change what the proxy routes to.
+fn matters(e: &Event) -> bool {
+    match e {
+        Event::ModelResult { .. }
+        | Event::RunCompleted { .. }
+        | Event::TargetUpdated { .. }
+        | Event::TargetDeleted { .. }
+        | Event::ModelsChanged { .. } => true,
+        Event::RunStarted { .. } | Event::BreakerChanged { .. } => false,
+    }
+}
+
+async fn load(store: &Store, prober: &shared::probe::Prober) -> crate::store::Result<RoutingView> {
+    let mut targets = store.list_targets().await?;
+    targets.sort_by_key(|t| (t.sort_order, t.id));
+    let mut latest = store.model_latest(None, 0).await?;
+    let mut discovered = store.all_discovered_models().await?;
+    let channels = targets
+        .into_iter()
+        .map(|t| {
+            let settings = probe_settings(&t);
+            let mut models: HashMap<String, Option<ProbeOutcome>> = discovered
+                .remove(&t.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| (m, None))
+                .collect();
+            for m in latest.remove(&t.id).unwrap_or_default() {
+                let r = m.result;
+                models.insert(
+                    m.model,
+                    Some(ProbeOutcome {
+                        status: r.status,
+                        ttft_ms: r.ttft_ms,
+                        total_ms: r.total_ms,
+                        error_class: r.error_class,
+                        at: r.timestamp,
+                    }),
+                );
+            }
+            Channel {
+                id: t.id,
+                name: t.name,
+                enabled: t.enabled,
+                base: normalise_base_url(&t.base_url),
+                client: prober.upstream_client(&settings).map_err(|e| e.message),
+                settings,
+                models,
+            }
+        })
+        .collect();
+    Ok(RoutingView::build(channels))
+}

@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""Proxy benchmark (issue 10): is apimond as fast as a plain reverse proxy?
+
+In one run, against a fast upstream (nginx answering a fixed chat-completions JSON):
+
+  1. non-streaming chat completions with wrk: direct to the upstream, through nginx's own
+     proxy_pass (keep-alive to the upstream), and through apimond (release build) with a
+     proxy key; requests/s, p50, p99 and non-2xx of each, and apimond's ratios;
+  2. 1,000 concurrent streaming clients through apimond to the fake relay (events
+     --gap-ms apart): peak RSS of apimond, streams that stalled or broke.
+
+Usage recording stays on throughout (every proxied request is a usage row).
+Goals: apimond >= 70% of nginx proxy_pass's requests/s, added p50 < 0.5 ms and added
+p99 < 3 ms over proxy_pass, no non-2xx; 1,000 streams with peak RSS < 200 MB and none
+stalled.
+
+Installs nginx and wrk from Debian packages when missing. Builds the release binaries
+unless --bin-dir names a folder holding apimond and fake-upstream.
+Usage: bench/proxy_bench.py [--duration S] [--connections N] [--streams N] [--bin-dir DIR]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from probe_bench import KEY, ROOT, TOKEN, api, peak_rss_mb, stop_all
+
+MODEL = "bench-model"
+# What real APIs answer, give or take: the upstream's fixed reply.
+REPLY = {
+    "id": "chatcmpl-bench",
+    "object": "chat.completion",
+    "created": 1700000000,
+    "model": MODEL,
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the bench"},
+                 "logprobs": None, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14},
+}
+REQUEST = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 16}
+GOALS = {"ratio": 0.70, "added_p50_ms": 0.5, "added_p99_ms": 3.0, "rss_mb": 200.0}
+
+
+def ensure_installed():
+    missing = [pkg for pkg, tool in (("nginx", "nginx"), ("wrk", "wrk"))
+               if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}")]
+    if not missing:
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    print(f"installing {' '.join(missing)} (Debian packages)", flush=True)
+    subprocess.run(sudo + ["apt-get", "update", "-q"], check=True)
+    subprocess.run(sudo + ["apt-get", "install", "-y", "-q", "--no-install-recommends"] + missing,
+                   check=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def nginx_conf(tmp, upstream_port, proxy_port):
+    reply = json.dumps(REPLY).replace("'", "\\'")
+    models = json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+    return f"""
+worker_processes auto;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    keepalive_requests 1000000;
+    upstream fixed {{ server 127.0.0.1:{upstream_port}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{upstream_port};
+        location = /v1/models {{ default_type application/json; return 200 '{models}'; }}
+        location / {{ default_type application/json; return 200 '{reply}'; }}
+    }}
+    server {{
+        listen 127.0.0.1:{proxy_port};
+        location / {{
+            proxy_pass http://fixed;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def check_once(url, key, body):
+    """One request as the load will send it; stops the bench, saying why, if it fails."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    req.add_header("Content-Type", "application/json")
+    if key:
+        req.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.read()
+    except urllib.error.HTTPError as e:
+        raise SystemExit(f"{url} answered {e.code}: {e.read().decode(errors='replace')}") from None
+
+
+def wrk(url, key, duration, connections, tmp):
+    script = os.path.join(tmp, "post.lua")
+    with open(script, "w") as f:
+        f.write('wrk.method = "POST"\n')
+        f.write(f"wrk.body = {json.dumps(json.dumps(REQUEST))}\n")
+        f.write('wrk.headers["Content-Type"] = "application/json"\n')
+        if key:
+            f.write(f'wrk.headers["Authorization"] = "Bearer {key}"\n')
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, url],
+        check=True, capture_output=True, text=True,
+    ).stdout
+
+    def ms(label):
+        m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": ms("50"),
+        "p99": ms("99"),
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
+    }
+
+
+def start_daemon(bin_dir, tmp, extra_env):
+    env = dict(os.environ)
+    env.update({
+        "DATA_DIR": os.path.join(tmp, "data"), "PORT": "0", "HOST": "127.0.0.1",
+        "API_MONITOR_TOKEN": TOKEN, "LOG_FORMAT": "json", "RUST_LOG": "warn,apimond=info",
+    })
+    env.update(extra_env)
+    daemon = subprocess.Popen([os.path.join(bin_dir, "apimond")], env=env, stderr=subprocess.PIPE, text=True)
+    for line in daemon.stderr:
+        fields = json.loads(line).get("fields", {})
+        if "address" in fields:
+            base = "http://" + fields["address"]
+            break
+    else:
+        raise SystemExit("apimond stopped before it listened")
+    # Drain the log so the daemon never blocks on a full pipe.
+    subprocess.Popen(["cat"], stdin=daemon.stderr, stdout=subprocess.DEVNULL)
+    return daemon, base
+
+
+def add_channel(base, name, upstream, model):
+    """A channel on `upstream`, run once so its model list holds `model` and its probe
+    result is known (scheduled runs come at the default interval, minutes away)."""
+    item = api(base, "POST", "/api/targets", {
+        "name": name, "base_url": upstream, "api_key": KEY, "enabled": True,
+        "client_profile": "plain", "check_mode": "prompt", "probe_mode": "plain",
+        "selected_models": [model],
+    })["item"]
+    api(base, "POST", f"/api/targets/{item['id']}/run")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = api(base, "GET", f"/api/targets/{item['id']}/runs")["items"]
+        if runs and runs[0]["status"] != "running":
+            return item["id"]
+        time.sleep(0.1)
+    raise SystemExit(f"the run of channel {name} never finished")
+
+
+async def one_stream(host, port, key, model, results, open_now, peak):
+    """One streamed chat completion over a raw socket; notes whether it completed, its
+    time to first byte and the longest pause between two reads after that."""
+    body = json.dumps({"model": model, "stream": True,
+                       "messages": [{"role": "user", "content": "Say hello"}]}).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    longest_gap, ttfb, done, received, counted = 0.0, None, False, b"", False
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(head + body)
+        await writer.drain()
+        open_now[0] += 1
+        counted = True
+        peak[0] = max(peak[0], open_now[0])
+        sent = last = time.monotonic()
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), timeout=30)
+            now = time.monotonic()
+            if ttfb is None:
+                ttfb = now - sent
+            else:
+                longest_gap = max(longest_gap, now - last)
+            last = now
+            if not chunk:
+                break
+            received += chunk
+            if b"data: [DONE]" in received:
+                done = True
+                break
+        writer.close()
+    except (OSError, asyncio.TimeoutError):
+        pass
+    finally:
+        if counted:
+            open_now[0] -= 1
+    ok = received.startswith(b"HTTP/1.1 200") and done
+    results.append((ok, ttfb or 0.0, longest_gap))
+
+
+async def streams(host, port, key, model, count):
+    results, open_now, peak = [], [0], [0]
+    await asyncio.gather(*(one_stream(host, port, key, model, results, open_now, peak) for _ in range(count)))
+    return results, peak[0]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
+    ap.add_argument("--connections", type=int, default=64, help="wrk connections")
+    ap.add_argument("--streams", type=int, default=1000, help="concurrent streaming clients")
+    ap.add_argument("--gap-ms", type=int, default=500, help="relay pause between stream events")
+    ap.add_argument("--bin-dir", help="use apimond and fake-upstream from here instead of building them")
+    args = ap.parse_args()
+
+    ensure_installed()
+    # Every stream holds a client socket, a daemon socket each way and a relay socket.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.streams + 1024)), hard))
+    if args.bin_dir:
+        bin_dir = args.bin_dir
+    else:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "apimond", "-p", "testkit"], cwd=ROOT, check=True)
+        bin_dir = os.path.join(ROOT, "target", "release")
+
+    tmp = tempfile.mkdtemp(prefix="apimon-proxy-bench-")
+    procs = []
+    try:
+        up_port, proxy_port = free_port(), free_port()
+        conf = os.path.join(tmp, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(nginx_conf(tmp, up_port, proxy_port))
+        nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+        nginx = subprocess.Popen([nginx_bin, "-p", tmp, "-c", conf, "-g", "daemon off;"])
+        procs.append(nginx)
+        fake = subprocess.Popen([os.path.join(bin_dir, "fake-upstream"), "--models", "1",
+                                 "--event-gap-ms", str(args.gap_ms), "--key", KEY],
+                                stdout=subprocess.PIPE, text=True)
+        procs.append(fake)
+        relay = fake.stdout.readline().split()[-1]
+        daemon, base = start_daemon(bin_dir, tmp, {})
+        procs.append(daemon)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", up_port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+        add_channel(base, "fixed", f"http://127.0.0.1:{up_port}", MODEL)
+        add_channel(base, "relay", relay, "model-000")
+        key = api(base, "POST", "/api/proxy/keys", {"name": "bench"})["proxy_key"]
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        via = f"{base}/v1/chat/completions"
+        check_once(via, key, REQUEST)
+        check_once(via, key, {**REQUEST, "model": "relay/model-000"})
+        # Warm every path once (connections, pools, routing view).
+        for url, k in ((f"http://127.0.0.1:{up_port}/v1/chat/completions", None),
+                       (f"http://127.0.0.1:{proxy_port}/v1/chat/completions", None)):
+            wrk(url, k, 1, 8, tmp)
+        through_apimond = 2 + wrk(via, key, 1, 8, tmp)["requests"]
+
+        runs = {
+            "direct": wrk(f"http://127.0.0.1:{up_port}/v1/chat/completions", None, args.duration, args.connections, tmp),
+            "nginx proxy_pass": wrk(f"http://127.0.0.1:{proxy_port}/v1/chat/completions", None,
+                                    args.duration, args.connections, tmp),
+            "apimond (proxy key)": wrk(via, key, args.duration, args.connections, tmp),
+        }
+        rss_after_wrk = peak_rss_mb(daemon.pid)
+        through_apimond += runs["apimond (proxy key)"]["requests"]
+        print(f"non-streaming chat completions, wrk -t2 -c{args.connections} -d{args.duration}s, usage recording on")
+        print(f"{'':22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'sock err':>9}")
+        for name, r in runs.items():
+            print(f"{name:22}{r['rps']:>10.0f}{r['p50']:>9.3f}{r['p99']:>9.3f}{r['non2xx']:>9}{r['socket_errors']:>9}")
+        ng, am = runs["nginx proxy_pass"], runs["apimond (proxy key)"]
+        ratio = am["rps"] / ng["rps"] if ng["rps"] else float("nan")
+        added50, added99 = am["p50"] - ng["p50"], am["p99"] - ng["p99"]
+        print(f"apimond / nginx proxy_pass throughput: {ratio:.2f} (goal >= {GOALS['ratio']})")
+        print(f"added p50 over proxy_pass: {added50:.3f} ms (goal < {GOALS['added_p50_ms']}); "
+              f"added p99: {added99:.3f} ms (goal < {GOALS['added_p99_ms']}); apimond non-2xx: {am['non2xx']}")
+        time.sleep(2)  # usage rows are written in batches
+        usage = api(base, "GET", "/api/proxy/usage")["totals"]
+        print(f"usage rows recorded: {usage['requests']} of {through_apimond} requests sent through apimond "
+              f"(wrk counts only completed ones; those it cut at its end are rows too), {usage['errors']} errors; "
+              f"apimond peak RSS so far {rss_after_wrk:.1f} MB")
+
+        t0 = time.monotonic()
+        results, peak_open = asyncio.run(streams(host, int(port), key, "relay/model-000", args.streams))
+        wall = time.monotonic() - t0
+        broken = sum(1 for ok, _, _ in results if not ok)
+        # Stalled: a pause between two events over twice the relay's own.
+        stalled = sum(1 for ok, _, gap in results if ok and gap > 2 * args.gap_ms / 1000)
+        longest = max(gap for _, _, gap in results)
+        ttfbs = sorted(t for _, t, _ in results)
+        rss = peak_rss_mb(daemon.pid)
+        print(f"{args.streams} concurrent streams through apimond (events {args.gap_ms} ms apart): "
+              f"{peak_open} open at once, {args.streams - broken} complete, {broken} broken, "
+              f"{stalled} stalled (a pause over {2 * args.gap_ms} ms between events), longest pause "
+              f"{longest * 1000:.0f} ms; first byte p50 {ttfbs[len(ttfbs) // 2] * 1000:.0f} ms, "
+              f"max {ttfbs[-1] * 1000:.0f} ms; {wall:.1f} s in all")
+        print(f"apimond peak RSS: {rss:.1f} MB (goal < {GOALS['rss_mb']:.0f}); ratio {rss / GOALS['rss_mb']:.2f}")
+        ok = (ratio >= GOALS["ratio"] and added50 < GOALS["added_p50_ms"] and added99 < GOALS["added_p99_ms"]
+              and am["non2xx"] == 0 and broken == 0 and stalled == 0 and rss < GOALS["rss_mb"])
+        print("goals met" if ok else "goals NOT met")
+        return 0 if ok else 1
+    finally:
+        stop_all(procs, tmp)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
