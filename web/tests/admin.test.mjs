@@ -1,0 +1,134 @@
+// The admin login and panel in a real browser: sign in with the panel password and with
+// the admin token, the back-off after wrong passwords, a settings change that persists,
+// the admin token's reveal, a random proxy master token, model selection saved, the
+// visitor-actions switch, logout.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startStack, launch, openPage, PASSWORD, TOKEN } from './harness.mjs';
+
+let stack;
+let browser;
+
+before(async () => {
+  stack = await startStack({ channels: ['alpha', 'beta'], runs: 1 });
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await stack?.stop();
+});
+
+async function signIn(page, secret) {
+  await page.goto(`${stack.base}/admin/login`);
+  await page.fill('#password', secret);
+  await page.click('#sign-in');
+  await page.waitForURL(/\/admin\.html$/);
+  await page.waitForSelector('#channels-table tbody tr');
+}
+
+test('the panel sends visitors to the login, which takes the panel password', async () => {
+  const page = await openPage(browser, { token: null });
+  await page.goto(`${stack.base}/admin.html`);
+  await page.waitForURL(/\/admin\/login$/);
+  await signIn(page, PASSWORD);
+  assert.deepEqual(page.problems, []);
+
+  await page.click('#logout');
+  await page.waitForURL(/\/admin\/login$/);
+  await page.goto(`${stack.base}/admin.html`);
+  await page.waitForURL(/\/admin\/login$/);
+  await page.context().close();
+});
+
+test('the login takes the admin token too', async () => {
+  const page = await openPage(browser, { token: null });
+  await signIn(page, TOKEN);
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
+test('wrong passwords are refused and then slowed down', async () => {
+  const page = await openPage(browser, { token: null, allowStatus: [401, 429] });
+  await page.goto(`${stack.base}/admin/login`);
+  await page.fill('#password', 'not-the-password');
+  await page.click('#sign-in');
+  await page.waitForSelector('#err-password');
+  assert.match(await page.textContent('#err-password'), /Wrong password/);
+  await page.fill('#password', 'still-not-it');
+  await page.click('#sign-in');
+  await page.waitForSelector('#login-wait:not([hidden])');
+  assert.match(await page.textContent('#login-wait'), /Try again in \d+ s/);
+  assert.ok(await page.isDisabled('#sign-in'));
+  await page.context().close();
+  // The right password waits out the back-off, then works.
+  await new Promise((r) => setTimeout(r, 4500));
+});
+
+test('a settings change is saved and still there after a reload', async () => {
+  const page = await openPage(browser, { token: null });
+  await signIn(page, PASSWORD);
+  await page.waitForSelector('#set-default_interval_min');
+  // Pinned by the environment: read-only, naming the variable.
+  assert.ok(await page.isDisabled('#set-api_monitor_token_admin'));
+  assert.match(await page.textContent('#settings'), /API_MONITOR_TOKEN/);
+  // Reveal shows the whole admin token.
+  await page.locator('#set-api_monitor_token_admin').locator('xpath=..').locator('button').first().click();
+  await page.waitForFunction((tok) => document.querySelector('#set-api_monitor_token_admin').value === tok, TOKEN);
+  assert.equal(await page.getAttribute('#set-api_monitor_token_admin', 'type'), 'text');
+
+  await page.fill('#set-default_interval_min', '2000');
+  await page.click('#settings-save');
+  await page.waitForSelector('#err-default_interval_min');
+  await page.fill('#set-default_interval_min', '45');
+  await page.check('#set-visitor_mode_enabled', { force: true });
+  await page.click('[data-key="random"]');
+  const master = await page.inputValue('#set-proxy_master_token');
+  assert.match(master, /^sk-[A-Za-z0-9]{40}$/);
+  await page.click('#settings-save');
+  await page.waitForSelector('#settings-status:has-text("Settings saved")');
+  await page.reload();
+  await page.waitForSelector('#set-default_interval_min');
+  assert.equal(await page.inputValue('#set-default_interval_min'), '45');
+  assert.ok(await page.isChecked('#set-visitor_mode_enabled'));
+  const stored = (await stack.api('GET', '/api/admin/settings')).item;
+  assert.equal(stored.default_interval_min, 45);
+  assert.equal(stored.visitor_mode_enabled, true);
+  const revealed = await stack.api('POST', '/api/admin/settings/reveal', { field: 'proxy_master_token' });
+  assert.equal(revealed.item.value, master);
+  // Back as it was for the other tests.
+  await stack.api('PATCH', '/api/admin/settings', { visitor_mode_enabled: false, default_interval_min: 30 });
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
+test('model selection and the visitor-actions switch are saved', async () => {
+  const page = await openPage(browser, { token: null });
+  await signIn(page, PASSWORD);
+  const id = stack.ids.beta;
+  const row = `#channels-table tr[data-id="${id}"]`;
+  assert.match(await page.textContent(`${row} .sel-summary`), /All models/);
+  await page.click(`${row} [data-key="models"]`);
+  await page.waitForSelector('dialog .check-item');
+  assert.equal(await page.locator('dialog .check-item').count(), 4);
+  await page.uncheck('#ms-all-mode', { force: true });
+  await page.click('#ms-select-none');
+  await page.fill('#ms-search', 'gpt');
+  assert.equal(await page.locator('dialog .check-item:not([hidden])').count(), 2);
+  await page.click('#ms-select-all');
+  await page.fill('#ms-search', '');
+  await page.click('#ms-save');
+  await page.waitForSelector('dialog', { state: 'detached' });
+  await page.waitForSelector(`${row} .sel-summary:has-text("2 selected")`);
+  const models = (await stack.api('GET', `/api/admin/channels/${id}/models`)).item;
+  assert.deepEqual([...models.selected_models].sort(), ['gpt-4o-err500', 'gpt-4o-mini']);
+
+  await page.check(`${row} input[type="checkbox"]`, { force: true });
+  await page.waitForSelector('.toast-ok');
+  const channel = (await stack.api('GET', '/api/admin/channels')).items.find((c) => c.id === id);
+  assert.equal(channel.visitor_channel_actions_enabled, true);
+  await page.reload();
+  await page.waitForSelector(`${row} .sel-summary:has-text("2 selected")`);
+  assert.ok(await page.isChecked(`${row} input[type="checkbox"]`));
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
