@@ -132,16 +132,16 @@ export const PHONE = { width: 390, height: 844 };
  * A new page in its own context. `token`: put the admin token in localStorage first;
  * `theme`: 'light' | 'dark' (the stored choice); `lang`: 'en' | 'zh-CN' (the
  * browser's language, so the page picks it on its own). Collects console errors and
- * failed requests in page.problems.
+ * failed requests in page.problems. `headers` are sent with every request.
  */
-export async function openPage(browser, { viewport = DESKTOP, theme = 'light', lang = 'en', token = TOKEN, allowStatus = [] } = {}) {
+export async function openPage(browser, { viewport = DESKTOP, theme = 'light', lang = 'en', token = TOKEN, allowStatus = [], headers = {} } = {}) {
   const context = await browser.newContext({
     viewport,
     locale: lang,
     colorScheme: theme,
     hasTouch: viewport.width < 600,
     isMobile: false,
-    extraHTTPHeaders: { 'Accept-Language': lang === 'zh-CN' ? 'zh-CN,zh;q=0.9' : 'en-US,en;q=0.9' },
+    extraHTTPHeaders: { 'Accept-Language': lang === 'zh-CN' ? 'zh-CN,zh;q=0.9' : 'en-US,en;q=0.9', ...headers },
   });
   await context.addInitScript(([tok, th]) => {
     if (tok && !localStorage.getItem('apimon.token.set')) {
