@@ -7,6 +7,7 @@ pub mod client;
 pub mod error;
 pub mod extract;
 pub mod pages;
+pub mod proxy_keys;
 pub mod sse;
 
 use axum::Router;
@@ -84,6 +85,17 @@ pub fn router(state: AppState) -> Router {
             patch(admin::update_channel_advanced),
         )
         .route("/api/admin/resources", get(admin::resources))
+        .route(
+            "/api/proxy/keys",
+            get(proxy_keys::list).post(proxy_keys::create),
+        )
+        .route(
+            "/api/proxy/keys/{id}",
+            get(proxy_keys::show)
+                .patch(proxy_keys::update)
+                .delete(proxy_keys::revoke),
+        )
+        .route("/api/proxy/usage", get(proxy_keys::usage))
         .merge(pages::routes())
         .method_not_allowed_fallback(method_not_allowed);
     api.fallback(not_found)

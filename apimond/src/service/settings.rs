@@ -377,6 +377,8 @@ impl Core {
         if !changes.is_empty() {
             self.store.save_settings(changes).await?;
             *self.settings.write().expect("settings lock poisoned") = Arc::new(next.clone());
+            self.proxy_keys
+                .set_master(next.proxy_master_token.as_ref().map(|t| t.expose()));
             self.upkeep.set_log_policy(super::log_policy(&next));
             self.settings_changed.send_modify(|v| *v += 1);
         }

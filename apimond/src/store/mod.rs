@@ -12,6 +12,7 @@
 //! - `rollups`: hourly and daily aggregates for long windows;
 //! - `discovered_models`, `schedule`: what discovery found, when each target is due;
 //! - `retention`: what is pruned and when;
+//! - `proxy_keys`, `proxy_usage`: the proxy's keys, and what it served with rollups;
 //! - `migrations`: the schema;
 //! - `go_upgrade`: a data directory of the Go `api_monitor` upgraded in place.
 
@@ -21,6 +22,8 @@ pub mod go_upgrade;
 pub mod history;
 pub mod migrations;
 pub mod probe_runs;
+pub mod proxy_keys;
+pub mod proxy_usage;
 pub mod retention;
 pub mod rollups;
 pub mod runs;
