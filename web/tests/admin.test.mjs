@@ -137,3 +137,53 @@ test('model selection and the visitor-actions switch are saved', async () => {
   assert.deepEqual(page.problems, []);
   await page.context().close();
 });
+
+test('a proxy key is created with its secret shown once, edited and revoked', async () => {
+  const page = await openPage(browser, { token: null, allowStatus: [400] });
+  await signIn(page, PASSWORD);
+  await page.waitForSelector('#key-create');
+  await page.click('#key-create');
+  await page.fill('#kf-name', 'team-web');
+  await page.fill('#kf-rpm_limit', '0');
+  await page.click('#kf-submit');
+  assert.match(await page.textContent('#err-rpm_limit'), /1 or more/);
+  await page.fill('#kf-rpm_limit', '30');
+  await page.check(`#kf-allowed_target_ids input[value="${stack.ids.alpha}"]`);
+  await page.fill('#kf-allowed_models', 'gpt-4o-mini');
+  await page.click('#kf-submit');
+  // Refused by the API, shown by the field it names.
+  await page.waitForSelector('#err-allowed_models');
+  await page.fill('#kf-allowed_models', 'alpha/gpt-4o-mini');
+  await page.click('#kf-submit');
+  await page.waitForSelector('#new-key');
+  const secret = await page.inputValue('#new-key');
+  assert.match(secret, /^sk-\w{32,}$/);
+  await page.click('#secret-done');
+  const row = page.locator('#keys-table tbody tr', { hasText: 'team-web' });
+  await row.waitFor();
+  assert.match(await row.textContent(), new RegExp(`${secret.slice(0, 12)}…`));
+  assert.match(await row.textContent(), /30 requests\/min/);
+  // Never again: not in the page, not in the API.
+  await page.reload();
+  await row.waitFor();
+  assert.ok(!(await page.content()).includes(secret));
+  assert.ok(!JSON.stringify(await stack.api('GET', '/api/proxy/keys')).includes(secret));
+  const item = (await stack.api('GET', '/api/proxy/keys')).items.find((k) => k.name === 'team-web');
+  assert.deepEqual(item.allowed_target_ids, [stack.ids.alpha]);
+  assert.deepEqual(item.allowed_models, ['alpha/gpt-4o-mini']);
+
+  await row.locator('[data-key="edit"]').click();
+  await page.fill('#kf-daily_token_budget', '100000');
+  await page.click('#kf-submit');
+  await page.waitForSelector('dialog', { state: 'detached' });
+  await page.waitForSelector('#keys-table tr:has-text("100,000 tokens/day")');
+  await row.locator('[data-key="revoke"]').click();
+  await page.click('dialog button.btn-danger');
+  await page.waitForSelector('#keys-table tr:has-text("team-web"):has-text("Revoked")');
+  assert.ok((await stack.api('GET', '/api/proxy/keys')).items.find((k) => k.name === 'team-web').revoked_at);
+  // The usage panel draws its chart for the chosen range.
+  await page.click('[data-range="7d"]');
+  await page.waitForSelector('#usage-chart canvas');
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});

@@ -1,5 +1,4 @@
-// /admin.html: resources, settings, channels (and, with the proxy keys API, keys and
-// usage). The page runs on the admin session cookie; when it ends (logout elsewhere,
+// /admin.html: resources, settings, channels, proxy keys and proxy usage. The page runs on the admin session cookie; when it ends (logout elsewhere,
 // a changed admin token) the API answers 401 and the browser goes back to the login.
 import { $ } from '../dom.js';
 import { addCatalogue } from '../i18n.js';
@@ -10,6 +9,8 @@ import dashboardStrings from '../i18n/dashboard.js';
 import { initResources } from './resources.js';
 import { initSettings } from './settings.js';
 import { initChannels } from './channels.js';
+import { initKeys } from './keys.js';
+import { initUsage } from './usage.js';
 
 addCatalogue(dashboardStrings);
 addCatalogue(adminStrings);
@@ -28,3 +29,5 @@ $('#logout').addEventListener('click', async () => {
 initResources();
 initSettings();
 initChannels();
+initKeys();
+initUsage();

@@ -7,6 +7,7 @@ import { $, h, clear, icon } from '../dom.js';
 import { t } from '../i18n.js';
 import { api } from '../api.js';
 import { showFormError, clearFormErrors, toast } from '../page.js';
+import { copyText } from './clipboard.js';
 
 // name, kind, bounds; `secret` fields may be revealed and copied.
 const FIELDS = [
@@ -35,20 +36,6 @@ function randomKey() {
 async function reveal(name) {
   const r = await api('/api/admin/settings/reveal', { method: 'POST', body: { field: name } });
   return r.item.value;
-}
-
-async function copyText(text) {
-  try {
-    await navigator.clipboard.writeText(text);
-  } catch {
-    // Clipboard refused (not a secure context): select a temporary field and copy.
-    const area = h('textarea', { class: 'sr-only', 'aria-hidden': 'true' });
-    area.value = text;
-    document.body.append(area);
-    area.select();
-    document.execCommand('copy');
-    area.remove();
-  }
 }
 
 function secretControl(f, value, pinned) {
