@@ -6,11 +6,12 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startStack, startDaemon, launch, openPage, until, PHONE, TOKEN } from './harness.mjs';
 
+const VISITOR = 'web-test-visitor-token-0123456789';
 let stack;
 let browser;
 
 before(async () => {
-  stack = await startStack();
+  stack = await startStack({ env: { API_MONITOR_TOKEN_VISITOR: VISITOR } });
   browser = await launch();
 });
 after(async () => {
@@ -228,4 +229,32 @@ test('a fresh install shows how to add the first channel, on a phone too', async
   } finally {
     await empty.stop();
   }
+});
+
+test('a visitor sees no keys or base URLs and may only run the channels that allow it', async () => {
+  await stack.api('PATCH', `/api/admin/channels/${stack.ids.beta}/advanced`, { visitor_channel_actions_enabled: true });
+  const page = await openPage(browser, { token: VISITOR });
+  await page.goto(stack.base);
+  await page.waitForSelector('.channel');
+  assert.ok(await page.isHidden('#add-channel'));
+  assert.equal(await page.locator('.drag-handle').count(), 0);
+  assert.equal(await page.locator('.base-url').count(), 0);
+  const alpha = `.channel[data-id="${stack.ids.alpha}"]`;
+  const beta = `.channel[data-id="${stack.ids.beta}"]`;
+  await page.click(`${alpha} button.expand`);
+  await page.waitForSelector(`${alpha} .model-row[data-model]`);
+  assert.equal(await page.locator(`${alpha} .card-actions > *`).count(), 0);
+  await page.click(`${beta} button.expand`);
+  await page.waitForSelector(`${beta} [data-key="run"]`);
+  assert.equal(await page.locator(`${beta} [data-key="edit"], ${beta} [data-key="delete"], ${beta} [data-key="toggle"]`).count(), 0);
+  assert.equal(await page.getAttribute(`${beta} a[href^="/viewer.html"]`, 'href'), `/viewer.html?target_id=${stack.ids.beta}`);
+  const runs = (await stack.api('GET', `/api/targets/${stack.ids.beta}/runs`)).items.length;
+  await page.click(`${beta} [data-key="run"]`);
+  await page.waitForSelector('.toast-ok');
+  for (let i = 0; i < 50 && (await stack.api('GET', `/api/targets/${stack.ids.beta}/runs`)).items.length === runs; i += 1) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal((await stack.api('GET', `/api/targets/${stack.ids.beta}/runs`)).items.length, runs + 1);
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
 });
