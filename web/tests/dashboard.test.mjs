@@ -109,6 +109,33 @@ test('drag to reorder persists across a reload', async () => {
   await page.context().close();
 });
 
+test('a finger drags a card too (touch events, phone width)', async () => {
+  const page = await openPage(browser, { viewport: PHONE });
+  await page.goto(stack.base);
+  await page.waitForSelector('.channel');
+  const start = await names(page);
+  const handle = (name) => page.locator('.channel', { has: page.locator('.card-name', { hasText: name }) }).locator('.drag-handle');
+  const from = await handle(start[1]).boundingBox();
+  const to = await handle(start[0]).boundingBox();
+  const cdp = await page.context().newCDPSession(page);
+  const touch = (type, y) => cdp.send('Input.dispatchTouchEvent', {
+    type, touchPoints: type === 'touchEnd' ? [] : [{ x: from.x + from.width / 2, y }],
+  });
+  await touch('touchStart', from.y + from.height / 2);
+  for (let i = 1; i <= 10; i += 1) {
+    await touch('touchMove', from.y + from.height / 2 + ((to.y - from.y) * i) / 10 - 4);
+    await page.waitForTimeout(30);
+  }
+  await touch('touchEnd');
+  const want = [start[1], start[0], start[2]];
+  await until(page, (w) => [...document.querySelectorAll('#channels .card-name')].map((e) => e.textContent).join() === w, want.join());
+  await page.waitForSelector('.toast-ok');
+  assert.deepEqual((await stack.api('GET', '/api/targets')).items.map((x) => x.name), want);
+  await stack.api('POST', '/api/targets/reorder', { ids: [stack.ids.alpha, stack.ids.beta, stack.ids.gamma] });
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
 test('filters and search narrow the cards and stay in the address', async () => {
   const page = await openPage(browser);
   await page.goto(stack.base);
