@@ -41,9 +41,14 @@ test('the panel sends visitors to the login, which takes the panel password', as
   await page.context().close();
 });
 
-test('the login takes the admin token too', async () => {
-  const page = await openPage(browser, { token: null });
+test('the login takes the admin token too, and its session serves the dashboard', async () => {
+  // A visitor token stored earlier gives way to the session.
+  const page = await openPage(browser, { token: 'a-stored-visitor-token' });
   await signIn(page, TOKEN);
+  assert.equal(await page.evaluate(() => localStorage.getItem('apimon.token')), null);
+  await page.goto(stack.base);
+  await page.waitForSelector('.channel');
+  assert.ok(await page.isVisible('#add-channel'), 'admin controls through the session cookie');
   assert.deepEqual(page.problems, []);
   await page.context().close();
 });

@@ -3,7 +3,7 @@
 // API asks for (Retry-After) is counted down and the button stays off meanwhile.
 import { $ } from '../dom.js';
 import { addCatalogue, t } from '../i18n.js';
-import { api } from '../api.js';
+import { api, setToken } from '../api.js';
 import { initPage, showFormError, clearFormErrors } from '../page.js';
 import adminStrings from '../i18n/admin.js';
 
@@ -53,6 +53,9 @@ form.addEventListener('submit', async (ev) => {
   button.disabled = true;
   try {
     await api('/api/admin/login', { method: 'POST', body: { password }, prompt: false });
+    // The session now makes this browser admin on every page; a stored (perhaps
+    // visitor) token would stand in front of it.
+    setToken('');
     const next = new URLSearchParams(window.location.search).get('next');
     window.location.assign(next && next.startsWith('/') && !next.startsWith('//') ? next : '/admin.html');
   } catch (e) {

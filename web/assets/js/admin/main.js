@@ -2,7 +2,7 @@
 // a changed admin token) the API answers 401 and the browser goes back to the login.
 import { $ } from '../dom.js';
 import { addCatalogue } from '../i18n.js';
-import { api, onUnauthorized, useStoredToken } from '../api.js';
+import { api, onUnauthorized, setToken, useStoredToken } from '../api.js';
 import { initPage } from '../page.js';
 import adminStrings from '../i18n/admin.js';
 import dashboardStrings from '../i18n/dashboard.js';
@@ -23,6 +23,8 @@ onUnauthorized(async () => {
 
 $('#logout').addEventListener('click', async () => {
   await api('/api/admin/logout', { method: 'POST' }).catch(() => {});
+  // Logging out leaves no admin credential in this browser.
+  setToken('');
   window.location.assign('/admin/login');
 });
 
