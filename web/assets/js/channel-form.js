@@ -64,6 +64,8 @@ function control(name, value) {
       id, name, type, class: 'input', autocomplete: 'off', spellcheck: 'false',
       inputmode: f.kind === 'url' ? 'url' : null,
       step: f.kind === 'float' ? '0.1' : f.kind === 'int' ? '1' : null,
+      // Left empty, the server's default applies (and says so).
+      placeholder: ['int', 'float'].includes(f.kind) || f.nullable ? t('form.placeholder_default') : null,
     });
     input.value = value ?? '';
   }
