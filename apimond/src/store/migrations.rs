@@ -202,6 +202,11 @@ const STEPS: &[&str] = &[
     ALTER TABLE targets ADD COLUMN proxy_url TEXT NOT NULL DEFAULT '';
     ALTER TABLE targets ADD COLUMN client_profile TEXT NOT NULL DEFAULT 'browser';
     "#,
+    // 7: rollups count failures by error class (a JSON object), for the analysis page's
+    // error classes over time; buckets folded before stay empty.
+    r#"
+    ALTER TABLE rollups ADD COLUMN error_classes TEXT NOT NULL DEFAULT '{}';
+    "#,
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;
