@@ -1,0 +1,36 @@
+// Names of what a probe can find, shared by the log viewer and the analysis page:
+// statuses and error classes (README "How a channel is probed").
+export default {
+  en: {
+    'class.auth': 'auth',
+    'class.quota': 'quota',
+    'class.rate_limit': 'rate limit',
+    'class.model_not_found': 'model not found',
+    'class.bad_request': 'bad request',
+    'class.upstream_5xx': 'upstream 5xx',
+    'class.timeout': 'timeout',
+    'class.network': 'network',
+    'class.tls': 'TLS',
+    'class.bad_response': 'bad response',
+    'class.stream_broken': 'stream broken',
+    'class.wrong_answer': 'wrong answer',
+    'class.content_filter': 'content filter',
+    'class.none': 'unclassified',
+  },
+  'zh-CN': {
+    'class.auth': '鉴权失败',
+    'class.quota': '额度不足',
+    'class.rate_limit': '限流',
+    'class.model_not_found': '模型不存在',
+    'class.bad_request': '请求错误',
+    'class.upstream_5xx': '上游 5xx',
+    'class.timeout': '超时',
+    'class.network': '网络错误',
+    'class.tls': 'TLS 错误',
+    'class.bad_response': '响应异常',
+    'class.stream_broken': '流中断',
+    'class.wrong_answer': '回答错误',
+    'class.content_filter': '内容过滤',
+    'class.none': '未分类',
+  },
+};
