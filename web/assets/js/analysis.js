@@ -11,13 +11,11 @@ import { connectEvents } from './events.js';
 import { fmtAgo, fmtDateTime, fmtMs, fmtNumber } from './time.js';
 import analysisStrings from './i18n/analysis.js';
 import viewerStrings from './i18n/viewer.js';
-import probeStrings from './i18n/probes.js';
 import { classLabel, widthClass } from './probe-view.js';
 import { WINDOWS, inWindow, totals, series, perModel, topClass } from './analysis-data.js';
 
 addCatalogue(analysisStrings);
 addCatalogue(viewerStrings);
-addCatalogue(probeStrings);
 
 const params = new URL(window.location.href).searchParams;
 const state = {
@@ -296,7 +294,7 @@ function renderTopErrors() {
     if (e.error_class) link.searchParams.set('error_class', e.error_class);
     list.append(h('li', { class: 'an-error' },
       h('div', { class: 'an-error-head' },
-        h('span', { class: 'badge badge-bad', text: classLabel(e.error_class) }),
+        e.error_class ? h('span', { class: 'badge badge-bad', text: classLabel(e.error_class) }) : null,
         h('span', { class: 'an-error-count', text: t('analysis.top_errors.times', { n: fmtNumber(e.count) }) }),
         h('span', { class: 'muted small', title: fmtDateTime(e.last_seen), text: t('analysis.top_errors.last', { time: fmtAgo(e.last_seen) }) })),
       h('a', { class: 'an-error-text mono', href: `${link.pathname}${link.search}`, text: e.error || classLabel(e.error_class) }),

@@ -108,7 +108,7 @@ function codeBlock(title, code) {
   return h('figure', { class: 'dx-example' },
     h('figcaption', { class: 'dx-example-title', text: title }),
     h('div', { class: 'dx-code' },
-      copyButton(code, t('docs.copy')),
+      copyButton(code),
       h('pre', { tabindex: '0' }, h('code', { text: code }))));
 }
 

@@ -12,19 +12,19 @@ export function statusOf(row) {
 
 /** An error class's name in the page's language (the API's word when unknown). */
 export function classLabel(c) {
-  if (!c) return t('class.none');
+  if (!c) return '—';
   const key = `class.${c}`;
   const text = t(key);
   return text === key ? c : text;
 }
 
 /** Copies `text` to the clipboard; the button says so. */
-export function copyButton(text, label = t('viewer.copy')) {
+export function copyButton(text, label = t('action.copy')) {
   const button = h('button', { type: 'button', class: 'btn btn-sm copy', 'aria-label': label }, icon('copy'), h('span', { text: label }));
   button.addEventListener('click', async () => {
     try {
       await navigator.clipboard.writeText(text);
-      button.lastChild.textContent = t('viewer.copied');
+      button.lastChild.textContent = t('action.copied');
       setTimeout(() => { button.lastChild.textContent = label; }, 1500);
     } catch {
       // Clipboard refused (no permission, plain http): select the text instead.

@@ -10,11 +10,9 @@ import { initPage, toast, showConnectionState } from './page.js';
 import { connectEvents } from './events.js';
 import { fmtTime, fmtDateTime, fmtMs, fmtNumber } from './time.js';
 import viewerStrings from './i18n/viewer.js';
-import probeStrings from './i18n/probes.js';
 import { classLabel, statusOf, copyButton, widthClass } from './probe-view.js';
 
 addCatalogue(viewerStrings);
-addCatalogue(probeStrings);
 
 const PAGE = 100;
 const FILTERS = ['status', 'error_class', 'protocol', 'route', 'q'];
@@ -138,7 +136,7 @@ function fillSelect(select, values, facet, label) {
 
 function renderFilters() {
   const facets = state.page?.facets || {};
-  fillSelect($('#f-status'), ['ok', 'slow', 'fail'], facets.status || {}, (v) => t(`viewer.status.${v}`));
+  fillSelect($('#f-status'), ['ok', 'slow', 'fail'], facets.status || {}, (v) => t(`status.${v}`));
   fillSelect($('#f-class'), Object.keys(facets.error_class || {}).sort(), facets.error_class, classLabel);
   fillSelect($('#f-protocol'), ['openai', 'anthropic', 'gemini'], facets.protocol || {}, (v) => v);
   fillSelect($('#f-route'), ['chat', 'responses', 'anthropic', 'gemini'], facets.route || {}, (v) => v);
@@ -191,7 +189,7 @@ function renderRows() {
         h('span', { class: `badge badge-${row.success ? 'ok' : 'bad'} mono`, text: row.status_code ?? '—' }),
         h('span', { class: 'lv-proto', text: `${row.protocol}${row.route && row.route !== row.protocol ? ` · ${row.route}` : ''}` }),
         row.error_class ? h('span', { class: 'badge badge-bad', text: classLabel(row.error_class) }) : null,
-        status === 'slow' ? h('span', { class: 'badge badge-warn', text: t('viewer.status.slow') }) : null,
+        status === 'slow' ? h('span', { class: 'badge badge-warn', text: t('status.slow') }) : null,
         row.model_mismatch ? h('span', { class: 'badge badge-warn', title: t('viewer.model.mismatch'), text: '≠' }) : null),
       h('span', { class: 'lv-latency mono', text: fmtMs(row.total_ms ?? (row.duration != null ? row.duration * 1000 : null)) })));
     list.append(item);
@@ -335,7 +333,7 @@ function renderDetail() {
         h('h2', { id: 'detail-title', tabindex: '-1', text: row.model }),
         h('p', { class: 'muted' }, fmtDateTime(row.timestamp), ` · ID ${row.id}`)),
       h('div', { class: 'lv-status' },
-        h('span', { class: `badge badge-${status === 'fail' ? 'bad' : status === 'slow' ? 'warn' : 'ok'}`, text: t(`viewer.status.${status}`) }),
+        h('span', { class: `badge badge-${status === 'fail' ? 'bad' : status === 'slow' ? 'warn' : 'ok'}`, text: t(`status.${status}`) }),
         h('span', { class: 'muted mono', text: fmtMs(row.total_ms ?? (row.duration != null ? row.duration * 1000 : null)) }))),
     tabList,
     panel);

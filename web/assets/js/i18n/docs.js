@@ -58,7 +58,6 @@ export default {
     'docs.keys.create': 'Create a key (name, allowed channels and models); the secret is shown once',
     'docs.keys.revoke': 'Revoke a key',
     'docs.tip': 'Tip: clients such as Cherry Studio ask GET /v1/models first; pick a model from that list (<channel>/<model>) to pin a channel.',
-    'docs.copy': 'Copy',
   },
   'zh-CN': {
     'docs.title': 'API 代理文档',
@@ -118,6 +117,5 @@ export default {
     'docs.keys.create': '创建 Key（名称、允许的渠道和模型），密钥只显示一次',
     'docs.keys.revoke': '撤销 Key',
     'docs.tip': '提示：Cherry Studio 等客户端会先请求 GET /v1/models；从返回列表中选择模型（<channel>/<model>）即可指定渠道。',
-    'docs.copy': '复制',
   },
 };
