@@ -211,6 +211,13 @@ impl Daemon {
                 streams_closed: life.streams.clone(),
             },
         );
+        core.proxy_keys
+            .reload(&core.store, true)
+            .await
+            .context("cannot load the proxy keys")?;
+        if let Some(writer) = core.take_usage_writer() {
+            life.spawn(writer.run(life.usage.clone()));
+        }
         let socket = rpc::bind(
             core.clone(),
             &core.config.paths.socket_path,

@@ -25,6 +25,9 @@ pub struct Lifecycle {
     pub http: CancellationToken,
     /// Periodic upkeep (rollups, retention, log pruning) stops.
     pub upkeep: CancellationToken,
+    /// Proxy usage recording writes what is queued and ends: cancelled only with the
+    /// root, after HTTP has finished, so the last requests are recorded.
+    pub usage: CancellationToken,
     tracker: TaskTracker,
 }
 
@@ -37,6 +40,7 @@ impl Default for Lifecycle {
             streams: root.child_token(),
             http: root.child_token(),
             upkeep: root.child_token(),
+            usage: root.child_token(),
             root,
             tracker: TaskTracker::new(),
         }
@@ -84,10 +88,11 @@ mod tests {
             life.streams.clone(),
             life.http.clone(),
             life.upkeep.clone(),
+            life.usage.clone(),
         ] {
             life.spawn(async move { token.cancelled().await });
         }
-        assert_eq!(life.tasks(), 5);
+        assert_eq!(life.tasks(), 6);
         life.cancel_all();
         tokio::time::timeout(std::time::Duration::from_secs(5), life.wait_for_tasks())
             .await

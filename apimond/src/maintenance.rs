@@ -1,5 +1,5 @@
-//! Periodic upkeep, in one room: new probe rows folded into the hourly and daily
-//! rollups every minute, old rows, runs and rollups pruned every hour by the retention
+//! Periodic upkeep, in one room: new probe rows and proxy usage rows folded into the
+//! hourly and daily rollups every minute, old rows, runs and rollups pruned every hour by the retention
 //! settings, and the run-log folder kept under `LOG_MAX_SIZE_MB`. It depends on the
 //! store, the run logs and its configuration only; the service tells it the log
 //! policy in force.
@@ -62,7 +62,7 @@ impl Upkeep {
         *self.log_policy.lock().expect("poisoned")
     }
 
-    /// Folds every new probe row into the rollups.
+    /// Folds every new probe row and proxy usage row into the rollups.
     pub async fn roll_up_all(&self) {
         loop {
             match self.store.roll_up(ROLLUP_BATCH).await {
@@ -74,10 +74,21 @@ impl Upkeep {
                 }
             }
         }
+        loop {
+            match self.store.roll_up_usage(ROLLUP_BATCH).await {
+                Ok(n) if n as i64 == ROLLUP_BATCH => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "rolling up proxy usage failed");
+                    break;
+                }
+            }
+        }
     }
 
-    /// Deletes probe rows, runs and rollups older than their retention window.
-    async fn prune_old_data(&self) {
+    /// Deletes probe rows, runs, proxy usage rows and rollups older than their
+    /// retention window.
+    pub async fn prune_old_data(&self) {
         let t = store::now();
         let day = 86_400.0;
         let r = self.retention;
@@ -95,6 +106,22 @@ impl Upkeep {
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "pruning old probe data failed"),
+        }
+        let raw = t - r.raw_days as f64 * day;
+        match self
+            .store
+            .prune_usage(
+                raw,
+                t - r.hourly_days as f64 * day,
+                t - r.daily_days as f64 * day,
+            )
+            .await
+        {
+            Ok((rows, rollups)) if rows + rollups > 0 => {
+                tracing::info!(rows, rollups, "pruned old proxy usage");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "pruning old proxy usage failed"),
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Config {
     pub panel: PanelDefaults,
     /// `APIMON_SECRET_KEY`: the key for stored secrets, else the one in `DATA_DIR`.
     pub secret_key: Option<Secret>,
+    /// `APIMON_TIMEZONE`: where budget days (proxy keys' daily token budgets) begin.
+    pub time_zone: jiff::tz::TimeZone,
     /// Which variables were given (by main name), and where.
     pub sources: BTreeMap<&'static str, Source>,
     /// The alias a variable was given under, where it was not its main name.
@@ -199,6 +201,7 @@ impl Config {
         let logging = Logging {
             format: parsers::log_format(&raw)?,
         };
+        let time_zone = parsers::time_zone(&raw)?;
         Ok(Config {
             listen,
             paths,
@@ -208,6 +211,7 @@ impl Config {
             logging,
             panel,
             secret_key,
+            time_zone,
             sources: raw.sources,
             given_names: raw.given_names,
         })

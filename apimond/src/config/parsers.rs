@@ -12,8 +12,8 @@ use shared::probe::{Protocol, ProxyUrl, RouteRule};
 
 use super::sources::Raw;
 use super::variables::{
-    APIMON_SECRET_KEY, APIMON_SOCKET, APIMON_SOCKET_GROUP, DATA_DIR, HOST, LOG_FORMAT,
-    OUTBOUND_PROXY, ROUTE_RULES, TRUSTED_PROXIES,
+    APIMON_SECRET_KEY, APIMON_SOCKET, APIMON_SOCKET_GROUP, APIMON_TIMEZONE, DATA_DIR, HOST,
+    LOG_FORMAT, OUTBOUND_PROXY, ROUTE_RULES, TRUSTED_PROXIES,
 };
 use super::{ConfigError, LogFormat};
 
@@ -163,5 +163,20 @@ pub(super) fn log_format(raw: &Raw) -> Result<LogFormat, ConfigError> {
         None | Some("text") => Ok(LogFormat::Text),
         Some("json") => Ok(LogFormat::Json),
         Some(_) => Err(raw.invalid(&LOG_FORMAT, "`text` or `json`")),
+    }
+}
+
+/// `APIMON_TIMEZONE`: `UTC` (the default) or an IANA zone name from the built-in zone
+/// database.
+pub(super) fn time_zone(raw: &Raw) -> Result<jiff::tz::TimeZone, ConfigError> {
+    match raw.get(&APIMON_TIMEZONE) {
+        None => Ok(jiff::tz::TimeZone::UTC),
+        Some(name) if name.eq_ignore_ascii_case("utc") => Ok(jiff::tz::TimeZone::UTC),
+        Some(name) => jiff::tz::TimeZone::get(name).map_err(|_| {
+            raw.invalid(
+                &APIMON_TIMEZONE,
+                "`UTC` or an IANA time zone name such as `Europe/Berlin` or `Asia/Shanghai`",
+            )
+        }),
     }
 }

@@ -210,6 +210,8 @@ pub const ROUTE_RULES: Variable = Variable::special("ROUTE_RULES");
 pub const OUTBOUND_PROXY: Variable = Variable::special("OUTBOUND_PROXY").secret();
 pub const APIMON_SECRET_KEY: Variable = Variable::special("APIMON_SECRET_KEY").secret();
 pub const LOG_FORMAT: Variable = Variable::special("LOG_FORMAT");
+/// The time zone of budget days (proxy keys' daily token budgets): `UTC` or an IANA name.
+pub const APIMON_TIMEZONE: Variable = Variable::special("APIMON_TIMEZONE");
 
 /// Every variable apimond reads, in the order they are checked (with several bad values,
 /// the first here is the one reported) and listed for an unknown key in the file.
@@ -237,6 +239,7 @@ pub const VARIABLES: &[Variable] = &[
     OUTBOUND_PROXY,
     APIMON_SECRET_KEY,
     LOG_FORMAT,
+    APIMON_TIMEZONE,
 ];
 
 /// The variable named `name` (by its main name or an alias), if apimond reads one.

@@ -64,6 +64,14 @@ pub async fn update_settings(
     Ok(Json(core.update_settings(&caller, &body).await?))
 }
 
+pub async fn reveal_setting(
+    State(core): State<AppState>,
+    caller: Caller,
+    ApiBody(body): ApiBody,
+) -> ApiResult {
+    Ok(Json(core.reveal_setting(&caller, &body)?))
+}
+
 pub async fn channels(State(core): State<AppState>, caller: Caller) -> ApiResult {
     Ok(Json(core.admin_channels(&caller).await?))
 }

@@ -1,11 +1,13 @@
-//! The HTTP server: the JSON API under `/api`. Handlers are thin adapters over the
-//! service layer.
+//! The HTTP server: the JSON API under `/api` and the browser pages. Handlers are thin
+//! adapters over the service layer.
 
 pub mod admin;
 pub mod api;
 pub mod client;
 pub mod error;
 pub mod extract;
+pub mod pages;
+pub mod proxy_keys;
 pub mod sse;
 
 use axum::Router;
@@ -73,6 +75,7 @@ pub fn router(state: AppState) -> Router {
             "/api/admin/settings",
             get(admin::get_settings).patch(admin::update_settings),
         )
+        .route("/api/admin/settings/reveal", post(admin::reveal_setting))
         .route("/api/admin/channels", get(admin::channels))
         .route(
             "/api/admin/channels/{id}/models",
@@ -83,6 +86,18 @@ pub fn router(state: AppState) -> Router {
             patch(admin::update_channel_advanced),
         )
         .route("/api/admin/resources", get(admin::resources))
+        .route(
+            "/api/proxy/keys",
+            get(proxy_keys::list).post(proxy_keys::create),
+        )
+        .route(
+            "/api/proxy/keys/{id}",
+            get(proxy_keys::show)
+                .patch(proxy_keys::update)
+                .delete(proxy_keys::revoke),
+        )
+        .route("/api/proxy/usage", get(proxy_keys::usage))
+        .merge(pages::routes())
         .method_not_allowed_fallback(method_not_allowed);
     api.fallback(not_found)
         .layer(DefaultBodyLimit::max(extract::API_BODY_LIMIT))

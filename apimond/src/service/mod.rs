@@ -3,9 +3,13 @@
 
 pub mod admin;
 pub mod auth;
+pub mod budget_day;
 pub mod limiter;
 pub mod models;
 pub mod overview;
+pub mod proxy_key_admin;
+pub mod proxy_keys;
+pub mod proxy_usage;
 pub mod query;
 pub mod resources;
 pub mod run_reads;
@@ -76,7 +80,12 @@ pub struct Core {
     pub store: Store,
     pub settings: RwLock<Arc<Settings>>,
     pub sessions: auth::Sessions,
-    pub token_failures: Mutex<limiter::Window>,
+    /// Failed tokens per client: the API's and the proxy's keys count together.
+    pub token_failures: Arc<Mutex<limiter::Window>>,
+    /// The proxy's keys, limits and usage recording.
+    pub proxy_keys: proxy_keys::ProxyKeys,
+    /// Taken once by the daemon, which runs it.
+    usage_writer: Mutex<Option<proxy_keys::UsageWriter>>,
     /// Visitors' run requests per client.
     pub visitor_runs: Mutex<limiter::Window>,
     pub login_backoff: Mutex<limiter::Backoff>,
@@ -109,6 +118,16 @@ pub struct CoreParts {
 impl Core {
     pub fn new(config: Config, store: Store, settings: Settings, parts: CoreParts) -> Arc<Core> {
         parts.upkeep.set_log_policy(log_policy(&settings));
+        let token_failures = Arc::new(Mutex::new(limiter::Window::new(
+            limiter::TOKEN_FAILURES_PER_WINDOW,
+            limiter::TOKEN_WINDOW,
+        )));
+        let (proxy_keys, usage_writer) = proxy_keys::ProxyKeys::new(
+            store.clone(),
+            token_failures.clone(),
+            budget_day::BudgetDay::new(config.time_zone.clone()),
+        );
+        proxy_keys.set_master(settings.proxy_master_token.as_ref().map(|t| t.expose()));
         Arc::new(Core {
             scheduler: parts.scheduler,
             bus: parts.bus,
@@ -123,10 +142,9 @@ impl Core {
             store,
             settings: RwLock::new(Arc::new(settings)),
             sessions: auth::Sessions::default(),
-            token_failures: Mutex::new(limiter::Window::new(
-                limiter::TOKEN_FAILURES_PER_WINDOW,
-                limiter::TOKEN_WINDOW,
-            )),
+            token_failures,
+            proxy_keys,
+            usage_writer: Mutex::new(Some(usage_writer)),
             login_backoff: Mutex::new(limiter::Backoff::default()),
             settings_write: tokio::sync::Mutex::new(()),
             settings_changed: tokio::sync::watch::channel(0).0,
@@ -141,6 +159,12 @@ impl Core {
             .read()
             .expect("settings lock poisoned")
             .clone()
+    }
+
+    /// The task that writes proxy usage rows, for the daemon to run; `None` after the
+    /// first call.
+    pub fn take_usage_writer(&self) -> Option<proxy_keys::UsageWriter> {
+        self.usage_writer.lock().expect("poisoned").take()
     }
 
     pub fn running_targets(&self) -> Vec<i64> {

@@ -202,7 +202,55 @@ const STEPS: &[&str] = &[
     ALTER TABLE targets ADD COLUMN proxy_url TEXT NOT NULL DEFAULT '';
     ALTER TABLE targets ADD COLUMN client_profile TEXT NOT NULL DEFAULT 'browser';
     "#,
-    // 7: rollups count failures by error class (a JSON object), for the analysis page's
+    // 7: proxy key limits, and what the proxy served: one row per request with hourly
+    // and daily rollups (key and target 0 there stand for "none": the master token, no
+    // channel reached). Keys from the Go program keep working: the new limits are null.
+    r#"
+    ALTER TABLE proxy_keys ADD COLUMN expires_at REAL;
+    ALTER TABLE proxy_keys ADD COLUMN rpm_limit INTEGER;
+    ALTER TABLE proxy_keys ADD COLUMN daily_token_budget INTEGER;
+    ALTER TABLE proxy_keys ADD COLUMN updated_at REAL;
+    UPDATE proxy_keys SET updated_at = created_at;
+    CREATE TABLE proxy_usage (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        key_id INTEGER,
+        target_id INTEGER,
+        requested_model TEXT NOT NULL,
+        upstream_model TEXT,
+        model TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        stream INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        ttfb_ms REAL,
+        ttft_ms REAL,
+        total_ms REAL NOT NULL,
+        input_tokens INTEGER,
+        output_tokens INTEGER,
+        tokens_estimated INTEGER NOT NULL,
+        error_class TEXT
+    );
+    CREATE INDEX proxy_usage_by_time ON proxy_usage(at);
+    CREATE INDEX proxy_usage_by_key ON proxy_usage(key_id, at);
+    CREATE INDEX proxy_usage_by_target ON proxy_usage(target_id, at);
+    CREATE TABLE proxy_usage_rollups (
+        period TEXT NOT NULL,
+        bucket_start REAL NOT NULL,
+        key_id INTEGER NOT NULL,
+        target_id INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        estimated_requests INTEGER NOT NULL,
+        total_ms_sum REAL NOT NULL,
+        PRIMARY KEY (period, key_id, target_id, model, bucket_start)
+    );
+    CREATE INDEX proxy_usage_rollups_by_time ON proxy_usage_rollups(period, bucket_start);
+    "#,
+    // 8: rollups count failures by error class (a JSON object), for the analysis page's
     // error classes over time; buckets folded before stay empty.
     r#"
     ALTER TABLE rollups ADD COLUMN error_classes TEXT NOT NULL DEFAULT '{}';

@@ -12,6 +12,7 @@
 //! - `rollups`: hourly and daily aggregates for long windows;
 //! - `discovered_models`, `schedule`: what discovery found, when each target is due;
 //! - `retention`: what is pruned and when;
+//! - `proxy_keys`, `proxy_usage`: the proxy's keys, and what it served with rollups;
 //! - `migrations`: the schema;
 //! - `go_upgrade`: a data directory of the Go `api_monitor` upgraded in place.
 
@@ -22,6 +23,8 @@ pub mod history;
 pub mod log_reads;
 pub mod migrations;
 pub mod probe_runs;
+pub mod proxy_keys;
+pub mod proxy_usage;
 pub mod retention;
 pub mod rollups;
 pub mod runs;

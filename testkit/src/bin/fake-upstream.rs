@@ -1,5 +1,7 @@
-//! The fake upstream as a process, for the benchmark:
-//! `fake-upstream [--port N] [--models N] [--delay-ms N] [--event-gap-ms N] [--key KEY]`.
+//! The fake upstream as a process, for the benchmark and the browser tests:
+//! `fake-upstream [--port N] [--models N] [--model NAME]... [--delay-ms N] [--event-gap-ms N] [--key KEY]`.
+//! `--model` (repeatable) lists these names instead; a name asks for its misbehaviour
+//! (`gpt-4o-err500` answers 500, see the crate docs).
 //! `--event-gap-ms` pauses between stream events so each leaves in its own TCP segment.
 //! Prints `listening http://127.0.0.1:PORT` once ready and serves until killed.
 
@@ -10,12 +12,12 @@ use std::time::Duration;
 
 use testkit::{FakeConfig, FakeUpstream};
 
-const USAGE: &str =
-    "usage: fake-upstream [--port N] [--models N] [--delay-ms N] [--event-gap-ms N] [--key KEY]";
+const USAGE: &str = "usage: fake-upstream [--port N] [--models N] [--model NAME]... [--delay-ms N] [--event-gap-ms N] [--key KEY]";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<(FakeConfig, u16), String> {
     let mut config = FakeConfig::default();
     let mut port = 0;
+    let mut named: Vec<String> = Vec::new();
     let mut args = args;
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -32,12 +34,16 @@ fn parse(args: impl Iterator<Item = String>) -> Result<(FakeConfig, u16), String
                 let n = number(value()?)?;
                 config.models = (0..n).map(|i| format!("model-{i:03}")).collect();
             }
+            "--model" => named.push(value()?),
             "--delay-ms" => config.probe_delay = Duration::from_millis(number(value()?)?),
             "--event-gap-ms" => config.event_gap = Duration::from_millis(number(value()?)?),
             "--key" => config.api_key = value()?,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
+    }
+    if !named.is_empty() {
+        config.models = named;
     }
     Ok((config, port))
 }
