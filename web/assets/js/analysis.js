@@ -142,9 +142,11 @@ function baseOptions(width, step, yLabel) {
   return {
     width,
     height: 220,
+    // Room on the right for the last time label.
+    padding: [8, 28, 0, 0],
     scales: { x: { time: true } },
     axes: [
-      { ...axis, values: axisTime(step), space: 70 },
+      { ...axis, values: axisTime(step), space: 90 },
       { ...axis, label: yLabel, size: 56, labelSize: 16, labelFont: '11px system-ui, sans-serif' },
     ],
     cursor: { drag: { x: false, y: false }, points: { size: 6 } },

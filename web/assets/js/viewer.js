@@ -164,7 +164,7 @@ function renderSummary() {
     stat(t('viewer.stat.ttft'), fmtMs(mean(okRows.map((r) => r.ttft_ms).filter((x) => x != null)))),
     stat(t('viewer.stat.rows'), fmtNumber(all)),
   );
-  if (run) box.append(stat(t('viewer.stat.run_state'), `#${run.id} · ${run.result || run.status}`));
+  if (run) box.append(stat(t('viewer.stat.run_state'), `#${run.id} · ${run.result ? t(`status.${run.result}`) : t(`viewer.run_status.${run.status}`)}`));
 }
 
 // ---- the list ------------------------------------------------------------------------
