@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRelay, startDaemon, launch, openPage, until, axeViolations, ROOT, PHONE } from './harness.mjs';
+import { startRelay, startDaemon, launch, openPage, until, axeViolations, screenshot, ROOT, PHONE } from './harness.mjs';
 
 const RELAY_KEY = 'sk-fake-upstream-key-0123456789';
 let relay;
@@ -78,9 +78,13 @@ test('30 days of rollups: success rate, latency and error classes over time, upt
   assert.equal(passing.slice(1).join(' '), '100% 100% 100%');
   for (const cell of failing.slice(1)) assert.ok(Number.parseFloat(cell) < 50, failing.join(' '));
 
-  // Latency by model and the per-model table, sortable.
-  assert.equal(await page.locator('#by-model .an-bar-row').count(), 4);
-  assert.equal(await page.locator('#model-body tr').count(), 4);
+  // Latency by model and the per-model table, sortable: every model of the rollups (the
+  // Go program's own rows of today add theirs).
+  const names = new Set(rows.map((r) => r.model));
+  const timed = new Set(rows.filter((r) => r.latency_p50_ms !== null).map((r) => r.model));
+  assert.ok(names.size >= 4);
+  assert.equal(await page.locator('#model-body tr').count(), names.size);
+  assert.equal(await page.locator('#by-model .an-bar-row').count(), timed.size);
   await page.click('#model-head button[data-col="fail"]');
   await page.click('#model-head button[data-col="fail"]');
   assert.equal(await page.textContent('#model-body tr:first-child th'), 'gpt-4o-err500');
@@ -90,6 +94,7 @@ test('30 days of rollups: success rate, latency and error classes over time, upt
   assert.match(await top.textContent(), /upstream exploded|500/);
   assert.match(await top.locator('a').getAttribute('href'), /viewer\.html\?target_id=1&scope=all&status=fail/);
   assert.deepEqual(await axeViolations(page), []);
+  await screenshot(page, 'analysis-30-days-desktop-light-en');
   assert.deepEqual(page.problems, []);
   await page.context().close();
 });
@@ -99,21 +104,23 @@ test('the window and the model are kept in the address; 7 days is hourly, 24 hou
   await page.goto(`${daemon.base}/analysis.html?target_id=1`);
   await page.waitForSelector('#chart-rate canvas');
   assert.equal(await page.getAttribute('[data-window="24h"]', 'aria-pressed'), 'true');
-  assert.ok(await points(page, 'chart-rate') >= 24);
-  assert.ok(await filled(page, 'chart-rate') >= 4, 'a run every 6 hours');
+  assert.ok(await points(page, 'chart-rate') >= 24, `24 h points: ${await points(page, 'chart-rate')}`);
+  assert.ok(await filled(page, 'chart-rate') >= 4, `a run every 6 hours: ${await filled(page, 'chart-rate')}`);
   await page.click('[data-window="7d"]');
-  await until(page, () => new URL(location.href).searchParams.get('window') === '7d');
-  assert.ok(await points(page, 'chart-rate') >= 168);
-  assert.ok(await filled(page, 'chart-rate') >= 27);
+  await until(page, () => new URL(location.href).searchParams.get('window') === '7d'
+    && Number(document.querySelector('#chart-rate').dataset.points) >= 168);
+  assert.ok(await points(page, 'chart-rate') >= 168, `7 d points: ${await points(page, 'chart-rate')}`);
+  assert.ok(await filled(page, 'chart-rate') >= 27, `7 d filled: ${await filled(page, 'chart-rate')}`);
   await page.selectOption('#model-picker', 'claude-3-5-haiku');
   await until(page, () => new URL(location.href).searchParams.get('model') === 'claude-3-5-haiku');
-  assert.ok(await page.isHidden('#weighted-note'));
+  assert.ok(await page.isHidden('#weighted-note'), 'the weighting note is for all models only');
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 1, `wider than the screen by ${overflow} px`);
   await page.reload();
   await page.waitForSelector('#chart-rate canvas');
   assert.equal(await page.inputValue('#model-picker'), 'claude-3-5-haiku');
   assert.equal(await page.getAttribute('[data-window="7d"]', 'aria-pressed'), 'true');
+  await screenshot(page, 'analysis-7-days-one-model-390-light-en');
   assert.deepEqual(page.problems, []);
   await page.context().close();
 });

@@ -177,13 +177,18 @@ function renderCharts(rows) {
   const ok = css('--ok-bar');
   const accent = css('--accent');
 
+  // Runs come every interval, buckets are hours: join the measured points across
+  // hours without probes, and mark each point while there are few enough to see.
+  const sparse = (xs) => xs.filter((v) => v !== null).length <= 60;
+  const line = (xs) => ({ spanGaps: true, points: { show: sparse(xs), size: 5 } });
+
   const rateBox = $('#chart-rate');
   const rates = s.rate.filter((v) => v !== null);
   const rateOpts = baseOptions(width(rateBox), step, '%');
   rateOpts.scales.y = { range: [0, 100] };
   rateOpts.series = [
     { value: dateValue },
-    { label: t('analysis.series.rate'), stroke: ok, fill: `${ok}22`, width: 2, spanGaps: false,
+    { label: t('analysis.series.rate'), stroke: ok, fill: `${ok}22`, width: 2, ...line(s.rate),
       value: (u, v) => (v == null ? '—' : `${fmtNumber(v, 1)}%`) },
   ];
   makeChart(rateBox, rateOpts, [s.x, s.rate], rates.length
@@ -196,9 +201,9 @@ function renderCharts(rows) {
   const msValue = (u, v) => fmtMs(v);
   latOpts.series = [
     { value: dateValue },
-    { label: t('analysis.series.p50'), stroke: accent, width: 2, value: msValue },
-    { label: t('analysis.series.p95'), stroke: css('--warn-dot'), width: 2, dash: [6, 4], value: msValue },
-    { label: t('analysis.series.ttft'), stroke: css('--gemini'), width: 2, value: msValue },
+    { label: t('analysis.series.p50'), stroke: accent, width: 2, value: msValue, ...line(s.p50) },
+    { label: t('analysis.series.p95'), stroke: css('--warn-dot'), width: 2, dash: [6, 4], value: msValue, ...line(s.p95) },
+    { label: t('analysis.series.ttft'), stroke: css('--gemini'), width: 2, value: msValue, ...line(s.ttft) },
   ];
   makeChart(latBox, latOpts, [s.x, s.p50, s.p95, s.ttft], p50s.length
     ? t('analysis.chart.summary_latency', { bucket: bucketWord, min: fmtMs(Math.min(...p50s)), max: fmtMs(Math.max(...p50s)) })
@@ -378,6 +383,7 @@ async function main() {
     b.addEventListener('click', () => {
       state.window = b.dataset.window;
       syncAddress();
+      render();
       // The top errors follow the window; the rollups are loaded for all three.
       api(`/api/targets/${state.targetId}/errors`, { query: { days: state.window === '24h' ? 1 : state.window === '7d' ? 7 : 30, limit: 10 } })
         .then((v) => { state.errors = v.items || []; render(); })
