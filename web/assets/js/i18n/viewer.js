@@ -132,7 +132,7 @@ export default {
     'viewer.ttfb': '响应头耗时（TTFB）',
     'viewer.ttft': '首字延迟（TTFT）',
     'viewer.total': '总耗时',
-    'viewer.tokens': 'Token',
+    'viewer.tokens': 'Token 用量',
     'viewer.tokens.output': '输出 Token',
     'viewer.tokens.estimated': '估算',
     'viewer.tokens.rate': '每秒 Token 数',
