@@ -7,6 +7,7 @@
 
 mod admin;
 mod error;
+mod keys;
 mod output;
 mod probe;
 mod runs;
@@ -106,6 +107,9 @@ enum Command {
     },
     /// Create the targets of an export file.
     Import { file: PathBuf },
+    /// Create, list, show, change and revoke proxy keys; show proxy usage.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -245,6 +249,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     output,
                 } => admin::export(&mut conn, with_secrets, output, &out).await,
                 Command::Import { file } => admin::import(&mut conn, &file, &out).await,
+                Command::Keys(k) => keys::run(k, &mut conn, &out).await,
                 Command::Completions { .. } | Command::Probe(_) => unreachable!("handled above"),
             }
         }

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
+use shared::rpc::key_params::{KeyRef, KeysCreate, KeysEdit, KeysUsage};
 use shared::rpc::params::{
     Export, Hello, Import, NoParams, RunsList, RunsLogs, TargetRef, TargetsAdd, TargetsEdit,
 };
@@ -136,6 +137,30 @@ fn samples() -> Vec<Sample> {
                 }],
             },
         ),
+        sample(vec![Request::KeysList(NoParams {})]),
+        sample(vec![
+            Request::KeysGet(KeyRef::new("3")),
+            Request::KeysGet(KeyRef::new("name:ci")),
+        ]),
+        sample(vec![Request::KeysCreate(KeysCreate {
+            fields: json!({"name": "ci", "allowed_models": ["prod/gpt-4o"], "rpm_limit": 60}),
+        })]),
+        sample(vec![Request::KeysEdit(KeysEdit {
+            key: "3".into(),
+            fields: json!({"enabled": false, "daily_token_budget": null}),
+        })]),
+        sample(vec![Request::KeysRevoke(KeyRef::new("3"))]),
+        sample(vec![
+            Request::KeysUsage(KeysUsage::default()),
+            Request::KeysUsage(KeysUsage {
+                key: Some("master".into()),
+                target: Some("prod".into()),
+                model: Some("gpt-4o".into()),
+                since: Some(1_750_000_000.0),
+                until: Some(1_750_086_400.0),
+                group_by: Some("key,day".into()),
+            }),
+        ]),
     ]
 }
 

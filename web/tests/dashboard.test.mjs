@@ -6,11 +6,12 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startStack, startDaemon, launch, openPage, until, PHONE, TOKEN } from './harness.mjs';
 
+const VISITOR = 'web-test-visitor-token-0123456789';
 let stack;
 let browser;
 
 before(async () => {
-  stack = await startStack();
+  stack = await startStack({ env: { API_MONITOR_TOKEN_VISITOR: VISITOR } });
   browser = await launch();
 });
 after(async () => {
@@ -103,6 +104,33 @@ test('drag to reorder persists across a reload', async () => {
   const order = (await stack.api('GET', '/api/targets')).items.map((x) => x.name);
   assert.deepEqual(order, [start[0], start[2], start[1]]);
   // Back to the seeded order for the other tests.
+  await stack.api('POST', '/api/targets/reorder', { ids: [stack.ids.alpha, stack.ids.beta, stack.ids.gamma] });
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
+test('a finger drags a card too (touch events, phone width)', async () => {
+  const page = await openPage(browser, { viewport: PHONE });
+  await page.goto(stack.base);
+  await page.waitForSelector('.channel');
+  const start = await names(page);
+  const handle = (name) => page.locator('.channel', { has: page.locator('.card-name', { hasText: name }) }).locator('.drag-handle');
+  const from = await handle(start[1]).boundingBox();
+  const to = await handle(start[0]).boundingBox();
+  const cdp = await page.context().newCDPSession(page);
+  const touch = (type, y) => cdp.send('Input.dispatchTouchEvent', {
+    type, touchPoints: type === 'touchEnd' ? [] : [{ x: from.x + from.width / 2, y }],
+  });
+  await touch('touchStart', from.y + from.height / 2);
+  for (let i = 1; i <= 10; i += 1) {
+    await touch('touchMove', from.y + from.height / 2 + ((to.y - from.y) * i) / 10 - 4);
+    await page.waitForTimeout(30);
+  }
+  await touch('touchEnd');
+  const want = [start[1], start[0], start[2]];
+  await until(page, (w) => [...document.querySelectorAll('#channels .card-name')].map((e) => e.textContent).join() === w, want.join());
+  await page.waitForSelector('.toast-ok');
+  assert.deepEqual((await stack.api('GET', '/api/targets')).items.map((x) => x.name), want);
   await stack.api('POST', '/api/targets/reorder', { ids: [stack.ids.alpha, stack.ids.beta, stack.ids.gamma] });
   assert.deepEqual(page.problems, []);
   await page.context().close();
@@ -228,4 +256,32 @@ test('a fresh install shows how to add the first channel, on a phone too', async
   } finally {
     await empty.stop();
   }
+});
+
+test('a visitor sees no keys or base URLs and may only run the channels that allow it', async () => {
+  await stack.api('PATCH', `/api/admin/channels/${stack.ids.beta}/advanced`, { visitor_channel_actions_enabled: true });
+  const page = await openPage(browser, { token: VISITOR });
+  await page.goto(stack.base);
+  await page.waitForSelector('.channel');
+  assert.ok(await page.isHidden('#add-channel'));
+  assert.equal(await page.locator('.drag-handle').count(), 0);
+  assert.equal(await page.locator('.base-url').count(), 0);
+  const alpha = `.channel[data-id="${stack.ids.alpha}"]`;
+  const beta = `.channel[data-id="${stack.ids.beta}"]`;
+  await page.click(`${alpha} button.expand`);
+  await page.waitForSelector(`${alpha} .model-row[data-model]`);
+  assert.equal(await page.locator(`${alpha} .card-actions > *`).count(), 0);
+  await page.click(`${beta} button.expand`);
+  await page.waitForSelector(`${beta} [data-key="run"]`);
+  assert.equal(await page.locator(`${beta} [data-key="edit"], ${beta} [data-key="delete"], ${beta} [data-key="toggle"]`).count(), 0);
+  assert.equal(await page.getAttribute(`${beta} a[href^="/viewer.html"]`, 'href'), `/viewer.html?target_id=${stack.ids.beta}`);
+  const runs = (await stack.api('GET', `/api/targets/${stack.ids.beta}/runs`)).items.length;
+  await page.click(`${beta} [data-key="run"]`);
+  await page.waitForSelector('.toast-ok');
+  for (let i = 0; i < 50 && (await stack.api('GET', `/api/targets/${stack.ids.beta}/runs`)).items.length === runs; i += 1) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal((await stack.api('GET', `/api/targets/${stack.ids.beta}/runs`)).items.length, runs + 1);
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
 });

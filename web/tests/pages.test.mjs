@@ -18,9 +18,10 @@ after(async () => {
 });
 
 // name, path (a function of the stack), what shows the page is ready, whether it
-// needs the admin session cookie.
+// needs the admin session cookie, and what to do before the checks (optional).
 export const PAGES = [
-  { name: 'dashboard', path: () => '/', ready: '.channel' },
+  // Opened on its first card, so the screenshots show model rows too.
+  { name: 'dashboard', path: () => '/', ready: '.channel', prepare: (page) => page.click('.channel button.expand').then(() => page.waitForSelector('.channel.open .model-row[data-model]')) },
   { name: 'admin-login', path: () => '/admin/login', ready: '#login-form' },
   { name: 'admin', path: () => '/admin.html', ready: '#channels-table tbody tr', session: true },
   { name: 'viewer', path: (s) => `/viewer.html?target_id=${s.ids.alpha}`, ready: '#rows .lv-row' },
@@ -41,6 +42,7 @@ for (const p of PAGES) {
           await page.goto(stack.base + p.path(stack));
           await page.waitForSelector(p.ready, { timeout: 10000 });
           await page.waitForLoadState('networkidle').catch(() => {});
+          if (p.prepare) await p.prepare(page);
           const label = `${p.name} ${wname} ${theme} ${lang}`;
           assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), theme, `${label}: theme`);
           assert.equal(await page.evaluate(() => document.documentElement.lang), lang, `${label}: language`);

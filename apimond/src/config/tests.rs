@@ -33,6 +33,9 @@ fn defaults_match_the_spec() {
         PathBuf::from("/tmp/apimon-test/apimond.sock")
     );
     assert!(!c.sources.contains_key("PORT"));
+    assert_eq!(c.time_zone, jiff::tz::TimeZone::UTC);
+    let berlin = Config::from_sources(&env(&[("APIMON_TIMEZONE", "Europe/Berlin")]), None);
+    assert_eq!(berlin.unwrap().time_zone.iana_name(), Some("Europe/Berlin"));
 }
 
 #[test]
@@ -77,6 +80,10 @@ fn each_bad_value_names_the_variable_the_value_and_what_is_allowed() {
         (
             &[("LOG_FORMAT", "xml")],
             "invalid LOG_FORMAT=xml: `text` or `json`",
+        ),
+        (
+            &[("APIMON_TIMEZONE", "Mars/Olympus")],
+            "invalid APIMON_TIMEZONE=Mars/Olympus: `UTC` or an IANA time zone name",
         ),
         (
             &[("API_MONITOR_TOKEN", "short")],

@@ -8,6 +8,7 @@ use shared::rpc::params::Hello;
 use shared::rpc::reply::{HelloReply, Subscribed, TriggerReply};
 use shared::rpc::{CHUNK, Message, PROTOCOL_VERSION, Request, code};
 
+use crate::service::proxy_usage::UsageQuery;
 use crate::service::query::{HistoryFormat, ListTargetsQuery, LogsQuery, RunsQuery};
 use crate::service::{Caller, Core, ServiceError};
 
@@ -82,6 +83,11 @@ async fn target_id(core: &Core, ident: &str) -> Result<i64, (i64, String)> {
     core.resolve_target(ident).await.map_err(from_service)
 }
 
+/// The id of the proxy key the user named (an id, or `name:x` / a name).
+async fn key_id(core: &Core, ident: &str) -> Result<i64, (i64, String)> {
+    core.resolve_proxy_key(ident).await.map_err(from_service)
+}
+
 async fn dispatch(core: &Core, caller: &Caller, request: Request) -> MethodResult {
     match request {
         Request::Hello(h) => hello(h),
@@ -151,6 +157,50 @@ async fn dispatch(core: &Core, caller: &Caller, request: Request) -> MethodResul
                     .await
                     .map_err(from_service)?,
             )
+        }
+        Request::KeysList(_) => core.list_proxy_keys(caller).await.map_err(from_service),
+        Request::KeysGet(k) => {
+            let id = key_id(core, &k.key).await?;
+            core.get_proxy_key(caller, id).await.map_err(from_service)
+        }
+        Request::KeysCreate(p) => {
+            let raw = serde_json::to_vec(&p.fields).expect("JSON values serialise");
+            core.create_proxy_key(caller, &raw)
+                .await
+                .map_err(from_service)
+        }
+        Request::KeysEdit(p) => {
+            let id = key_id(core, &p.key).await?;
+            let raw = serde_json::to_vec(&p.fields).expect("JSON values serialise");
+            core.update_proxy_key(caller, id, &raw)
+                .await
+                .map_err(from_service)
+        }
+        Request::KeysRevoke(k) => {
+            let id = key_id(core, &k.key).await?;
+            core.revoke_proxy_key(caller, id)
+                .await
+                .map_err(from_service)
+        }
+        Request::KeysUsage(p) => {
+            let key_id = match p.key.as_deref() {
+                None => None,
+                Some("master") => Some(None),
+                Some(k) => Some(Some(key_id(core, k).await?)),
+            };
+            let target_id = match p.target.as_deref() {
+                None => None,
+                Some(t) => Some(target_id(core, t).await?),
+            };
+            let query = UsageQuery {
+                key_id,
+                target_id,
+                model: p.model,
+                since: p.since,
+                until: p.until,
+                group_by: p.group_by,
+            };
+            core.proxy_usage(caller, query).await.map_err(from_service)
         }
     }
 }

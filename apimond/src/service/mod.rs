@@ -7,6 +7,7 @@ pub mod budget_day;
 pub mod limiter;
 pub mod models;
 pub mod overview;
+pub mod proxy_access;
 pub mod proxy_key_admin;
 pub mod proxy_keys;
 pub mod proxy_usage;

@@ -218,6 +218,35 @@ impl Core {
         })
     }
 
+    /// The id of the key the user named: all digits is an id, `name:x` or other text a
+    /// name. A name several keys share is refused (unless only one is not revoked).
+    pub async fn resolve_proxy_key(&self, ident: &str) -> ServiceResult<i64> {
+        let name = match ident.strip_prefix("name:") {
+            Some(n) => n,
+            None if !ident.is_empty() && ident.bytes().all(|b| b.is_ascii_digit()) => {
+                let id: i64 = ident.parse().map_err(|_| not_found(-1))?;
+                return match self.store.get_proxy_key(id).await? {
+                    Some(_) => Ok(id),
+                    None => Err(not_found(id)),
+                };
+            }
+            None => ident,
+        };
+        let keys = self.store.list_proxy_keys().await?;
+        let named: Vec<&ProxyKeyRecord> = keys.iter().filter(|k| k.name == name).collect();
+        let live: Vec<&&ProxyKeyRecord> = named.iter().filter(|k| k.revoked_at.is_none()).collect();
+        match (named.as_slice(), live.as_slice()) {
+            ([], _) => Err(ServiceError::NotFound(format!(
+                "no proxy key named `{name}`"
+            ))),
+            ([one], _) => Ok(one.id),
+            (_, [one]) => Ok(one.id),
+            _ => Err(ServiceError::Conflict(format!(
+                "several proxy keys are named `{name}`; name one by its id"
+            ))),
+        }
+    }
+
     async fn refresh_keys(&self) -> ServiceResult<()> {
         self.proxy_keys.reload(&self.store, false).await?;
         Ok(())

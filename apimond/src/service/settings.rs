@@ -417,6 +417,38 @@ fn bad_field(f: &Field) -> ServiceError {
     })
 }
 
+impl Core {
+    /// `POST /api/admin/settings/reveal` with `{"field": "..."}`: the whole value of one
+    /// secret setting, for the admin panel's reveal and copy. Admin only, logged, like
+    /// a channel key's reveal.
+    pub fn reveal_setting(&self, caller: &Caller, raw: &[u8]) -> ServiceResult<Value> {
+        caller.require_admin()?;
+        let mut body = Body::parse(raw)?;
+        let name = match body.value("field") {
+            Some(Value::String(n)) => n,
+            _ => {
+                return Err(ServiceError::BadRequest(
+                    "field: required, the name of a secret setting".into(),
+                ));
+            }
+        };
+        body.finish()?;
+        let Some(field) = FIELDS.iter().find(|f| f.name == name && f.is_secret()) else {
+            let secrets: Vec<&str> = FIELDS
+                .iter()
+                .filter(|f| f.is_secret())
+                .map(|f| f.name)
+                .collect();
+            return Err(ServiceError::BadRequest(format!(
+                "field: must be one of {}",
+                secrets.join(", ")
+            )));
+        };
+        tracing::info!(field = field.name, client = %caller.client, "setting revealed to an admin");
+        Ok(json!({ "item": { "field": field.name, "value": self.settings().get(field.name) } }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,37 +489,5 @@ mod tests {
         let stored = HashMap::from([("log_max_size_mb".to_string(), "lots".to_string())]);
         let (s, _) = Settings::resolve(&config, &stored);
         assert_eq!(s.log_max_size_mb, 500, "a stored value that does not parse");
-    }
-}
-
-impl Core {
-    /// `POST /api/admin/settings/reveal` with `{"field": "..."}`: the whole value of one
-    /// secret setting, for the admin panel's reveal and copy. Admin only, logged, like
-    /// a channel key's reveal.
-    pub fn reveal_setting(&self, caller: &Caller, raw: &[u8]) -> ServiceResult<Value> {
-        caller.require_admin()?;
-        let mut body = Body::parse(raw)?;
-        let name = match body.value("field") {
-            Some(Value::String(n)) => n,
-            _ => {
-                return Err(ServiceError::BadRequest(
-                    "field: required, the name of a secret setting".into(),
-                ));
-            }
-        };
-        body.finish()?;
-        let Some(field) = FIELDS.iter().find(|f| f.name == name && f.is_secret()) else {
-            let secrets: Vec<&str> = FIELDS
-                .iter()
-                .filter(|f| f.is_secret())
-                .map(|f| f.name)
-                .collect();
-            return Err(ServiceError::BadRequest(format!(
-                "field: must be one of {}",
-                secrets.join(", ")
-            )));
-        };
-        tracing::info!(field = field.name, client = %caller.client, "setting revealed to an admin");
-        Ok(json!({ "item": { "field": field.name, "value": self.settings().get(field.name) } }))
     }
 }

@@ -424,6 +424,26 @@ mod tests {
     }
 
     #[test]
+    fn proxy_keys_of_older_versions_keep_their_rows_and_get_no_limits() {
+        let mut conn = at_version_3_with_a_run();
+        conn.execute_batch(
+            "INSERT INTO proxy_keys (id, name, key_hash, key_prefix, created_at) \
+             VALUES (4, 'go', 'ab', 'sk-go-012345', 100.5);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let row: (String, f64, Option<f64>, Option<i64>, Option<i64>) = conn
+            .query_row(
+                "SELECT name, updated_at, expires_at, rpm_limit, daily_token_budget \
+                 FROM proxy_keys WHERE id = 4",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("go".into(), 100.5, None, None, None));
+    }
+
+    #[test]
     fn a_newer_database_is_refused() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "user_version", LATEST + 1)

@@ -5,6 +5,8 @@
 
 pub use apimond::testing::*;
 
+pub mod proxy;
+
 /// A fake relay offering `models`, answering every probe after `delay`.
 pub async fn fake_upstream(models: &[&str], delay_ms: u64) -> testkit::FakeUpstream {
     testkit::FakeUpstream::start(testkit::FakeConfig {

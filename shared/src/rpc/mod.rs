@@ -4,9 +4,10 @@
 //!
 //! This module owns the limits, the error codes and the response envelope; the
 //! requests (one enum, one params struct per method) and the replies the CLI reads are
-//! in [`request`], [`params`] and [`reply`]. Their wire form is pinned by the golden
+//! in [`request`], [`params`] (proxy keys' in [`key_params`]) and [`reply`]. Their wire form is pinned by the golden
 //! files under `shared/tests/rpc_golden/`.
 
+pub mod key_params;
 pub mod notification;
 pub mod params;
 pub mod reply;

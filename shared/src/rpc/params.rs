@@ -13,14 +13,14 @@ use serde_json::{Map, Value};
 
 /// A params object being read: each getter takes its field out and, on a wrong type,
 /// says which field and what it must be.
-struct Fields(Map<String, Value>);
+pub(super) struct Fields(pub(super) Map<String, Value>);
 
 impl Fields {
-    fn take(&mut self, name: &str) -> Value {
+    pub(super) fn take(&mut self, name: &str) -> Value {
         self.0.remove(name).unwrap_or(Value::Null)
     }
 
-    fn string(&mut self, name: &str) -> Result<String, String> {
+    pub(super) fn string(&mut self, name: &str) -> Result<String, String> {
         match self.take(name) {
             Value::String(s) => Ok(s),
             _ => Err(format!("{name}: required, a string")),
@@ -41,7 +41,10 @@ impl Fields {
 
 /// Reads a params object with `read`, turning its message into the deserialiser's
 /// error.
-fn read<'de, D, T>(d: D, read: impl FnOnce(&mut Fields) -> Result<T, String>) -> Result<T, D::Error>
+pub(super) fn read<'de, D, T>(
+    d: D,
+    read: impl FnOnce(&mut Fields) -> Result<T, String>,
+) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
 {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::code;
+use super::key_params::{KeyRef, KeysCreate, KeysEdit, KeysUsage};
 use super::params::{
     Export, Hello, Import, NoParams, RunsList, RunsLogs, TargetRef, TargetsAdd, TargetsEdit,
 };
@@ -67,6 +68,16 @@ methods! {
     "export" => Export(Export),
     /// Replies [`super::reply::ImportReply`].
     "import" => Import(Import),
+    /// Every proxy key, as `GET /api/proxy/keys`.
+    "keys.list" => KeysList(NoParams),
+    /// One proxy key, as `GET /api/proxy/keys/{id}`.
+    "keys.get" => KeysGet(KeyRef),
+    /// Creates a proxy key; the reply's `proxy_key` is the secret, shown this once.
+    "keys.create" => KeysCreate(KeysCreate),
+    "keys.edit" => KeysEdit(KeysEdit),
+    "keys.revoke" => KeysRevoke(KeyRef),
+    /// Proxy usage, as `GET /api/proxy/usage`.
+    "keys.usage" => KeysUsage(KeysUsage),
 }
 
 /// Why a well-formed JSON-RPC call names no request apimond can run.
@@ -246,7 +257,7 @@ mod tests {
     #[test]
     fn every_method_name_maps_to_its_variant_and_back() {
         for method in Request::METHODS {
-            let params = json!({"target": "1", "items": []});
+            let params = json!({"target": "1", "items": [], "key": "1"});
             let r = parse(method, params).unwrap();
             assert_eq!(r.method(), *method);
         }

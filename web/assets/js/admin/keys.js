@@ -179,7 +179,7 @@ export function initKeys() {
     h('div', { class: 'panel-head' },
       h('div', null, h('div', { class: 'eyebrow', text: t('keys.eyebrow') }), h('h2', { id: 'keys-title', 'data-i18n': 'admin.keys.title', text: t('admin.keys.title') })),
       h('button', { type: 'button', class: 'btn btn-primary btn-sm', id: 'key-create', onclick: () => openKeyForm() }, icon('plus', 'icon-sm'), t('keys.create'))),
-    h('div', { class: 'table-wrap' },
+    h('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': t('admin.keys.title') },
       h('table', { class: 'table', id: 'keys-table' },
         h('thead', null, h('tr', null,
           ['name', 'prefix', 'status', 'scope', 'use'].map((c) => h('th', { scope: 'col', text: t(`keys.col.${c}`) })),

@@ -61,6 +61,7 @@ function schedule() {
 export function initResources() {
   $('#res-refresh').addEventListener('click', refreshResources);
   $('#res-auto').addEventListener('change', schedule);
-  refreshResources();
+  // CPU use is the difference of two samples: take the second one soon.
+  refreshResources().then(() => setTimeout(refreshResources, 1000));
   schedule();
 }

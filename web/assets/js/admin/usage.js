@@ -53,7 +53,7 @@ function drawChart(items, since, until, bucket) {
 function table(id, title, items, label) {
   return h('div', { class: 'usage-block' },
     h('h3', { text: title }),
-    h('div', { class: 'table-wrap' },
+    h('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': title },
       h('table', { class: 'table', id },
         h('thead', null, h('tr', null,
           h('th', { scope: 'col', text: label }),
