@@ -79,6 +79,20 @@ async fn the_viewer_filters_a_run_by_status_class_protocol_route_and_text() {
     );
     assert_eq!(f["facets"]["route"]["responses"], 1);
 
+    // Means over the passing rows the filter keeps; none when none passed.
+    let rows = all["items"].as_array().unwrap();
+    let passed: Vec<f64> = rows
+        .iter()
+        .filter(|r| r["success"] == true)
+        .map(|r| r["total_ms"].as_f64().unwrap())
+        .collect();
+    let mean = passed.iter().sum::<f64>() / passed.len() as f64;
+    let got = all["passed_means"]["total_ms"].as_f64().unwrap();
+    assert!((got - mean).abs() < 1e-6, "{got} vs {mean}");
+    assert!(all["passed_means"]["ttft_ms"].as_f64().is_some());
+    let failed_only = logs(&d, id, "status=fail&limit=1").await;
+    assert_eq!(failed_only["passed_means"]["total_ms"], Value::Null);
+
     let fail = logs(&d, id, "status=fail").await;
     assert_eq!(
         models(&fail),

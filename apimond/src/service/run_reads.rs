@@ -48,6 +48,7 @@ impl Core {
             "items": page.rows,
             "count": page.rows.len(),
             "total": page.total,
+            "passed_means": page.passed_means,
             "offset": offset,
             "limit": limit,
             "facets": page.facets,

@@ -81,6 +81,13 @@ pub struct LogFacets {
     pub route: BTreeMap<String, i64>,
 }
 
+/// Means over the passing rows a filter keeps.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PassedMeans {
+    pub total_ms: Option<f64>,
+    pub ttft_ms: Option<f64>,
+}
+
 /// One page of a log read.
 #[derive(Debug, Clone)]
 pub struct LogPage {
@@ -89,6 +96,9 @@ pub struct LogPage {
     pub rows: Vec<RunModelRecord>,
     /// Rows matching the filter, over every page.
     pub total: i64,
+    /// Mean total time and time to first token of the matching rows that passed, over
+    /// every page.
+    pub passed_means: PassedMeans,
     pub facets: LogFacets,
 }
 
@@ -189,6 +199,7 @@ impl Store {
                     run: None,
                     rows: Vec::new(),
                     total: 0,
+                    passed_means: PassedMeans::default(),
                     facets: LogFacets::default(),
                 });
             }
@@ -203,6 +214,19 @@ impl Store {
                 &format!("SELECT COUNT(*) FROM run_models WHERE {scope_sql}{cond}"),
                 params_from_iter(args.iter()),
                 |r| r.get(0),
+            )?;
+            let passed_means = conn.query_row(
+                &format!(
+                    "SELECT AVG(total_ms), AVG(ttft_ms) FROM run_models \
+                     WHERE {scope_sql}{cond} AND success = 1"
+                ),
+                params_from_iter(args.iter()),
+                |r| {
+                    Ok(PassedMeans {
+                        total_ms: r.get(0)?,
+                        ttft_ms: r.get(1)?,
+                    })
+                },
             )?;
             let n = args.len();
             let sql = format!(
@@ -222,6 +246,7 @@ impl Store {
                 run,
                 rows,
                 total,
+                passed_means,
                 facets,
             })
         })

@@ -155,13 +155,13 @@ function renderSummary() {
   const all = Object.values(facets).reduce((a, b) => a + b, 0);
   const passed = (facets.ok || 0) + (facets.slow || 0);
   const rate = all ? (100 * passed) / all : null;
-  const okRows = page.items.filter((r) => r.success);
-  const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+  // Means over every page of what the filter keeps, from the API.
+  const means = page.passed_means || {};
   box.append(
     stat(t('viewer.stat.rate'), rate === null ? '—' : `${fmtNumber(rate, 1)}%`,
       rate === null ? '' : rate >= 99.5 ? 'ok' : rate >= 50 ? 'warn' : 'bad'),
-    stat(t('viewer.stat.avg'), fmtMs(mean(okRows.map((r) => r.total_ms).filter((x) => x != null)))),
-    stat(t('viewer.stat.ttft'), fmtMs(mean(okRows.map((r) => r.ttft_ms).filter((x) => x != null)))),
+    stat(t('viewer.stat.avg'), fmtMs(means.total_ms)),
+    stat(t('viewer.stat.ttft'), fmtMs(means.ttft_ms)),
     stat(t('viewer.stat.rows'), fmtNumber(all)),
   );
   if (run) box.append(stat(t('viewer.stat.run_state'), `#${run.id} · ${run.result ? t(`status.${run.result}`) : t(`viewer.run_status.${run.status}`)}`));
