@@ -13,6 +13,8 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fc-list 2>/dev/null | grep -qiE "wenquanyi|wqy|noto sans cjk" || missing+=(fonts-wqy-microhei)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+# The analysis test builds a Go data directory with history (web/tests/go-history.py).
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test-web: installing ${missing[*]}"
     $sudo apt-get update

@@ -24,9 +24,9 @@ export const PAGES = [
   { name: 'dashboard', path: () => '/', ready: '.channel', prepare: (page) => page.click('.channel button.expand').then(() => page.waitForSelector('.channel.open .model-row[data-model]')) },
   { name: 'admin-login', path: () => '/admin/login', ready: '#login-form' },
   { name: 'admin', path: () => '/admin.html', ready: '#channels-table tbody tr', session: true },
-  { name: 'viewer', path: (s) => `/viewer.html?target_id=${s.ids.alpha}`, ready: 'main' },
-  { name: 'analysis', path: (s) => `/analysis.html?target_id=${s.ids.alpha}`, ready: 'main' },
-  { name: 'docs-proxy', path: () => '/docs/proxy', ready: 'main' },
+  { name: 'viewer', path: (s) => `/viewer.html?target_id=${s.ids.alpha}`, ready: '#rows .lv-row' },
+  { name: 'analysis', path: (s) => `/analysis.html?target_id=${s.ids.alpha}`, ready: '#chart-rate canvas' },
+  { name: 'docs-proxy', path: () => '/docs/proxy', ready: '#example-panel pre' },
 ];
 
 for (const p of PAGES) {

@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use super::error::AppError;
 use super::extract::{ApiBody, AppState};
-use crate::service::query::{ListTargetsQuery, LogsQuery, QueryString, RunsQuery, StatsQuery};
+use crate::service::query::{
+    ErrorsQuery, ListTargetsQuery, LogsQuery, QueryString, RunsQuery, StatsQuery,
+};
 use crate::service::{Caller, ServiceError};
 use shared::rpc::reply::TriggerReply;
 
@@ -168,4 +170,14 @@ pub async fn target_stats(
 ) -> ApiResult {
     let query = StatsQuery::from_query(&q);
     Ok(Json(core.target_stats(&caller, id, query).await?))
+}
+
+pub async fn target_errors(
+    State(core): State<AppState>,
+    caller: Caller,
+    TargetId(id): TargetId,
+    Query(q): Query<QueryString>,
+) -> ApiResult {
+    let query = ErrorsQuery::from_query(&q);
+    Ok(Json(core.target_errors(&caller, id, query).await?))
 }

@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/targets/{id}/runs", get(api::list_runs))
         .route("/api/targets/{id}/logs", get(api::run_logs))
         .route("/api/targets/{id}/stats", get(api::target_stats))
+        .route("/api/targets/{id}/errors", get(api::target_errors))
         .route("/api/admin/login", post(admin::login))
         .route("/api/admin/logout", post(admin::logout))
         .route(

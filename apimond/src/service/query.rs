@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use super::{ServiceError, ServiceResult};
+use crate::store::log_reads::LogFilter;
 use crate::store::runs::LogScope;
 
 /// A query as an adapter read it: checked, or the first field that failed, in the
@@ -130,14 +131,27 @@ impl RunsQuery {
     }
 }
 
-/// `GET /api/targets/{id}/logs?limit=&offset=&run_id=&scope=`, `runs.logs`: probe
-/// rows of one run (the latest unless `run_id` names one) or of all runs
-/// (`scope=all`, ignored when `run_id` is given).
-#[derive(Debug, Clone, Copy)]
+/// `GET /api/targets/{id}/logs?limit=&offset=&run_id=&scope=&status=&error_class=&protocol=&route=&q=`,
+/// `runs.logs`: probe rows of one run (the latest unless `run_id` names one) or of all
+/// runs (`scope=all`, ignored when `run_id` is given), those the filter keeps.
+#[derive(Debug, Clone)]
 pub struct LogsQuery {
     pub scope: LogScope,
+    pub filter: LogFilter,
     pub limit: i64,
     pub offset: i64,
+}
+
+/// A filter field that takes one of a closed set of words.
+fn one_of(q: &QueryString, name: &str, allowed: &[&str]) -> ServiceResult<Option<String>> {
+    match q.get(name).map(String::as_str).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(v) if allowed.contains(&v) => Ok(Some(v.to_string())),
+        Some(_) => Err(bad(format!(
+            "{name}: must be one of {}",
+            allowed.join(", ")
+        ))),
+    }
 }
 
 impl LogsQuery {
@@ -153,6 +167,8 @@ impl LogsQuery {
         min: 0,
         max: i64::MAX / 2,
     };
+    /// The longest text `q` searches for, in characters.
+    pub const TEXT_MAX: usize = 200;
 
     /// The rows of one run, the latest when `run_id` is none, from the first.
     pub fn of_run(run_id: Option<i64>, limit: Option<i64>) -> Parsed<Self> {
@@ -160,6 +176,7 @@ impl LogsQuery {
             limit: Self::LIMIT.check(limit)?,
             offset: Self::OFFSET.default,
             scope: LogScope::Run(run_id),
+            filter: LogFilter::default(),
         })
     }
 
@@ -179,8 +196,24 @@ impl LogsQuery {
             ("all", None) => LogScope::All,
             _ => return Err(bad("scope: must be latest or all".into())),
         };
+        let classes: Vec<&str> = shared::probe::ErrorClass::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        let text = q.get("q").map(|t| t.trim()).filter(|t| !t.is_empty());
+        if text.is_some_and(|t| t.chars().count() > Self::TEXT_MAX) {
+            return Err(bad(format!("q: at most {} characters", Self::TEXT_MAX)));
+        }
+        let filter = LogFilter {
+            status: one_of(q, "status", &["ok", "slow", "fail"])?,
+            error_class: one_of(q, "error_class", &classes)?,
+            protocol: one_of(q, "protocol", &["openai", "anthropic", "gemini"])?,
+            route: one_of(q, "route", &["chat", "responses", "anthropic", "gemini"])?,
+            text: text.map(str::to_string),
+        };
         Ok(LogsQuery {
             scope,
+            filter,
             limit,
             offset,
         })
@@ -234,6 +267,36 @@ impl StatsQuery {
         };
         let days = period.days().parse(q)?;
         Ok(StatsQuery { period, days })
+    }
+}
+
+/// `GET /api/targets/{id}/errors?days=&limit=`: the most frequent failures of the
+/// last days (raw probe rows, kept `RETENTION_RAW_DAYS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorsQuery {
+    pub days: i64,
+    pub limit: i64,
+}
+
+impl ErrorsQuery {
+    const DAYS: IntField = IntField {
+        name: "days",
+        default: 7,
+        min: 1,
+        max: 36_500,
+    };
+    const LIMIT: IntField = IntField {
+        name: "limit",
+        default: 20,
+        min: 1,
+        max: 200,
+    };
+
+    pub fn from_query(q: &QueryString) -> Parsed<Self> {
+        Ok(ErrorsQuery {
+            days: Self::DAYS.parse(q)?,
+            limit: Self::LIMIT.parse(q)?,
+        })
     }
 }
 
@@ -304,6 +367,42 @@ mod tests {
         assert!(matches!(q.scope, LogScope::Run(Some(7))));
         let q = LogsQuery::from_query(&query(&[("scope", "all"), ("run_id", "")])).unwrap();
         assert!(matches!(q.scope, LogScope::All));
+    }
+
+    #[test]
+    fn log_filters_take_known_words_and_bounded_text() {
+        let q = LogsQuery::from_query(&query(&[
+            ("status", "fail"),
+            ("error_class", "upstream_5xx"),
+            ("protocol", "gemini"),
+            ("route", "responses"),
+            ("q", "  Boom "),
+        ]))
+        .unwrap();
+        assert_eq!(
+            q.filter,
+            LogFilter {
+                status: Some("fail".into()),
+                error_class: Some("upstream_5xx".into()),
+                protocol: Some("gemini".into()),
+                route: Some("responses".into()),
+                text: Some("Boom".into()),
+            }
+        );
+        let q = LogsQuery::from_query(&query(&[("status", ""), ("q", " ")])).unwrap();
+        assert_eq!(q.filter, LogFilter::default());
+        assert_eq!(
+            message(LogsQuery::from_query(&query(&[("status", "bad")]))),
+            "status: must be one of ok, slow, fail"
+        );
+        assert!(
+            message(LogsQuery::from_query(&query(&[("error_class", "nope")])))
+                .starts_with("error_class: must be one of auth, quota,")
+        );
+        assert_eq!(
+            message(LogsQuery::from_query(&query(&[("q", &"x".repeat(201))]))),
+            "q: at most 200 characters"
+        );
     }
 
     #[test]

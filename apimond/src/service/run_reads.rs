@@ -29,21 +29,30 @@ impl Core {
         caller.require_reader()?;
         let LogsQuery {
             scope,
+            filter,
             limit,
             offset,
         } = query?;
         let t = self.load_target(id).await?;
-        let (run, rows) = self.store.run_logs(id, scope, limit, offset).await?;
-        if let (LogScope::Run(Some(r)), None) = (scope, &run) {
+        let page = self
+            .store
+            .run_logs(id, scope, filter, limit, offset)
+            .await?;
+        if let (LogScope::Run(Some(r)), None) = (scope, &page.run) {
             return Err(ServiceError::NotFound(format!(
                 "target {id} has no run {r}"
             )));
         }
+        // `count` is the seed's (rows in this answer); `total` counts every page.
         Ok(json!({
-            "items": rows,
-            "count": rows.len(),
+            "items": page.rows,
+            "count": page.rows.len(),
+            "total": page.total,
+            "passed_means": page.passed_means,
             "offset": offset,
-            "run": run,
+            "limit": limit,
+            "facets": page.facets,
+            "run": page.run,
             "target": self.target_item(&t, caller).await?,
         }))
     }

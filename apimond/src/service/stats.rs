@@ -1,8 +1,9 @@
-//! A target's rollups over long windows: counts and latency percentiles per model.
+//! A target's rollups over long windows (counts, latency percentiles and error classes
+//! per model) and its most frequent errors.
 
 use serde_json::{Value, json};
 
-use super::query::{Parsed, StatsQuery};
+use super::query::{ErrorsQuery, Parsed, StatsQuery};
 use super::{Caller, Core, ServiceResult};
 
 impl Core {
@@ -23,5 +24,21 @@ impl Core {
         let since = crate::store::now() - days as f64 * 86_400.0;
         let items = self.store.rollups(id, period, since).await?;
         Ok(json!({ "items": items, "period": period, "since": since, "target_id": id }))
+    }
+
+    /// The most frequent failures of a target over the last days, grouped by error
+    /// class and text.
+    pub async fn target_errors(
+        &self,
+        caller: &Caller,
+        id: i64,
+        query: Parsed<ErrorsQuery>,
+    ) -> ServiceResult<Value> {
+        caller.require_reader()?;
+        let ErrorsQuery { days, limit } = query?;
+        self.load_target(id).await?;
+        let since = crate::store::now() - days as f64 * 86_400.0;
+        let items = self.store.top_errors(id, since, limit).await?;
+        Ok(json!({ "items": items, "since": since, "target_id": id }))
     }
 }

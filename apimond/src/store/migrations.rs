@@ -250,6 +250,11 @@ const STEPS: &[&str] = &[
     );
     CREATE INDEX proxy_usage_rollups_by_time ON proxy_usage_rollups(period, bucket_start);
     "#,
+    // 8: rollups count failures by error class (a JSON object), for the analysis page's
+    // error classes over time; buckets folded before stay empty.
+    r#"
+    ALTER TABLE rollups ADD COLUMN error_classes TEXT NOT NULL DEFAULT '{}';
+    "#,
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;

@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod discovered_models;
 pub mod go_upgrade;
 pub mod history;
+pub mod log_reads;
 pub mod migrations;
 pub mod probe_runs;
 pub mod proxy_keys;

@@ -1,12 +1,12 @@
 //! The `runs` and `run_models` tables: what each run found, and the run status.
 //! `probe_runs` writes them as a run goes; this module reads them for the API and
-//! recovers interrupted runs.
+//! recovers interrupted runs; `log_reads` reads a run's probe rows.
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Row, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Result, Store, now, optional};
+use super::{Result, Store, now};
 
 /// Where a run is in its life. Stored, and sent to clients, as its lowercase name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +74,7 @@ pub struct RunRecord {
     pub result: Option<String>,
 }
 
-fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+pub(super) fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {
         id: r.get(0)?,
         target_id: r.get(1)?,
@@ -91,7 +91,7 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     })
 }
 
-const RUN_COLUMNS: &str = "id, target_id, started_at, finished_at, status, total, success, fail, log_file, error, trigger, result";
+pub(super) const RUN_COLUMNS: &str = "id, target_id, started_at, finished_at, status, total, success, fail, log_file, error, trigger, result";
 
 /// One probe row, with the seed's field names.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -136,7 +136,7 @@ pub struct RunModelRecord {
 
 /// A row's stored `tool_calls` text as a list: none, `null` or text that is no JSON
 /// list reads as an empty one.
-fn tool_calls_list(text: Option<&str>) -> Vec<serde_json::Value> {
+pub(super) fn tool_calls_list(text: Option<&str>) -> Vec<serde_json::Value> {
     match text.map(serde_json::from_str::<serde_json::Value>) {
         Some(Ok(serde_json::Value::Array(calls))) => calls,
         _ => Vec::new(),
@@ -161,87 +161,6 @@ impl Store {
             let mut stmt = conn.prepare(&sql)?;
             let rows = stmt.query_map(params![target_id, limit], run_from_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
-
-    /// The probe rows of a run (its own or the target's latest) or of every run; the
-    /// run they belong to when one was chosen.
-    pub async fn run_logs(
-        &self,
-        target_id: i64,
-        scope: LogScope,
-        limit: i64,
-        offset: i64,
-    ) -> Result<(Option<RunRecord>, Vec<RunModelRecord>)> {
-        self.read(move |conn, _| {
-            let run = match scope {
-                LogScope::All => None,
-                LogScope::Run(Some(id)) => optional(conn.query_row(
-                    &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1 AND target_id = ?2"),
-                    params![id, target_id],
-                    run_from_row,
-                ))?,
-                LogScope::Run(None) => optional(conn.query_row(
-                    &format!(
-                        "SELECT {RUN_COLUMNS} FROM runs WHERE target_id = ?1 ORDER BY id DESC LIMIT 1"
-                    ),
-                    [target_id],
-                    run_from_row,
-                ))?,
-            };
-            if matches!(scope, LogScope::Run(_)) && run.is_none() {
-                return Ok((None, Vec::new()));
-            }
-            let (filter, key) = match &run {
-                Some(r) => ("run_id = ?1", r.id),
-                None => ("target_id = ?1", target_id),
-            };
-            let sql = format!(
-                "SELECT id, run_id, target_id, protocol, model, success, duration, status_code, \
-                 error, content, route, endpoint, timestamp, stream, transport_success, \
-                 tool_calls_count, tool_calls, status, error_class, ttfb_ms, ttft_ms, total_ms, \
-                 output_tokens, tokens_estimated, tokens_per_s, returned_model, model_mismatch, \
-                 attempts, route_rule, path FROM run_models WHERE {filter} \
-                 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
-            );
-            let mut stmt = conn.prepare(&sql)?;
-            let rows = stmt.query_map(params![key, limit, offset], |r| {
-                let tool_calls: Option<String> = r.get(16)?;
-                Ok(RunModelRecord {
-                    id: r.get(0)?,
-                    run_id: r.get(1)?,
-                    target_id: r.get(2)?,
-                    protocol: r.get(3)?,
-                    model: r.get(4)?,
-                    success: r.get(5)?,
-                    duration: r.get(6)?,
-                    status_code: r.get(7)?,
-                    error: r.get(8)?,
-                    content: r.get(9)?,
-                    route: r.get(10)?,
-                    endpoint: r.get(11)?,
-                    route_rule: r.get(28)?,
-                    path: r.get(29)?,
-                    timestamp: r.get(12)?,
-                    stream: r.get(13)?,
-                    transport_success: r.get(14)?,
-                    tool_calls_count: r.get(15)?,
-                    tool_calls: tool_calls_list(tool_calls.as_deref()),
-                    status: r.get(17)?,
-                    error_class: r.get(18)?,
-                    ttfb_ms: r.get(19)?,
-                    ttft_ms: r.get(20)?,
-                    total_ms: r.get(21)?,
-                    output_tokens: r.get(22)?,
-                    tokens_estimated: r.get(23)?,
-                    tokens_per_s: r.get(24)?,
-                    returned_model: r.get(25)?,
-                    model_mismatch: r.get(26)?,
-                    attempts: r.get(27)?,
-                })
-            })?;
-            Ok((run, rows.collect::<rusqlite::Result<Vec<_>>>()?))
         })
         .await
     }
