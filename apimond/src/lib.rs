@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod events;
+pub mod fd_limit;
 pub mod http;
 pub mod lifecycle;
 pub mod maintenance;
@@ -150,10 +151,18 @@ impl Daemon {
             .await
             .with_context(|| format!("cannot listen on {addr} (HOST/PORT)"))?;
         let http_addr = listener.local_addr()?;
-        // Streams (SSE, proxied replies) go out event by event: no Nagle delay.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let files = fd_limit::raise();
+        let admission = http::serve::Admission::new(
+            config.listen.limits,
+            files.map_or(1024, |f| f.soft),
+            config.auth.trusted_proxies.clone(),
+        );
+        tracing::info!(
+            open_files_soft = files.map(|f| f.soft),
+            open_files_hard = files.map(|f| f.hard),
+            max_connections = admission.cap(),
+            "open-file limit"
+        );
 
         let life = Lifecycle::default();
         let bus = events::Bus::default();
@@ -221,14 +230,7 @@ impl Daemon {
         life.spawn(upkeep.run(life.upkeep.clone()));
         let app = http::router(core.clone());
         let stopped = life.http.clone();
-        let server = life.spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stopped.cancelled_owned())
-            .await
-        });
+        let server = life.spawn(http::serve::serve(listener, app, admission, stopped));
         tracing::info!(address = %http_addr, data_dir = %core.config.paths.data_dir.display(), version = shared::VERSION, "apimond listening");
         Ok(Daemon {
             http_addr,

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::client::client_ip;
+use super::connection::BodyTimedOut;
 use super::error::{AppError, detail};
 use crate::service::auth::{Credentials, SESSION_COOKIE};
 use crate::service::{Caller, Core, ServiceError};
@@ -142,6 +143,18 @@ impl IntoResponse for BodyRejection {
     }
 }
 
+/// The body timeout behind a failed body read, if that is what failed.
+fn timed_out<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimedOut> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(t) = c.downcast_ref::<BodyTimedOut>() {
+            return Some(t);
+        }
+        cause = c.source();
+    }
+    None
+}
+
 impl<S: Send + Sync> FromRequest<S> for ApiBody {
     type Rejection = BodyRejection;
 
@@ -158,6 +171,11 @@ impl<S: Send + Sync> FromRequest<S> for ApiBody {
                             API_BODY_LIMIT / 1024 / 1024
                         ),
                     )
+                } else if let Some(t) = timed_out(&e) {
+                    let mut resp = detail(StatusCode::REQUEST_TIMEOUT, t.to_string());
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    resp
                 } else {
                     detail(e.status(), format!("cannot read the request body: {e}"))
                 })

@@ -4,8 +4,10 @@
 pub mod admin;
 pub mod api;
 pub mod client;
+pub mod connection;
 pub mod error;
 pub mod extract;
+pub mod serve;
 pub mod sse;
 
 use axum::Router;
