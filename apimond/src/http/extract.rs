@@ -79,25 +79,58 @@ pub fn is_https(parts: &Parts, core: &Core) -> bool {
             .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-/// A cookie-authenticated write must come from our own pages: its `Origin` must name
-/// the host the request was sent to.
-fn origin_matches(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+/// The `scheme://host[:port]` of an `Origin` header, lower-cased.
+fn origin_of(headers: &HeaderMap) -> Option<url::Url> {
+    let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
+    url::Url::parse(origin).ok().filter(|u| u.host().is_some())
+}
+
+/// A cookie-authenticated write must come from our own pages. With `PUBLIC_URL` set
+/// its `Origin` must be that URL's origin. Without it, the `Origin` must name the
+/// host the request was sent to, and that host must be an IP address or `localhost`:
+/// a name could be rebound by DNS to this machine from an attacker's page.
+pub fn origin_allowed(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
+    let Some(origin) = origin_of(headers) else {
         return false;
     };
+    if let Some(public) = public_origin {
+        return origin
+            .origin()
+            .ascii_serialization()
+            .eq_ignore_ascii_case(public);
+    }
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    match url::Url::parse(origin) {
-        Ok(u) => {
-            let authority = match (u.host_str(), u.port()) {
-                (Some(h), Some(p)) => format!("{h}:{p}"),
-                (Some(h), None) => h.to_string(),
-                _ => return false,
-            };
-            authority.eq_ignore_ascii_case(host)
+    let authority = match (origin.host_str(), origin.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => return false,
+    };
+    let literal_or_local = match origin.host() {
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => true,
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    literal_or_local && authority.eq_ignore_ascii_case(host)
+}
+
+/// A cookie-authenticated write carries JSON, or nothing: a form or `text/plain`
+/// body is what a cross-site page can send without asking.
+fn json_or_empty(headers: &HeaderMap) -> bool {
+    match headers.get(header::CONTENT_TYPE) {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|t| t.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")),
+        None => {
+            let length = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            !headers.contains_key(header::TRANSFER_ENCODING) && length.unwrap_or(0) == 0
         }
-        Err(_) => false,
     }
 }
 
@@ -120,10 +153,19 @@ impl FromRequestParts<AppState> for Caller {
         };
         let caller = core.authenticate(creds, client)?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if caller.via_cookie && !safe && !origin_matches(&parts.headers) {
-            return Err(AppError(ServiceError::Forbidden(
-                "cross-site request refused: a request made with the admin cookie must carry an Origin header of this host"
-                    .into(),
+        let public = core.config.listen.public_origin.as_deref();
+        if caller.via_cookie && !safe && !origin_allowed(&parts.headers, public) {
+            let expected = match public {
+                Some(p) => format!("PUBLIC_URL's origin {p}"),
+                None => "this host, reached by IP address or localhost (set PUBLIC_URL to serve the panel under a name)".into(),
+            };
+            return Err(AppError(ServiceError::Forbidden(format!(
+                "cross-site request refused: a request made with the admin cookie must carry an Origin header of {expected}"
+            ))));
+        }
+        if caller.via_cookie && !safe && !json_or_empty(&parts.headers) {
+            return Err(AppError(ServiceError::UnsupportedMediaType(
+                "a request made with the admin cookie must send its body as Content-Type: application/json".into(),
             )));
         }
         Ok(caller)

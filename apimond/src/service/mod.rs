@@ -48,6 +48,13 @@ pub enum ServiceError {
         message: String,
         retry_after: Duration,
     },
+    /// The request's body is of a type this operation does not take (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// apimond cannot do it now (the disk is full or read-only); it will again once
+    /// the cause is gone (503).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
