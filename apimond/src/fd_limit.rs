@@ -18,7 +18,9 @@ pub fn current() -> Option<FdLimit> {
     };
     // SAFETY: getrlimit writes into the struct we own.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    (rc == 0).then(|| FdLimit {
+    // rlim_t is u64 on Linux; the conversion keeps other targets building.
+    #[allow(clippy::unnecessary_cast)]
+    (rc == 0).then_some(FdLimit {
         soft: lim.rlim_cur as u64,
         hard: lim.rlim_max as u64,
     })

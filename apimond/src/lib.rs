@@ -12,6 +12,7 @@
 pub mod config;
 pub mod events;
 pub mod fd_limit;
+pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod maintenance;
@@ -228,22 +229,50 @@ impl Daemon {
         )?;
         life.spawn(scheduler.run());
         life.spawn(upkeep.run(life.upkeep.clone()));
+        life.spawn(health::recheck_writes(
+            core.store.clone(),
+            life.upkeep.clone(),
+        ));
         let app = http::router(core.clone());
         let stopped = life.http.clone();
         let server = life.spawn(http::serve::serve(listener, app, admission, stopped));
         tracing::info!(address = %http_addr, data_dir = %core.config.paths.data_dir.display(), version = shared::VERSION, "apimond listening");
-        Ok(Daemon {
+        let daemon = Daemon {
             http_addr,
             core,
             life,
             server,
             socket: Some(socket),
             _lock: lock,
-        })
+        };
+        // Under systemd with `WatchdogSec=`: NOTIFY_SOCKET and WATCHDOG_USEC are set.
+        if let (Some(notify), Some(interval)) = (
+            health::NotifySocket::from_env(),
+            health::watchdog_interval_from_env(),
+        ) {
+            tracing::info!(
+                interval_ms = interval.as_millis() as u64,
+                "pinging the systemd watchdog while the scheduler and the store writer are alive"
+            );
+            daemon.start_watchdog(notify, interval);
+        }
+        Ok(daemon)
     }
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Pings systemd's watchdog on `notify` every half `interval` while the scheduler
+    /// and the store writer are alive (see [`health::watchdog`]).
+    pub fn start_watchdog(&self, notify: health::NotifySocket, interval: Duration) {
+        self.life.spawn(health::watchdog(
+            notify,
+            interval,
+            self.core.store.clone(),
+            self.core.scheduler.clone(),
+            self.life.upkeep.clone(),
+        ));
     }
 
     pub fn core(&self) -> &Arc<Core> {
@@ -322,6 +351,8 @@ async fn stop_signal() -> std::io::Result<&'static str> {
 /// Starts the daemon, tells systemd it is ready, and runs until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let daemon = Daemon::start(config).await?;
+    // Both listeners accept from here on: the HTTP listener is bound and served, the
+    // control socket bound, before `start` returns.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let signal = stop_signal().await?;
     tracing::info!(signal, "stopping");

@@ -67,6 +67,9 @@ impl From<StoreError> for ServiceError {
             StoreError::UnknownTarget(id) => {
                 ServiceError::NotFound(format!("no target with id {id}"))
             }
+            StoreError::Unwritable(why) => {
+                ServiceError::Unavailable(format!("cannot save now: {why}"))
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ServiceError::Internal(other.to_string())
