@@ -132,3 +132,27 @@ impl StoreHealth {
         self.writer_busy_for() < WRITER_STUCK
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: i32) -> StoreError {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    #[test]
+    fn full_read_only_and_io_failures_are_told_apart_from_damage() {
+        let full = unwritable_reason(&sqlite(rusqlite::ffi::SQLITE_FULL)).unwrap();
+        assert!(full.contains("full"), "{full}");
+        let ro = unwritable_reason(&sqlite(rusqlite::ffi::SQLITE_READONLY)).unwrap();
+        assert!(ro.contains("read-only"), "{ro}");
+        let io = unwritable_reason(&sqlite(rusqlite::ffi::SQLITE_IOERR_WRITE)).unwrap();
+        assert!(io.contains("I/O"), "{io}");
+        assert!(unwritable_reason(&sqlite(rusqlite::ffi::SQLITE_CORRUPT)).is_none());
+        assert!(unwritable_reason(&StoreError::NotFound).is_none());
+    }
+}
