@@ -7,6 +7,7 @@ pub mod limiter;
 pub mod models;
 pub mod overview;
 pub mod query;
+pub mod relay_hiding;
 pub mod resources;
 pub mod run_reads;
 pub mod runs;

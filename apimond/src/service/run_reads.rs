@@ -17,7 +17,9 @@ impl Core {
         let RunsQuery { limit } = query?;
         let t = self.load_target(id).await?;
         let runs = self.store.list_runs(id, limit).await?;
-        Ok(json!({ "items": runs, "target": self.target_item(&t, caller).await? }))
+        let mut v = json!({ "items": runs, "target": self.target_item(&t, caller).await? });
+        self.hide_relay_of(&t.base_url, caller, &mut v);
+        Ok(v)
     }
 
     pub async fn run_logs(
@@ -39,12 +41,14 @@ impl Core {
                 "target {id} has no run {r}"
             )));
         }
-        Ok(json!({
+        let mut v = json!({
             "items": rows,
             "count": rows.len(),
             "offset": offset,
             "run": run,
             "target": self.target_item(&t, caller).await?,
-        }))
+        });
+        self.hide_relay_of(&t.base_url, caller, &mut v);
+        Ok(v)
     }
 }
