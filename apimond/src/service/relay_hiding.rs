@@ -59,10 +59,8 @@ pub fn hide_in_text(text: &str, marks: &[String]) -> String {
 pub fn hide_in_value(v: &mut Value, marks: &[String]) {
     match v {
         Value::String(s) => {
-            if marks
-                .iter()
-                .any(|m| s.to_ascii_lowercase().contains(m.as_str()))
-            {
+            let lower = s.to_ascii_lowercase();
+            if marks.iter().any(|m| lower.contains(m.as_str())) {
                 *s = hide_in_text(s, marks);
             }
         }
