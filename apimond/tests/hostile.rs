@@ -246,3 +246,21 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
         t.elapsed()
     );
 }
+
+#[tokio::test]
+async fn the_open_file_limit_is_raised_and_reported() {
+    let d = TestDaemon::start().await;
+    let (s, v) = d
+        .admin(reqwest::Method::GET, "/api/admin/resources", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let files = &v["item"]["open_files"];
+    let soft = files["soft_limit"].as_u64().unwrap();
+    let hard = files["hard_limit"].as_u64().unwrap();
+    assert_eq!(
+        soft, hard,
+        "the soft limit is raised to the hard one: {files}"
+    );
+    assert!(files["soft_limit_at_start"].as_u64().unwrap() <= soft);
+    assert!(files["open"].as_u64().unwrap() > 3);
+}
