@@ -164,6 +164,17 @@ async fn a_full_disk_is_reported_truthfully_and_apimond_recovers_when_space_retu
         .unwrap();
     let st = rpc.status().await.unwrap().health.unwrap();
     assert!(!st.ready && !st.store_writable, "{st:?}");
+    // `apimonctl run` is told at once, with a code of its own, instead of waiting.
+    match rpc
+        .trigger(shared::rpc::params::TargetRef::new(id.to_string()))
+        .await
+    {
+        Err(shared::client::ClientError::Rpc(e)) => {
+            assert_eq!(e.code, shared::rpc::code::UNAVAILABLE, "{e}");
+            assert!(e.message.contains("full"), "{e}");
+        }
+        other => panic!("a run was accepted on a full disk: {other:?}"),
+    }
 
     // Space returns: apimond notices by itself, without a write from anyone.
     std::fs::remove_file(&filler).unwrap();

@@ -183,10 +183,15 @@ impl AsyncWrite for WatchedIo {
         let this = &mut *self;
         ready!(this.drain(cx))?;
         if let Some(first) = bufs.iter().find(|b| !b.is_empty())
-            && first.starts_with(b"HTTP/1.")
+            && let Some(answer) = with_json_body(first)
         {
-            // A response head: looked at alone, so an error answer can be rewritten.
-            return Pin::new(this).poll_write(cx, &first[..]);
+            // hyper's own error answer: its bytes are taken, the rewritten ones sent.
+            let taken = first.len();
+            this.pending = Some((answer, 0));
+            return match this.drain(cx) {
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                _ => Poll::Ready(Ok(taken)),
+            };
         }
         match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
             Poll::Pending => {
