@@ -146,7 +146,9 @@ pub fn bind(
             let place = places.clone().try_acquire_owned();
             connections.spawn(async move {
                 let Ok(_place) = place else {
-                    tracing::warn!(peer_uid = ?peer, max = MAX_CONNECTIONS, "control socket connection cap reached; refused a peer");
+                    if cap_log_due() {
+                        tracing::warn!(peer_uid = ?peer, max = MAX_CONNECTIONS, "control socket connection cap reached; refusing peers (logged at most every 10 s)");
+                    }
                     refuse(stream, code::TOO_MANY, &format!("apimond already has {MAX_CONNECTIONS} control socket connections open; try again later")).await;
                     return;
                 };
@@ -167,6 +169,18 @@ pub fn bind(
 
 /// Most control socket connections open at once; more are told so and closed.
 pub const MAX_CONNECTIONS: usize = 128;
+
+/// Whether a refusal over the cap may be logged now: at most every 10 s, so a peer
+/// opening connections in a loop cannot flood the log.
+fn cap_log_due() -> bool {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().expect("poisoned");
+    let due = last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10));
+    if due {
+        *last = Some(std::time::Instant::now());
+    }
+    due
+}
 
 /// Tells a peer why it is turned away, then closes.
 async fn refuse(stream: interprocess::local_socket::tokio::Stream, code: i64, why: &str) {
