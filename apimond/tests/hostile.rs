@@ -14,6 +14,13 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Memory is measured for the whole test process: the tests of this file run one at
+/// a time, so one test's connections never show in another's figure.
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
 /// This process's resident memory, in bytes.
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -66,6 +73,7 @@ async fn health_from(d: &TestDaemon, client: &reqwest::Client) -> StatusCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_idle_and_half_sent_connections_neither_stop_requests_nor_the_socket() {
+    let _serial = one_at_a_time().await;
     // 2,000 client ends plus 1,200 server ends: more than a soft limit of 1,024.
     let limit = apimond::fd_limit::raise().unwrap();
     assert!(
@@ -144,6 +152,7 @@ async fn two_thousand_idle_and_half_sent_connections_neither_stop_requests_nor_t
 
 #[tokio::test]
 async fn oversized_headers_and_a_malformed_request_line_get_a_json_detail() {
+    let _serial = one_at_a_time().await;
     let d = TestDaemon::start().await;
     let addr = d.daemon.as_ref().unwrap().http_addr();
 
@@ -190,6 +199,7 @@ async fn oversized_headers_and_a_malformed_request_line_get_a_json_detail() {
 
 #[tokio::test]
 async fn a_request_body_that_stops_arriving_gets_408_and_the_connection_closes() {
+    let _serial = one_at_a_time().await;
     let d = TestDaemon::start_with(&[STANDARD[0], ("HTTP_BODY_TIMEOUT_SECS", "1")]).await;
     let mut s = TcpStream::connect(d.daemon.as_ref().unwrap().http_addr())
         .await
@@ -225,6 +235,7 @@ async fn a_request_body_that_stops_arriving_gets_408_and_the_connection_closes()
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let _serial = one_at_a_time().await;
     let d = TestDaemon::start_with(&[STANDARD[0], ("HTTP_HEADER_TIMEOUT_SECS", "1")]).await;
     let mut s = TcpStream::connect(d.daemon.as_ref().unwrap().http_addr())
         .await
@@ -249,6 +260,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 
 #[tokio::test]
 async fn the_open_file_limit_is_raised_and_reported() {
+    let _serial = one_at_a_time().await;
     let d = TestDaemon::start().await;
     let (s, v) = d
         .admin(reqwest::Method::GET, "/api/admin/resources", None)

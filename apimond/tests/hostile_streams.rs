@@ -13,6 +13,13 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixStream};
 
+/// Memory is measured for the whole test process: the tests of this file run one at
+/// a time, so one test's connections never show in another's figure.
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
@@ -48,6 +55,7 @@ async fn status_over_socket(d: &TestDaemon) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_connections_sending_huge_lines_keep_memory_bounded() {
+    let _serial = one_at_a_time().await;
     let d = TestDaemon::start().await;
     let chunk = vec![b'x'; 256 * 1024];
     let before = rss_bytes();
@@ -89,6 +97,7 @@ async fn a_hundred_connections_sending_huge_lines_keep_memory_bounded() {
 
 #[tokio::test]
 async fn connections_over_the_cap_are_told_and_closed_and_places_come_back() {
+    let _serial = one_at_a_time().await;
     let d = TestDaemon::start().await;
     let mut held = Vec::new();
     for _ in 0..apimond::rpc::MAX_CONNECTIONS {
@@ -111,6 +120,7 @@ async fn connections_over_the_cap_are_told_and_closed_and_places_come_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_subscriber_that_stops_reading_keeps_memory_flat() {
+    let _serial = one_at_a_time().await;
     let d = TestDaemon::start().await;
     let mut s = UnixStream::connect(d.socket_path()).await.unwrap();
     s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"events.subscribe\"}\n")
@@ -148,6 +158,7 @@ async fn a_socket_subscriber_that_stops_reading_keeps_memory_flat() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_sse_reader_keeps_memory_flat_and_is_dropped_after_the_stall_timeout() {
+    let _serial = one_at_a_time().await;
     let d = TestDaemon::start_with(&[STANDARD[0], ("HTTP_STALL_TIMEOUT_SECS", "2")]).await;
     let mut s = TcpStream::connect(d.daemon.as_ref().unwrap().http_addr())
         .await
@@ -185,6 +196,7 @@ async fn a_stalled_sse_reader_keeps_memory_flat_and_is_dropped_after_the_stall_t
 
 #[tokio::test]
 async fn a_slow_but_flowing_event_stream_is_never_cut() {
+    let _serial = one_at_a_time().await;
     let d = TestDaemon::start_with(&[STANDARD[0], ("HTTP_STALL_TIMEOUT_SECS", "1")]).await;
     let mut sse = d.events(Some(ADMIN_TOKEN)).await;
     assert_eq!(sse.next(5).await.unwrap().0, "connected");
