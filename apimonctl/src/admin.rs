@@ -17,11 +17,19 @@ fn uptime(secs: f64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(secs as u64)).to_string()
 }
 
+/// Prints the daemon's status; exits 1 when it is alive but not ready.
 pub async fn status(conn: &mut Conn, out: &Out) -> Result<ExitCode, CliError> {
     let s = conn.status().await?;
+    // A daemon from before readiness existed says nothing: take it as ready.
+    let ready = s["health"]["ready"].as_bool().unwrap_or(true);
+    let code = if ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
     if out.json {
         out.print_json(&s);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     let t = &s["targets"];
     let count = |v: &Value| v.as_array().map(Vec::len).unwrap_or(0);
@@ -45,7 +53,16 @@ pub async fn status(conn: &mut Conn, out: &Out) -> Result<ExitCode, CliError> {
         count(&s["queued_targets"]),
         s["scheduler_lag_s"].as_f64().unwrap_or(0.0)
     );
-    Ok(ExitCode::SUCCESS)
+    if ready {
+        println!("health: live and ready");
+    } else {
+        let problems: Vec<&str> = s["health"]["problems"]
+            .as_array()
+            .map(|p| p.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        println!("health: live, NOT READY: {}", problems.join("; "));
+    }
+    Ok(code)
 }
 
 pub async fn credentials(conn: &mut Conn, out: &Out) -> Result<ExitCode, CliError> {

@@ -259,7 +259,28 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
+/// `apimonctl target ls | head -1`: once the reader has gone, stop quietly with
+/// success, as other Unix tools do, instead of panicking in whichever `println!`
+/// meets the closed pipe first (Rust ignores SIGPIPE, so the write fails instead).
+fn quiet_when_stdout_closes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        let broken_pipe = std::io::Error::from_raw_os_error(libc::EPIPE).to_string();
+        if message.starts_with("failed printing to stdout") && message.ends_with(&broken_pipe) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_when_stdout_closes();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -112,7 +112,21 @@ async fn wait(
                     let logs = conn.logs(w.id, r["id"].as_i64()).await?;
                     progress += logs["count"].as_u64().unwrap_or(0) as usize;
                 }
-                _ => {}
+                Some(_) => {}
+                None => {
+                    // The target is marked running before the trigger is answered, so
+                    // not running and no row means the run ended without being recorded
+                    // (a full disk, say): waiting longer would wait forever.
+                    let t = conn.target(w.id).await?;
+                    if t["running"] == false {
+                        progress += w.probes;
+                        done[i] = Some(serde_json::json!({
+                            "id": null,
+                            "status": "error",
+                            "error": "the run ended without being recorded; see `apimonctl status` and the apimond log",
+                        }));
+                    }
+                }
             }
         }
         if let Some(b) = &bar {

@@ -69,7 +69,7 @@ impl Conn {
                 Ok(json!({
                     "version": s.version, "uptime_s": s.uptime_s, "targets": s.dashboard,
                     "running_targets": s.running_targets, "queued_targets": s.queued_targets,
-                    "scheduler_lag_s": s.scheduler_lag_s,
+                    "scheduler_lag_s": s.scheduler_lag_s, "health": s.health,
                 }))
             }
             Conn::Http(h) => {
@@ -79,6 +79,8 @@ impl Conn {
                     "version": health["version"], "uptime_s": health["uptime_s"], "targets": dash,
                     "running_targets": health["running_targets"], "queued_targets": health["queued_targets"],
                     "scheduler_lag_s": health["scheduler_lag_s"],
+                    "health": {"live": health["live"], "ready": health["ready"],
+                        "problems": health["problems"]},
                 }))
             }
         }

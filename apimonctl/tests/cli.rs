@@ -984,3 +984,41 @@ async fn breakers_lists_a_channel_model_tripped_by_live_failures() {
     let table = text(&out.stdout);
     assert!(table.contains("alpha") && table.contains("open"), "{table}");
 }
+
+/// Runs `apimonctl ARGS | true` under `pipefail`: the reader is gone before apimonctl
+/// writes, so every print meets a closed pipe.
+fn into_closed_pipe(socket: &str, args: &str) -> Output {
+    Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; '{BIN}' --socket '{socket}' {args} | true"
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_into_a_closed_pipe_ends_quietly_with_success() {
+    let e = start().await;
+    for i in 0..50 {
+        e.add(&format!("piped-{i}"), "http://127.0.0.1:9", &[])
+            .await;
+    }
+    let socket = e.socket_path().display().to_string();
+    for args in [
+        "target ls",
+        "target ls --json",
+        "status",
+        "runs piped-1",
+        "--help",
+    ] {
+        let socket = socket.clone();
+        let out = tokio::task::spawn_blocking(move || into_closed_pipe(&socket, args))
+            .await
+            .unwrap();
+        assert_eq!(code(&out), 0, "{args}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stderr), "", "{args}");
+    }
+}

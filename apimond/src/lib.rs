@@ -11,6 +11,8 @@
 
 pub mod config;
 pub mod events;
+pub mod fd_limit;
+pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod maintenance;
@@ -151,10 +153,18 @@ impl Daemon {
             .await
             .with_context(|| format!("cannot listen on {addr} (HOST/PORT)"))?;
         let http_addr = listener.local_addr()?;
-        // Streams (SSE, proxied replies) go out event by event: no Nagle delay.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let files = fd_limit::raise();
+        let admission = http::serve::Admission::new(
+            config.listen.limits,
+            files.map_or(1024, |f| f.soft),
+            config.auth.trusted_proxies.clone(),
+        );
+        tracing::info!(
+            open_files_soft = files.map(|f| f.soft),
+            open_files_hard = files.map(|f| f.hard),
+            max_connections = admission.cap(),
+            "open-file limit"
+        );
 
         let life = Lifecycle::default();
         let bus = events::Bus::default();
@@ -232,29 +242,50 @@ impl Daemon {
         )?;
         life.spawn(scheduler.run());
         life.spawn(upkeep.run(life.upkeep.clone()));
+        life.spawn(health::recheck_writes(
+            core.store.clone(),
+            life.upkeep.clone(),
+        ));
         let app = proxy::router(proxy).merge(http::router(core.clone()));
         let stopped = life.http.clone();
-        let server = life.spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stopped.cancelled_owned())
-            .await
-        });
+        let server = life.spawn(http::serve::serve(listener, app, admission, stopped));
         tracing::info!(address = %http_addr, data_dir = %core.config.paths.data_dir.display(), version = shared::VERSION, "apimond listening");
-        Ok(Daemon {
+        let daemon = Daemon {
             http_addr,
             core,
             life,
             server,
             socket: Some(socket),
             _lock: lock,
-        })
+        };
+        // Under systemd with `WatchdogSec=`: NOTIFY_SOCKET and WATCHDOG_USEC are set.
+        if let (Some(notify), Some(interval)) = (
+            health::NotifySocket::from_env(),
+            health::watchdog_interval_from_env(),
+        ) {
+            tracing::info!(
+                interval_ms = interval.as_millis() as u64,
+                "pinging the systemd watchdog while the scheduler and the store writer are alive"
+            );
+            daemon.start_watchdog(notify, interval);
+        }
+        Ok(daemon)
     }
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Pings systemd's watchdog on `notify` every half `interval` while the scheduler
+    /// and the store writer are alive (see [`health::watchdog`]).
+    pub fn start_watchdog(&self, notify: health::NotifySocket, interval: Duration) {
+        self.life.spawn(health::watchdog(
+            notify,
+            interval,
+            self.core.store.clone(),
+            self.core.scheduler.clone(),
+            self.life.upkeep.clone(),
+        ));
     }
 
     pub fn core(&self) -> &Arc<Core> {
@@ -320,21 +351,37 @@ impl Drop for Daemon {
     }
 }
 
-async fn stop_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, caught from the moment this is called: a signal that comes
+/// before anyone awaits [`StopSignals::recv`] is kept, never the default action (an
+/// abrupt exit), even one sent right after READY=1.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 /// Starts the daemon, tells systemd it is ready, and runs until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let mut signals = StopSignals::install()?;
     let daemon = Daemon::start(config).await?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let signal = stop_signal().await?;
+    let signal = signals.recv().await;
     tracing::info!(signal, "stopping");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     daemon.shutdown().await

@@ -71,6 +71,8 @@ pub struct RunLog<'a> {
     run_id: i64,
     written: u64,
     closed: bool,
+    /// The file exists (it was created, whatever happened to later writes).
+    created: bool,
 }
 
 impl Drop for RunLog<'_> {
@@ -114,7 +116,9 @@ impl<'a> RunLog<'a> {
         )
         .ok()
         .map(|f| tokio::io::BufWriter::with_capacity(64 * 1024, f));
+        let created = file.is_some();
         RunLog {
+            created,
             path,
             name,
             file,
@@ -124,6 +128,12 @@ impl<'a> RunLog<'a> {
             written: 0,
             closed: false,
         }
+    }
+
+    /// The name to store in `runs.log_file`: `None` when the file could not be
+    /// created, so no run names a file that does not exist.
+    pub fn stored_name(&self) -> Option<String> {
+        self.created.then(|| self.name.clone())
     }
 
     /// Appends one row: `kind` plus the fields of `row` (an object).

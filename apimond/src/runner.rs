@@ -77,34 +77,61 @@ pub async fn run_target(ctx: Arc<RunContext>, mut slot: RunSlot) {
     let target_id = slot.target_id;
     if let Err(e) = run(&ctx, &mut slot).await {
         tracing::error!(target_id, error = %e, "run failed");
-        // Never leave a run `running`: close it as an error, best effort.
+        // Never leave a run `running`: close it as an error. When the disk is full
+        // that write fails too, so it is tried again until space returns (or apimond
+        // stops, whose start marks it interrupted).
         let message = format!("the run failed inside apimond: {e}");
-        match ctx.store.fail_running_runs(target_id, &message).await {
-            Ok(ids) => {
-                for run_id in ids {
-                    ctx.bus.publish(Event::RunCompleted {
-                        target_id,
-                        target_name: String::new(),
-                        run_id,
-                        status: TargetStatus::Error.as_str(),
-                        target_status: TargetStatus::Error.as_str(),
-                        run_status: RunStatus::Error.as_str(),
-                        total: 0,
-                        success: 0,
-                        fail: 0,
-                        error: Some(message.clone()),
-                        ts: now(),
-                    });
+        let mut attempt = 0u32;
+        loop {
+            match ctx.store.fail_running_runs(target_id, &message).await {
+                Ok(ids) => {
+                    publish_failed(&ctx, target_id, ids, &message);
+                    break;
+                }
+                Err(e) if attempt < CLOSE_RETRIES && !ctx.cut.is_cancelled() => {
+                    if attempt == 0 {
+                        tracing::warn!(target_id, error = %e, "cannot close the failed run yet; retrying");
+                    }
+                    attempt += 1;
+                    tokio::select! {
+                        _ = tokio::time::sleep(CLOSE_RETRY_EVERY) => {}
+                        _ = ctx.cut.cancelled() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(target_id, error = %e, "cannot close the failed run");
+                    break;
                 }
             }
-            Err(e) => tracing::error!(target_id, error = %e, "cannot close the failed run"),
         }
     }
     slot.finished();
 }
 
+/// How often, and how many times, a failed run's closing write is tried again.
+const CLOSE_RETRY_EVERY: Duration = Duration::from_secs(2);
+const CLOSE_RETRIES: u32 = 900;
+
+fn publish_failed(ctx: &RunContext, target_id: i64, ids: Vec<i64>, message: &str) {
+    for run_id in ids {
+        ctx.bus.publish(Event::RunCompleted {
+            target_id,
+            target_name: String::new(),
+            run_id,
+            status: TargetStatus::Error.as_str(),
+            target_status: TargetStatus::Error.as_str(),
+            run_status: RunStatus::Error.as_str(),
+            total: 0,
+            success: 0,
+            fail: 0,
+            error: Some(message.to_string()),
+            ts: now(),
+        });
+    }
+}
+
 /// How a run that apimond's stop cut short ends.
-fn cut_short(statuses: &[ModelStatus], log_file: &str) -> RunFinish {
+fn cut_short(statuses: &[ModelStatus], log_file: Option<String>) -> RunFinish {
     let total = statuses.len() as i64;
     let success = statuses.iter().filter(|s| **s != ModelStatus::Fail).count() as i64;
     RunFinish {
@@ -114,7 +141,7 @@ fn cut_short(statuses: &[ModelStatus], log_file: &str) -> RunFinish {
         success,
         fail: total - success,
         error: Some("apimond stopped before the run finished".into()),
-        log_file: Some(log_file.to_string()),
+        log_file,
     }
 }
 
@@ -149,7 +176,7 @@ async fn run(ctx: &RunContext, slot: &mut RunSlot) -> anyhow::Result<()> {
         _ = ctx.cut.cancelled() => None,
     };
     let finish = match discovered {
-        None => cut_short(&[], &log.name),
+        None => cut_short(&[], log.stored_name()),
         Some(Err(e)) => {
             log.write("discovery", json!({"success": false, "error_class": e.class, "error": e.message, "status_code": e.status_code}))
                 .await;
@@ -160,7 +187,7 @@ async fn run(ctx: &RunContext, slot: &mut RunSlot) -> anyhow::Result<()> {
                 success: 0,
                 fail: 0,
                 error: Some(e.message),
-                log_file: Some(log.name.clone()),
+                log_file: log.stored_name(),
             }
         }
         Some(Ok(models)) => {
@@ -311,7 +338,7 @@ async fn probe_all(
     let statuses: Vec<ModelStatus> = by_model.values().copied().collect();
     let expected = models.len() * target.probe_mode.streams().len();
     if probes < expected {
-        return Ok(cut_short(&statuses, &log.name));
+        return Ok(cut_short(&statuses, log.stored_name()));
     }
     let success = statuses.iter().filter(|s| **s != ModelStatus::Fail).count() as i64;
     let total = statuses.len() as i64;
@@ -322,7 +349,7 @@ async fn probe_all(
         success,
         fail: total - success,
         error: None,
-        log_file: Some(log.name.clone()),
+        log_file: log.stored_name(),
     })
 }
 

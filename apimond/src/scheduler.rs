@@ -23,6 +23,9 @@ use crate::store::{Store, StoreError, now};
 
 /// How often due times are checked when nothing wakes the scheduler earlier.
 const TICK: Duration = Duration::from_secs(1);
+/// No scheduling pass for this long means the scheduler is stuck (a pass comes every
+/// [`TICK`] or sooner).
+pub const STALL: Duration = Duration::from_secs(10);
 /// New targets run for the first time within this window, spread by id.
 const FIRST_RUN_SPREAD_S: f64 = 300.0;
 
@@ -136,6 +139,11 @@ pub struct Scheduler {
     /// `MONITOR_MAX_PARALLEL_TARGETS`: scheduled runs start only below it.
     max_parallel: usize,
     stop: CancellationToken,
+    /// When the last scheduling pass began: the heartbeat health and the watchdog read.
+    last_pass: Mutex<std::time::Instant>,
+    /// Test hook: while set, the scheduling loop stands still.
+    #[cfg(feature = "test-support")]
+    wedged: std::sync::atomic::AtomicBool,
 }
 
 /// The scheduler's fixed offset for a target: spreads first runs over a few minutes
@@ -174,7 +182,28 @@ impl Scheduler {
             in_flight: watch::Sender::new(0),
             max_parallel,
             stop,
+            last_pass: Mutex::new(std::time::Instant::now()),
+            #[cfg(feature = "test-support")]
+            wedged: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// How long ago the last scheduling pass began.
+    pub fn since_last_pass(&self) -> Duration {
+        self.last_pass.lock().expect("poisoned").elapsed()
+    }
+
+    /// The scheduling loop has passed within [`STALL`] (or has stopped on purpose).
+    pub fn ticking(&self) -> bool {
+        self.stopping() || self.since_last_pass() < STALL
+    }
+
+    /// Test hook: stops (`true`) or frees the scheduling loop, as a bug that blocked
+    /// it would.
+    #[cfg(feature = "test-support")]
+    pub fn wedge_for_tests(&self, wedged: bool) {
+        self.wedged
+            .store(wedged, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn running(&self) -> Vec<i64> {
@@ -291,7 +320,13 @@ impl Scheduler {
     /// One scheduling pass: queue every due target, most overdue first, then start
     /// what the limits allow.
     pub async fn schedule_due(self: &Arc<Self>) -> Result<(), StoreError> {
-        if self.stopping() {
+        // Runs that cannot be recorded wait until the disk takes writes again (the
+        // store checks by itself and health says why).
+        let unwritable = matches!(
+            self.store.health().writability(),
+            crate::store::Writability::Unwritable(_)
+        );
+        if self.stopping() || unwritable {
             return Ok(());
         }
         let t = now();
@@ -352,6 +387,11 @@ impl Scheduler {
     /// Runs scheduling passes until the stop token is cancelled.
     pub async fn run(self: Arc<Self>) {
         loop {
+            #[cfg(feature = "test-support")]
+            while self.wedged.load(std::sync::atomic::Ordering::SeqCst) && !self.stopping() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            *self.last_pass.lock().expect("poisoned") = std::time::Instant::now();
             if let Err(e) = self.schedule_due().await {
                 tracing::error!(error = %e, "scheduling pass failed");
             }

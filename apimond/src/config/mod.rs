@@ -53,6 +53,20 @@ pub struct Config {
 pub struct Listen {
     pub host: IpAddr,
     pub port: u16,
+    /// `PUBLIC_URL`: the origin of the panel as users reach it, when set.
+    pub public_origin: Option<String>,
+    pub limits: HttpLimits,
+}
+
+/// What one HTTP client may hold of the server: time to send a request, to read a
+/// response, and connections.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub header_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+    pub stall_timeout: std::time::Duration,
+    pub max_connections: usize,
+    pub max_per_client: usize,
 }
 
 /// Where the daemon keeps its data and its control socket.
@@ -156,10 +170,8 @@ impl Config {
         let systemd = SystemdDirs::from_env(env);
         // Read in the table's order, so that with several bad values the first one in
         // `VARIABLES` is the one reported.
-        let listen = Listen {
-            port: raw.int(&PORT)? as u16,
-            host: parsers::host(&raw)?,
-        };
+        let port = raw.int(&PORT)? as u16;
+        let host = parsers::host(&raw)?;
         let data_dir = parsers::data_dir(&raw, &systemd)?;
         let paths = Paths {
             socket_path: parsers::socket_path(&raw, &systemd, &data_dir),
@@ -216,6 +228,18 @@ impl Config {
             first_byte_timeout: secs(&PROXY_FIRST_BYTE_TIMEOUT_S)?,
             idle_timeout: secs(&PROXY_IDLE_TIMEOUT_S)?,
             breaker_cooldown: secs(&PROXY_BREAKER_COOLDOWN_S)?,
+        };
+        let listen = Listen {
+            port,
+            host,
+            public_origin: parsers::public_origin(&raw)?,
+            limits: HttpLimits {
+                header_timeout: secs(&HTTP_HEADER_TIMEOUT_SECS)?,
+                body_timeout: secs(&HTTP_BODY_TIMEOUT_SECS)?,
+                stall_timeout: secs(&HTTP_STALL_TIMEOUT_SECS)?,
+                max_connections: raw.int(&HTTP_MAX_CONNECTIONS)? as usize,
+                max_per_client: raw.int(&HTTP_MAX_CONNECTIONS_PER_CLIENT)? as usize,
+            },
         };
         Ok(Config {
             listen,

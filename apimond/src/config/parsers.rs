@@ -13,7 +13,7 @@ use shared::probe::{Protocol, ProxyUrl, RouteRule};
 use super::sources::Raw;
 use super::variables::{
     APIMON_SECRET_KEY, APIMON_SOCKET, APIMON_SOCKET_GROUP, APIMON_TIMEZONE, DATA_DIR, HOST,
-    LOG_FORMAT, OUTBOUND_PROXY, ROUTE_RULES, TRUSTED_PROXIES,
+    LOG_FORMAT, OUTBOUND_PROXY, PUBLIC_URL, ROUTE_RULES, TRUSTED_PROXIES,
 };
 use super::{ConfigError, LogFormat};
 
@@ -179,4 +179,17 @@ pub(super) fn time_zone(raw: &Raw) -> Result<jiff::tz::TimeZone, ConfigError> {
             )
         }),
     }
+}
+
+/// `PUBLIC_URL` as the `Origin` a browser sends from it: `scheme://host[:port]`.
+pub(super) fn public_origin(raw: &Raw) -> Result<Option<String>, ConfigError> {
+    let Some(v) = raw.get(&PUBLIC_URL) else {
+        return Ok(None);
+    };
+    let allowed = "an http or https URL such as https://monitor.example.com";
+    let url = url::Url::parse(v).map_err(|_| raw.invalid(&PUBLIC_URL, allowed))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(raw.invalid(&PUBLIC_URL, allowed));
+    }
+    Ok(Some(url.origin().ascii_serialization()))
 }

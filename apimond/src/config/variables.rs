@@ -220,6 +220,24 @@ pub const PROXY_IDLE_TIMEOUT_S: Variable = Variable::int("PROXY_IDLE_TIMEOUT_S",
 /// How long a tripped circuit breaker keeps a channel's model out before a trial.
 pub const PROXY_BREAKER_COOLDOWN_S: Variable =
     Variable::int("PROXY_BREAKER_COOLDOWN_S", 1, 3600, 30);
+/// The address users reach the panel at (`https://monitor.example.com`): cookie writes
+/// must carry it as their `Origin`.
+pub const PUBLIC_URL: Variable = Variable::special("PUBLIC_URL");
+/// How long a client may take to send a request's headers, and how long a kept-alive
+/// connection may sit idle between requests.
+pub const HTTP_HEADER_TIMEOUT_SECS: Variable =
+    Variable::int("HTTP_HEADER_TIMEOUT_SECS", 1, 600, 20);
+/// How long a request body may go without sending a byte.
+pub const HTTP_BODY_TIMEOUT_SECS: Variable = Variable::int("HTTP_BODY_TIMEOUT_SECS", 1, 3600, 30);
+/// How long a response may wait on a client that reads nothing (a stalled stream reader).
+pub const HTTP_STALL_TIMEOUT_SECS: Variable = Variable::int("HTTP_STALL_TIMEOUT_SECS", 1, 3600, 60);
+/// Open HTTP connections in all (also bounded by the open-file limit).
+pub const HTTP_MAX_CONNECTIONS: Variable =
+    Variable::int("HTTP_MAX_CONNECTIONS", 16, 1_000_000, 10_000);
+/// Open HTTP connections from one client (an IPv6 /64); `TRUSTED_PROXIES` are exempt.
+/// The default leaves room for 1,000 proxy streams from one host.
+pub const HTTP_MAX_CONNECTIONS_PER_CLIENT: Variable =
+    Variable::int("HTTP_MAX_CONNECTIONS_PER_CLIENT", 1, 1_000_000, 1_200);
 
 /// Every variable apimond reads, in the order they are checked (with several bad values,
 /// the first here is the one reported) and listed for an unknown key in the file.
@@ -251,6 +269,12 @@ pub const VARIABLES: &[Variable] = &[
     PROXY_FIRST_BYTE_TIMEOUT_S,
     PROXY_IDLE_TIMEOUT_S,
     PROXY_BREAKER_COOLDOWN_S,
+    PUBLIC_URL,
+    HTTP_HEADER_TIMEOUT_SECS,
+    HTTP_BODY_TIMEOUT_SECS,
+    HTTP_STALL_TIMEOUT_SECS,
+    HTTP_MAX_CONNECTIONS,
+    HTTP_MAX_CONNECTIONS_PER_CLIENT,
 ];
 
 /// The variable named `name` (by its main name or an alias), if apimond reads one.

@@ -47,8 +47,16 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TargetId {
     }
 }
 
-pub async fn health(State(core): State<AppState>) -> Json<Value> {
-    Json(core.health())
+/// 200 when ready; 503 (same body) when alive but not ready, so a load balancer or
+/// container health check stops sending work.
+pub async fn health(State(core): State<AppState>) -> (axum::http::StatusCode, Json<Value>) {
+    let (ready, v) = core.health();
+    let status = if ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(v))
 }
 
 pub async fn dashboard(State(core): State<AppState>, caller: Caller) -> ApiResult {

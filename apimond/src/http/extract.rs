@@ -7,10 +7,11 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::client::client_ip;
+use super::connection::BodyTimedOut;
 use super::error::{AppError, detail};
 use crate::service::auth::{Credentials, SESSION_COOKIE};
 use crate::service::{Caller, Core, ServiceError};
@@ -78,25 +79,58 @@ pub fn is_https(parts: &Parts, core: &Core) -> bool {
             .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-/// A cookie-authenticated write must come from our own pages: its `Origin` must name
-/// the host the request was sent to.
-fn origin_matches(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+/// The `scheme://host[:port]` of an `Origin` header, lower-cased.
+fn origin_of(headers: &HeaderMap) -> Option<url::Url> {
+    let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
+    url::Url::parse(origin).ok().filter(|u| u.host().is_some())
+}
+
+/// A cookie-authenticated write must come from our own pages. With `PUBLIC_URL` set
+/// its `Origin` must be that URL's origin. Without it, the `Origin` must name the
+/// host the request was sent to, and that host must be an IP address or `localhost`:
+/// a name could be rebound by DNS to this machine from an attacker's page.
+pub fn origin_allowed(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
+    let Some(origin) = origin_of(headers) else {
         return false;
     };
+    if let Some(public) = public_origin {
+        return origin
+            .origin()
+            .ascii_serialization()
+            .eq_ignore_ascii_case(public);
+    }
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    match url::Url::parse(origin) {
-        Ok(u) => {
-            let authority = match (u.host_str(), u.port()) {
-                (Some(h), Some(p)) => format!("{h}:{p}"),
-                (Some(h), None) => h.to_string(),
-                _ => return false,
-            };
-            authority.eq_ignore_ascii_case(host)
+    let authority = match (origin.host_str(), origin.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => return false,
+    };
+    let literal_or_local = match origin.host() {
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => true,
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    literal_or_local && authority.eq_ignore_ascii_case(host)
+}
+
+/// A cookie-authenticated write carries JSON, or nothing: a form or `text/plain`
+/// body is what a cross-site page can send without asking.
+fn json_or_empty(headers: &HeaderMap) -> bool {
+    match headers.get(header::CONTENT_TYPE) {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|t| t.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")),
+        None => {
+            let length = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            !headers.contains_key(header::TRANSFER_ENCODING) && length.unwrap_or(0) == 0
         }
-        Err(_) => false,
     }
 }
 
@@ -119,10 +153,19 @@ impl FromRequestParts<AppState> for Caller {
         };
         let caller = core.authenticate(creds, client)?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if caller.via_cookie && !safe && !origin_matches(&parts.headers) {
-            return Err(AppError(ServiceError::Forbidden(
-                "cross-site request refused: a request made with the admin cookie must carry an Origin header of this host"
-                    .into(),
+        let public = core.config.listen.public_origin.as_deref();
+        if caller.via_cookie && !safe && !origin_allowed(&parts.headers, public) {
+            let expected = match public {
+                Some(p) => format!("PUBLIC_URL's origin {p}"),
+                None => "this host, reached by IP address or localhost (set PUBLIC_URL to serve the panel under a name)".into(),
+            };
+            return Err(AppError(ServiceError::Forbidden(format!(
+                "cross-site request refused: a request made with the admin cookie must carry an Origin header of {expected}"
+            ))));
+        }
+        if caller.via_cookie && !safe && !json_or_empty(&parts.headers) {
+            return Err(AppError(ServiceError::UnsupportedMediaType(
+                "a request made with the admin cookie must send its body as Content-Type: application/json".into(),
             )));
         }
         Ok(caller)
@@ -142,6 +185,18 @@ impl IntoResponse for BodyRejection {
     }
 }
 
+/// The body timeout behind a failed body read, if that is what failed.
+fn timed_out<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimedOut> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(t) = c.downcast_ref::<BodyTimedOut>() {
+            return Some(t);
+        }
+        cause = c.source();
+    }
+    None
+}
+
 impl<S: Send + Sync> FromRequest<S> for ApiBody {
     type Rejection = BodyRejection;
 
@@ -158,6 +213,11 @@ impl<S: Send + Sync> FromRequest<S> for ApiBody {
                             API_BODY_LIMIT / 1024 / 1024
                         ),
                     )
+                } else if let Some(t) = timed_out(&e) {
+                    let mut resp = detail(StatusCode::REQUEST_TIMEOUT, t.to_string());
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    resp
                 } else {
                     detail(e.status(), format!("cannot read the request body: {e}"))
                 })

@@ -4,10 +4,12 @@
 pub mod admin;
 pub mod api;
 pub mod client;
+pub mod connection;
 pub mod error;
 pub mod extract;
 pub mod pages;
 pub mod proxy_keys;
+pub mod serve;
 pub mod sse;
 
 use axum::Router;

@@ -17,7 +17,8 @@ type MethodResult = Result<Value, (i64, String)>;
 
 fn from_service(e: ServiceError) -> (i64, String) {
     let c = match &e {
-        ServiceError::BadRequest(_) => code::INVALID_PARAMS,
+        ServiceError::BadRequest(_) | ServiceError::UnsupportedMediaType(_) => code::INVALID_PARAMS,
+        ServiceError::Unavailable(_) => code::UNAVAILABLE,
         ServiceError::NotFound(_) => code::NOT_FOUND,
         ServiceError::Conflict(_) => code::CONFLICT,
         ServiceError::Forbidden(_) | ServiceError::Unauthorized(_) => code::FORBIDDEN,

@@ -3,6 +3,7 @@
 //! Peers are checked by their credentials. Handlers are thin adapters over the same
 //! service layer as HTTP; a socket peer acts as admin.
 
+mod lines;
 mod methods;
 
 use std::net::IpAddr;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::Received;
 use crate::lifecycle::Lifecycle;
 use crate::service::{Caller, Core, Role};
+use lines::{Line, LineReader};
 
 /// Who may talk to the socket: the daemon's own user, root, or, when a socket group
 /// is set, whoever the file permissions let in.
@@ -122,6 +124,8 @@ pub fn bind(
     let own_uid = unsafe { libc::geteuid() };
     let stop = life.streams.clone();
     let connections = life.clone();
+    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let budget = lines::budget();
     life.spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -140,20 +144,22 @@ pub fn bind(
             let core = core.clone();
             let proxy = proxy.clone();
             let stop = stop.clone();
+            let budget = budget.clone();
+            let place = places.clone().try_acquire_owned();
             connections.spawn(async move {
+                let Ok(_place) = place else {
+                    if cap_log_due() {
+                        tracing::warn!(peer_uid = ?peer, max = MAX_CONNECTIONS, "control socket connection cap reached; refusing peers (logged at most every 10 s)");
+                    }
+                    refuse(stream, code::TOO_MANY, &format!("apimond already has {MAX_CONNECTIONS} control socket connections open; try again later")).await;
+                    return;
+                };
                 if !peer_allowed(peer, own_uid, group_mode) {
                     tracing::warn!(peer_uid = ?peer, "refused a control socket peer");
-                    let (_, w) = tokio::io::split(stream);
-                    let mut out = FramedWrite::new(w, LinesCodec::new());
-                    let refusal = Message::error(
-                        Value::Null,
-                        code::FORBIDDEN,
-                        "this user may not use the apimond control socket",
-                    );
-                    let _ = out.send(refusal.to_line().trim_end().to_string()).await;
+                    refuse(stream, code::FORBIDDEN, "this user may not use the apimond control socket").await;
                     return;
                 }
-                serve(core, proxy, stream, stop).await;
+                serve(core, proxy, stream, stop, budget).await;
             });
         }
     });
@@ -161,6 +167,33 @@ pub fn bind(
     Ok(ControlSocket {
         path: path.to_path_buf(),
     })
+}
+
+/// Most control socket connections open at once; more are told so and closed.
+pub const MAX_CONNECTIONS: usize = 128;
+
+/// Whether a refusal over the cap may be logged now: at most every 10 s, so a peer
+/// opening connections in a loop cannot flood the log.
+fn cap_log_due() -> bool {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().expect("poisoned");
+    let due = last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10));
+    if due {
+        *last = Some(std::time::Instant::now());
+    }
+    due
+}
+
+/// Tells a peer why it is turned away, then closes.
+async fn refuse(stream: interprocess::local_socket::tokio::Stream, code: i64, why: &str) {
+    let (_, w) = tokio::io::split(stream);
+    let mut out = FramedWrite::new(w, LinesCodec::new());
+    let refusal = Message::error(Value::Null, code, why);
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        out.send(refusal.to_line().trim_end().to_string()),
+    )
+    .await;
 }
 
 fn chown_group(path: &Path, gid: u32) -> anyhow::Result<()> {
@@ -177,73 +210,6 @@ fn socket_caller() -> Caller {
     }
 }
 
-/// One line read from a peer.
-enum Line {
-    Text(String),
-    /// Longer than [`MAX_LINE`]; its bytes were skipped up to the newline.
-    TooLong,
-}
-
-/// Reads lines of at most [`MAX_LINE`] bytes. A longer one is skipped (not
-/// buffered), so the connection stays usable after it. The partial line lives here,
-/// not in the future, so a read cancelled by `select!` (an event to send) loses
-/// nothing.
-struct LineReader<R> {
-    inner: R,
-    buf: Vec<u8>,
-    too_long: bool,
-}
-
-impl<R: tokio::io::AsyncBufRead + Unpin> LineReader<R> {
-    fn new(inner: R) -> Self {
-        LineReader {
-            inner,
-            buf: Vec::new(),
-            too_long: false,
-        }
-    }
-
-    fn take(&mut self) -> Line {
-        let line = if self.too_long {
-            Line::TooLong
-        } else {
-            Line::Text(String::from_utf8_lossy(&self.buf).into_owned())
-        };
-        self.buf.clear();
-        self.too_long = false;
-        line
-    }
-
-    /// The next line; `None` at the end.
-    async fn next(&mut self) -> std::io::Result<Option<Line>> {
-        use tokio::io::AsyncBufReadExt;
-        loop {
-            let chunk = self.inner.fill_buf().await?;
-            if chunk.is_empty() {
-                let pending = !self.buf.is_empty() || self.too_long;
-                return Ok(pending.then(|| self.take()));
-            }
-            let (part, used) = match chunk.iter().position(|b| *b == b'\n') {
-                Some(i) => (&chunk[..i], Some(i + 1)),
-                None => (chunk, None),
-            };
-            if !self.too_long {
-                if self.buf.len() + part.len() > MAX_LINE {
-                    self.too_long = true;
-                    self.buf = Vec::new();
-                } else {
-                    self.buf.extend_from_slice(part);
-                }
-            }
-            let n = used.unwrap_or(chunk.len());
-            self.inner.consume(n);
-            if used.is_some() {
-                return Ok(Some(self.take()));
-            }
-        }
-    }
-}
-
 /// Answers one peer until it leaves or apimond stops. A stop ends the connection
 /// between requests (the peer reads the end), never in the middle of one: a request
 /// already read is answered first.
@@ -252,9 +218,10 @@ async fn serve(
     proxy: Arc<crate::proxy::Proxy>,
     stream: interprocess::local_socket::tokio::Stream,
     stop: CancellationToken,
+    budget: lines::LineBudget,
 ) {
     let (r, w) = tokio::io::split(stream);
-    let mut reader = LineReader::new(tokio::io::BufReader::new(r));
+    let mut reader = LineReader::new(tokio::io::BufReader::new(r), budget);
     let mut out = FramedWrite::new(w, LinesCodec::new_with_max_length(usize::MAX));
     let mut subscription = None;
     loop {
@@ -287,6 +254,11 @@ async fn serve(
                 Value::Null,
                 code::INVALID_REQUEST,
                 format!("line longer than {MAX_LINE} bytes"),
+            ),
+            Ok(Some(Line::Busy)) => Message::error(
+                Value::Null,
+                code::TOO_MANY,
+                "apimond is reading other large requests; send this one again shortly",
             ),
             Ok(Some(Line::Text(text))) if text.trim().is_empty() => continue,
             Ok(Some(Line::Text(text))) => {

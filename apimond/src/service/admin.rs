@@ -21,6 +21,7 @@ impl Core {
             queued_targets: self.scheduler.queued(),
             scheduler_lag_s: self.scheduler.lag_s(),
             dashboard,
+            health: Some(crate::health::readiness(&self.store, &self.scheduler)),
         })
     }
 

@@ -12,6 +12,7 @@ pub mod proxy_key_admin;
 pub mod proxy_keys;
 pub mod proxy_usage;
 pub mod query;
+pub mod relay_hiding;
 pub mod resources;
 pub mod run_reads;
 pub mod runs;
@@ -53,6 +54,13 @@ pub enum ServiceError {
         message: String,
         retry_after: Duration,
     },
+    /// The request's body is of a type this operation does not take (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// apimond cannot do it now (the disk is full or read-only); it will again once
+    /// the cause is gone (503).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -64,6 +72,9 @@ impl From<StoreError> for ServiceError {
             StoreError::NotFound => ServiceError::NotFound("not found".into()),
             StoreError::UnknownTarget(id) => {
                 ServiceError::NotFound(format!("no target with id {id}"))
+            }
+            StoreError::Unwritable(why) => {
+                ServiceError::Unavailable(format!("cannot save now: {why}"))
             }
             other => {
                 tracing::error!(error = %other, "store failure");

@@ -244,7 +244,7 @@ impl Core {
                 "latest": last.map(|l| latest_view(l, Value::Null)),
             }));
         }
-        Ok(json!({
+        let mut v = json!({
             "item": {
                 "target_id": id,
                 "target_name": t.name,
@@ -256,7 +256,9 @@ impl Core {
                 "probed": probed,
                 "models": models,
             }
-        }))
+        });
+        self.hide_relay_of(&t.base_url, caller, &mut v);
+        Ok(v)
     }
 
     /// `{"selected_models": [...]}` (empty = all), checked against the discovered list

@@ -27,14 +27,26 @@ impl Core {
         }))
     }
 
-    pub fn health(&self) -> Value {
-        json!({
-            "ok": true,
+    /// Live and ready, and the seed's fields. Anyone may ask (load balancers, the
+    /// container's health check), so it names problems without paths or secrets.
+    pub fn health(&self) -> (bool, Value) {
+        let r = crate::health::readiness(&self.store, &self.scheduler);
+        let v = json!({
+            "ok": r.ready,
+            "live": r.live,
+            "ready": r.ready,
+            "checks": {
+                "store_writable": r.store_writable,
+                "store_writer_alive": r.store_writer_alive,
+                "scheduler_ticking": r.scheduler_ticking,
+            },
+            "problems": r.problems,
             "running_targets": self.running_targets(),
             "queued_targets": self.scheduler.queued(),
             "scheduler_lag_s": self.scheduler.lag_s(),
             "version": shared::VERSION,
             "uptime_s": self.started.elapsed().as_secs_f64(),
-        })
+        });
+        (r.ready, v)
     }
 }

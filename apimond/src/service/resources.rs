@@ -182,6 +182,12 @@ impl Core {
                         "cpu_percent_avg": cpu_seconds.map(|c| if uptime > 0.0 { (c / uptime * 1000.0).round() / 10.0 } else { 0.0 }),
                         "threads": process.as_ref().map(|p| p.threads),
                     },
+                    "open_files": {
+                        "soft_limit": crate::fd_limit::current().map(|l| l.soft),
+                        "hard_limit": crate::fd_limit::current().map(|l| l.hard),
+                        "soft_limit_at_start": crate::fd_limit::at_start().map(|l| l.soft),
+                        "open": crate::fd_limit::open_count(),
+                    },
                     "db_bytes": db_bytes,
                     "log_dir_bytes": dir_size(&data_dir.join("logs")),
                     "data_dir": data_dir.display().to_string(),

@@ -17,7 +17,9 @@ impl Core {
         let RunsQuery { limit } = query?;
         let t = self.load_target(id).await?;
         let runs = self.store.list_runs(id, limit).await?;
-        Ok(json!({ "items": runs, "target": self.target_item(&t, caller).await? }))
+        let mut v = json!({ "items": runs, "target": self.target_item(&t, caller).await? });
+        self.hide_relay_of(&t.base_url, caller, &mut v);
+        Ok(v)
     }
 
     pub async fn run_logs(
@@ -44,7 +46,7 @@ impl Core {
             )));
         }
         // `count` is the seed's (rows in this answer); `total` counts every page.
-        Ok(json!({
+        let mut v = json!({
             "items": page.rows,
             "count": page.rows.len(),
             "total": page.total,
@@ -54,6 +56,8 @@ impl Core {
             "facets": page.facets,
             "run": page.run,
             "target": self.target_item(&t, caller).await?,
-        }))
+        });
+        self.hide_relay_of(&t.base_url, caller, &mut v);
+        Ok(v)
     }
 }

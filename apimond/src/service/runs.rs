@@ -37,6 +37,13 @@ impl Core {
                 });
             }
         }
+        // A run that could not record itself would vanish: refuse it while the disk
+        // refuses writes.
+        if let crate::store::Writability::Unwritable(why) = self.store.health().writability() {
+            return Err(ServiceError::Unavailable(format!(
+                "cannot start a run now: {why}"
+            )));
+        }
         self.scheduler.request_run(id).map_err(|refused| {
             ServiceError::Conflict(match refused {
                 TriggerRefused::Stopping => "apimond is stopping".into(),

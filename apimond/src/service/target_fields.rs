@@ -195,6 +195,25 @@ fn api_key(body: &mut Body) -> ServiceResult<Option<KeyChange>> {
     }
 }
 
+/// Headers that frame the message, belong to one hop or name the host: set by hand
+/// they corrupt the request (a wrong length, a second encoding, a foreign `Host`).
+fn is_framing_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "content-length"
+            | "transfer-encoding"
+            | "host"
+            | "connection"
+            | "keep-alive"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "expect"
+            | "http2-settings"
+    ) || n.starts_with("proxy-")
+}
+
 /// `extra_headers`: header name to value. Values often carry credentials (custom auth
 /// headers), so they are secrets: sealed at rest and masked wherever they are shown.
 fn extra_headers(body: &mut Body) -> ServiceResult<Option<BTreeMap<String, Secret>>> {
@@ -221,6 +240,11 @@ fn extra_headers(body: &mut Body) -> ServiceResult<Option<BTreeMap<String, Secre
         if !valid_name {
             return Err(bad(format!(
                 "extra_headers: `{name}` is not a valid header name"
+            )));
+        }
+        if is_framing_header(&name) {
+            return Err(bad(format!(
+                "extra_headers: `{name}` cannot be set; it frames or routes the request, which the HTTP client decides"
             )));
         }
         let Value::String(v) = value else {
@@ -311,7 +335,7 @@ impl TargetPatch {
         }
         let b = &mut body;
         let p = TargetPatch {
-            name: b.string("name", 1, 128)?,
+            name: b.name("name", 1, 128)?,
             base_url: base_url(b)?,
             api_key: api_key(b)?,
             enabled: b.bool("enabled")?,

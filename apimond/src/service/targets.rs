@@ -12,6 +12,7 @@ use super::models::{
 use crate::store::history::ModelLatest;
 
 use super::query::{HistoryFormat, ListTargetsQuery, Parsed};
+use super::relay_hiding::{hide_in_value, relay_marks};
 pub use super::target_fields::mask_url_credentials;
 use super::target_fields::{ADVANCED_FIELDS, TargetPatch, bad};
 use super::validate::Body;
@@ -110,6 +111,9 @@ impl Core {
             .map(|m| latest_view(m, json!(full_history(&m.history, ITEM_HISTORY))))
             .collect();
         v["latest_models"] = json!(latest);
+        if self.hides_relays_from(caller) {
+            hide_in_value(&mut v, &relay_marks(&t.base_url));
+        }
         Ok(v)
     }
 
@@ -218,7 +222,18 @@ impl Core {
                 history_format: "compact",
             })
         };
-        let text = text.map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let mut text = text.map_err(|e| ServiceError::Internal(e.to_string()))?;
+        if self.hides_relays_from(caller) {
+            // Visitors only, so the admins' large lists keep the direct path.
+            let mut v: Value =
+                serde_json::from_str(&text).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            if let Some(items) = v["items"].as_array_mut() {
+                for (item, (t, _)) in items.iter_mut().zip(&models) {
+                    hide_in_value(item, &relay_marks(&t.base_url));
+                }
+            }
+            text = v.to_string();
+        }
         RawValue::from_string(text).map_err(|e| ServiceError::Internal(e.to_string()))
     }
 

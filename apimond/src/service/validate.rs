@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 
 use super::ServiceError;
 
+mod strict_json;
+
 pub struct Body {
     fields: Map<String, Value>,
 }
@@ -20,7 +22,7 @@ impl Body {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(bad("request body is empty; send a JSON object".into()));
         }
-        let value: Value = serde_json::from_slice(bytes)
+        let value = strict_json::parse(bytes)
             .map_err(|e| bad(format!("request body is not valid JSON: {e}")))?;
         Self::from_value(value)
     }
@@ -74,6 +76,22 @@ impl Body {
             Some(Value::String(s)) => check_str(name, s.trim(), min, max).map(Some),
             Some(_) => Err(bad(format!("{name}: must be a string"))),
         }
+    }
+
+    /// A name people pick a thing by: [`Body::string`] that must show at least one
+    /// visible character and carry no bidirectional override, which would make it
+    /// read as another name.
+    pub fn name(
+        &mut self,
+        name: &str,
+        min: usize,
+        max: usize,
+    ) -> Result<Option<String>, ServiceError> {
+        let value = self.string(name, min, max)?;
+        if let Some(v) = &value {
+            check_name(name, v)?;
+        }
+        Ok(value)
     }
 
     /// Like [`Body::string`], but `null` (or an empty string) clears the value:
@@ -212,6 +230,39 @@ pub fn check_str(name: &str, s: &str, min: usize, max: usize) -> Result<String, 
         return Err(bad(format!("{name}: must not contain control characters")));
     }
     Ok(s.to_string())
+}
+
+/// Characters that show nothing: zero-width spaces and joiners, word joiners and
+/// invisible operators, the byte-order mark, the soft hyphen, fillers and blanks.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}')
+}
+
+/// Bidirectional embeddings, overrides and isolates.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A name must show something and must not reorder how it reads.
+pub fn check_name(field: &str, s: &str) -> Result<(), ServiceError> {
+    if let Some(c) = s.chars().find(|c| is_bidi_control(*c)) {
+        return Err(bad(format!(
+            "{field}: must not contain bidirectional control characters (found U+{:04X})",
+            c as u32
+        )));
+    }
+    if s.chars().all(is_invisible) {
+        return Err(bad(format!(
+            "{field}: must contain a visible character (this one is only blank or invisible characters)"
+        )));
+    }
+    Ok(())
 }
 
 fn int_in(name: &str, v: &Value, min: i64, max: i64) -> Result<i64, ServiceError> {

@@ -20,6 +20,7 @@
 pub mod crypto;
 pub mod discovered_models;
 pub mod go_upgrade;
+pub mod health;
 pub mod history;
 pub mod log_reads;
 pub mod migrations;
@@ -42,6 +43,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 pub use crypto::SecretBox;
+pub use health::{StoreHealth, Writability};
 
 pub const DB_FILE: &str = "registry.db";
 
@@ -58,6 +60,10 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    /// The disk is full or the data directory cannot be written: nothing is wrong with
+    /// the data, and writes work again once the cause is gone.
+    #[error("{0}")]
+    Unwritable(String),
     #[error("not found")]
     NotFound,
     #[error("no target with id {0}")]
@@ -69,6 +75,25 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same error, for a second caller (a batch's commit failure reaches every
+    /// write in it).
+    fn replay(&self) -> StoreError {
+        match self {
+            StoreError::Unwritable(why) => StoreError::Unwritable(why.clone()),
+            other => {
+                StoreError::Corrupt(format!("the batch transaction failed to commit: {other}"))
+            }
+        }
+    }
+
+    /// A full disk or an unwritable data directory told apart from other failures.
+    pub fn classified(self) -> StoreError {
+        match health::unwritable_reason(&self) {
+            Some(why) => StoreError::Unwritable(why),
+            None => self,
+        }
+    }
+
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         StoreError::Io {
             path: path.to_path_buf(),
@@ -88,8 +113,8 @@ enum Job {
     Checkpoint(oneshot::Sender<Result<()>>),
 }
 
-/// Reports a write's result once its batch committed (`true`) or failed.
-type Finisher = Box<dyn FnOnce(bool) + Send>;
+/// Reports a write's result once its batch committed (`Ok`) or failed (why).
+type Finisher = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
 
 /// A write: runs inside the batch's transaction, returns how to report its result.
 type WriteJob = Box<dyn FnOnce(&mut rusqlite::Transaction<'_>, &SecretBox) -> Finisher + Send>;
@@ -105,6 +130,7 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
+    health: Arc<StoreHealth>,
     writer: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
     secrets: SecretBox,
@@ -167,13 +193,16 @@ impl Store {
 
         let (tx, rx) = mpsc::channel::<Job>(WRITE_QUEUE);
         let writer_secrets = SecretBox::from_key_of(&secrets);
+        let health = Arc::new(StoreHealth::default());
+        let writer_health = health.clone();
         std::thread::Builder::new()
             .name("apimon-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, writer_secrets))
+            .spawn(move || writer_loop(conn, rx, writer_secrets, &writer_health))
             .map_err(|e| StoreError::io(&path, e))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
+                health,
                 writer: tx,
                 readers: Mutex::new(Vec::new()),
                 secrets,
@@ -185,6 +214,29 @@ impl Store {
         &self.inner.path
     }
 
+    /// Whether writes reach the disk and whether the writer thread is moving.
+    pub fn health(&self) -> &StoreHealth {
+        &self.inner.health
+    }
+
+    /// The writer thread is running and not stuck on one batch.
+    pub fn writer_alive(&self) -> bool {
+        !self.inner.writer.is_closed() && self.inner.health.writer_alive()
+    }
+
+    /// Writes once to find out whether the disk takes writes again; what the daemon
+    /// calls while the store is unwritable, so it recovers without traffic.
+    pub async fn check_writable(&self) -> Result<()> {
+        self.write(|c, _| {
+            c.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_write_check', ?1)",
+                [now().to_string()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs `f` on the writer thread, all or nothing: in a savepoint of the batch's
     /// transaction. Returns once the batch committed.
     async fn write<T, F>(&self, f: F) -> Result<T>
@@ -193,6 +245,7 @@ impl Store {
         F: FnOnce(&Connection, &SecretBox) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T>>();
+        let health = self.inner.health.clone();
         let job = Job::Write(Box::new(move |txn, secrets| {
             let outcome = match txn.savepoint() {
                 Err(e) => Err(StoreError::from(e)),
@@ -204,12 +257,11 @@ impl Store {
                     }
                 },
             };
+            let outcome = outcome.map_err(|e| health.noticed(e));
             Box::new(move |committed| {
-                let _ = tx.send(match outcome {
-                    Ok(_) if !committed => Err(StoreError::Corrupt(
-                        "the batch transaction failed to commit".into(),
-                    )),
-                    other => other,
+                let _ = tx.send(match (outcome, committed) {
+                    (Ok(_), Err(why)) => Err(why.replay()),
+                    (other, _) => other,
                 });
             })
         }));
@@ -228,6 +280,7 @@ impl Store {
     where
         F: FnOnce(&Connection, &SecretBox) -> Result<()> + Send + 'static,
     {
+        let health = self.inner.health.clone();
         let job = Job::Write(Box::new(move |txn, secrets| {
             let outcome = match txn.savepoint() {
                 Err(e) => Err(StoreError::from(e)),
@@ -239,12 +292,13 @@ impl Store {
                     }
                 },
             };
-            Box::new(move |committed| match outcome {
-                Err(e) => tracing::error!(error = %e, what, "write failed"),
-                Ok(()) if !committed => {
-                    tracing::error!(what, "write lost: its batch failed to commit")
+            let outcome = outcome.map_err(|e| health.noticed(e));
+            Box::new(move |committed| match (outcome, committed) {
+                (Err(e), _) => tracing::error!(error = %e, what, "write failed"),
+                (Ok(()), Err(why)) => {
+                    tracing::error!(error = %why, what, "write lost: its batch failed to commit")
                 }
-                Ok(()) => {}
+                (Ok(()), Ok(())) => {}
             })
         }));
         self.inner
@@ -315,7 +369,12 @@ impl Store {
 
 /// The writer thread: takes whatever writes are queued (up to [`MAX_BATCH`]), runs
 /// them in one transaction, commits, then tells each its result.
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, secrets: SecretBox) {
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    secrets: SecretBox,
+    health: &StoreHealth,
+) {
     let mut next: Option<Job> = None;
     loop {
         let first = match next.take() {
@@ -325,6 +384,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, secrets: Secre
                 None => break,
             },
         };
+        let _busy = health.busy();
         let first = match first {
             Job::Checkpoint(reply) => {
                 let r = conn
@@ -355,15 +415,14 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, secrets: Secre
             }
         };
         let finishers: Vec<Finisher> = batch.into_iter().map(|w| w(&mut txn, &secrets)).collect();
-        let committed = match txn.commit() {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "a write batch failed to commit");
-                false
-            }
-        };
+        let committed = txn.commit().map_err(|e| StoreError::from(e).classified());
+        match &committed {
+            Ok(()) => health.wrote(),
+            Err(StoreError::Unwritable(why)) => health.cannot_write(why),
+            Err(e) => tracing::error!(error = %e, "a write batch failed to commit"),
+        }
         for f in finishers {
-            f(committed);
+            f(committed.as_ref().map(|_| ()));
         }
     }
     // Leave no WAL behind on a clean shutdown.

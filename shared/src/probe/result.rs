@@ -109,13 +109,83 @@ impl Failure {
     }
 }
 
-/// Replaces every occurrence of the key in a text (relays echo keys in errors).
+/// Shortest piece of a secret that is hidden wherever it appears: relays echo keys
+/// upper-cased, without their `sk-` prefix or cut short.
+pub const SCRUB_FRAGMENT: usize = 8;
+
+/// Replaces the secret in a text (relays echo keys in errors), ignoring ASCII case:
+/// every run of the text made of pieces of at least [`SCRUB_FRAGMENT`] characters of
+/// the secret becomes `[redacted]`. A secret shorter than that is replaced only whole.
+/// [`crate::probe::ProbeSettings::scrub`] applies it to all of a target's secrets.
 pub fn scrub(text: &str, key: &Secret) -> String {
-    let k = key.expose();
-    if k.len() < 4 || !text.contains(k) {
+    let k = key.expose().to_ascii_lowercase();
+    let k = k.as_bytes();
+    if k.len() < 4 || text.len() < k.len().min(SCRUB_FRAGMENT) {
         return text.to_string();
     }
-    text.replace(k, "[redacted]")
+    let hay = text.to_ascii_lowercase();
+    let hay = hay.as_bytes();
+    let spans: Vec<(usize, usize)> = if k.len() < SCRUB_FRAGMENT {
+        let mut spans = Vec::new();
+        let mut i = 0;
+        while i + k.len() <= hay.len() {
+            if &hay[i..i + k.len()] == k {
+                spans.push((i, i + k.len()));
+                i += k.len();
+            } else {
+                i += 1;
+            }
+        }
+        spans
+    } else {
+        fragment_spans(hay, k)
+    };
+    if spans.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in spans {
+        // Widen to character boundaries: a key is ASCII, the text may not be.
+        let start = (0..=start)
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        let end = (end..=text.len())
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(text.len());
+        if start < at {
+            continue;
+        }
+        out.push_str(&text[at..start]);
+        out.push_str("[redacted]");
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// The byte ranges of `hay` covered by windows of [`SCRUB_FRAGMENT`] bytes that occur
+/// in `key` (both lower-cased), overlapping windows merged.
+fn fragment_spans(hay: &[u8], key: &[u8]) -> Vec<(usize, usize)> {
+    let word = |w: &[u8]| u64::from_le_bytes(w.try_into().expect("8 bytes"));
+    let mut windows: Vec<u64> = key.windows(SCRUB_FRAGMENT).map(word).collect();
+    windows.sort_unstable();
+    windows.dedup();
+    let mut starts = [false; 256];
+    for w in key.windows(SCRUB_FRAGMENT) {
+        starts[w[0] as usize] = true;
+    }
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for (i, w) in hay.windows(SCRUB_FRAGMENT).enumerate() {
+        if starts[w[0] as usize] && windows.binary_search(&word(w)).is_ok() {
+            match spans.last_mut() {
+                Some((_, end)) if *end >= i => *end = i + SCRUB_FRAGMENT,
+                _ => spans.push((i, i + SCRUB_FRAGMENT)),
+            }
+        }
+    }
+    spans
 }
 
 #[cfg(test)]
@@ -172,5 +242,33 @@ mod tests {
             "Incorrect API key provided: [redacted]."
         );
         assert_eq!(scrub("nothing here", &key), "nothing here");
+    }
+
+    #[test]
+    fn a_key_echoed_in_another_case_or_in_pieces_is_scrubbed() {
+        let key = Secret::new("sk-Fake-Upstream-Key-0123456789");
+        for echoed in [
+            "SK-FAKE-UPSTREAM-KEY-0123456789",
+            "Fake-Upstream-Key-0123456789",
+            "sk-fake-upstream",
+            "key-0123456789",
+            "…upstream-key-01234…",
+        ] {
+            let out = scrub(&format!("bad key «{echoed}» given"), &key);
+            assert!(out.contains("[redacted]"), "{echoed}: {out}");
+            assert!(!out.to_lowercase().contains("upstream"), "{out}");
+            assert!(!out.contains("0123"), "{out}");
+            assert!(
+                out.starts_with("bad key «") && out.ends_with("» given"),
+                "{out}"
+            );
+        }
+        // Seven characters in a row of the key are not a fragment.
+        assert_eq!(scrub("sk-fake and 0123456", &key), "sk-fake and 0123456");
+        // A short key is replaced whole, in any case.
+        assert_eq!(
+            scrub("key ABCDE.", &Secret::new("abcde")),
+            "key [redacted]."
+        );
     }
 }

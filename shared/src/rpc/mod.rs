@@ -45,6 +45,8 @@ pub mod code {
     pub const NOT_FOUND: i64 = -32004;
     pub const CONFLICT: i64 = -32009;
     pub const TOO_MANY: i64 = -32029;
+    /// apimond cannot do it now (its disk is full or read-only); try again later.
+    pub const UNAVAILABLE: i64 = -32503;
     /// apimonctl and apimond speak different protocol versions.
     pub const VERSION_MISMATCH: i64 = -32010;
 }

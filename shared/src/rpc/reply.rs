@@ -30,6 +30,26 @@ pub struct StatusReply {
     pub scheduler_lag_s: f64,
     /// Target counts by status, as `GET /api/dashboard`.
     pub dashboard: Value,
+    /// Live and ready, as `GET /api/health` says (absent from daemons before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Readiness>,
+}
+
+/// Whether the daemon is alive and ready to do its work, and why not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// The process answers.
+    pub live: bool,
+    /// Every check below passes.
+    pub ready: bool,
+    /// Writes reach the disk.
+    pub store_writable: bool,
+    /// The store's writer thread is running and not stuck on one batch.
+    pub store_writer_alive: bool,
+    /// The scheduler passed within its stall limit.
+    pub scheduler_ticking: bool,
+    /// What is wrong, in words, when not ready.
+    pub problems: Vec<String>,
 }
 
 /// `runs.trigger` (and `POST /api/targets/{id}/run`): the run started or queued.
