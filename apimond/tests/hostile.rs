@@ -82,7 +82,7 @@ async fn two_thousand_idle_and_half_sent_connections_neither_stop_requests_nor_t
     );
     let d = TestDaemon::start_with(&[
         STANDARD[0],
-        ("HTTP_HEADER_TIMEOUT_SECS", "4"),
+        ("HTTP_HEADER_TIMEOUT_S", "4"),
         ("HTTP_MAX_CONNECTIONS_PER_CLIENT", "1200"),
     ])
     .await;
@@ -200,7 +200,7 @@ async fn oversized_headers_and_a_malformed_request_line_get_a_json_detail() {
 #[tokio::test]
 async fn a_request_body_that_stops_arriving_gets_408_and_the_connection_closes() {
     let _serial = one_at_a_time().await;
-    let d = TestDaemon::start_with(&[STANDARD[0], ("HTTP_BODY_TIMEOUT_SECS", "1")]).await;
+    let d = TestDaemon::start_with(&[STANDARD[0], ("HTTP_BODY_TIMEOUT_S", "1")]).await;
     let mut s = TcpStream::connect(d.daemon.as_ref().unwrap().http_addr())
         .await
         .unwrap();
@@ -236,7 +236,7 @@ async fn a_request_body_that_stops_arriving_gets_408_and_the_connection_closes()
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let _serial = one_at_a_time().await;
-    let d = TestDaemon::start_with(&[STANDARD[0], ("HTTP_HEADER_TIMEOUT_SECS", "1")]).await;
+    let d = TestDaemon::start_with(&[STANDARD[0], ("HTTP_HEADER_TIMEOUT_S", "1")]).await;
     let mut s = TcpStream::connect(d.daemon.as_ref().unwrap().http_addr())
         .await
         .unwrap();

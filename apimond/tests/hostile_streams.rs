@@ -159,7 +159,7 @@ async fn a_socket_subscriber_that_stops_reading_keeps_memory_flat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_sse_reader_keeps_memory_flat_and_is_dropped_after_the_stall_timeout() {
     let _serial = one_at_a_time().await;
-    let d = TestDaemon::start_with(&[STANDARD[0], ("HTTP_STALL_TIMEOUT_SECS", "2")]).await;
+    let d = TestDaemon::start_with(&[STANDARD[0], ("HTTP_STALL_TIMEOUT_S", "2")]).await;
     let mut s = TcpStream::connect(d.daemon.as_ref().unwrap().http_addr())
         .await
         .unwrap();
@@ -197,7 +197,7 @@ async fn a_stalled_sse_reader_keeps_memory_flat_and_is_dropped_after_the_stall_t
 #[tokio::test]
 async fn a_slow_but_flowing_event_stream_is_never_cut() {
     let _serial = one_at_a_time().await;
-    let d = TestDaemon::start_with(&[STANDARD[0], ("HTTP_STALL_TIMEOUT_SECS", "1")]).await;
+    let d = TestDaemon::start_with(&[STANDARD[0], ("HTTP_STALL_TIMEOUT_S", "1")]).await;
     let mut sse = d.events(Some(ADMIN_TOKEN)).await;
     assert_eq!(sse.next(5).await.unwrap().0, "connected");
     for _ in 0..4 {

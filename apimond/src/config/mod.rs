@@ -234,9 +234,9 @@ impl Config {
             host,
             public_origin: parsers::public_origin(&raw)?,
             limits: HttpLimits {
-                header_timeout: secs(&HTTP_HEADER_TIMEOUT_SECS)?,
-                body_timeout: secs(&HTTP_BODY_TIMEOUT_SECS)?,
-                stall_timeout: secs(&HTTP_STALL_TIMEOUT_SECS)?,
+                header_timeout: secs(&HTTP_HEADER_TIMEOUT_S)?,
+                body_timeout: secs(&HTTP_BODY_TIMEOUT_S)?,
+                stall_timeout: secs(&HTTP_STALL_TIMEOUT_S)?,
                 max_connections: raw.int(&HTTP_MAX_CONNECTIONS)? as usize,
                 max_per_client: raw.int(&HTTP_MAX_CONNECTIONS_PER_CLIENT)? as usize,
             },

@@ -225,12 +225,11 @@ pub const PROXY_BREAKER_COOLDOWN_S: Variable =
 pub const PUBLIC_URL: Variable = Variable::special("PUBLIC_URL");
 /// How long a client may take to send a request's headers, and how long a kept-alive
 /// connection may sit idle between requests.
-pub const HTTP_HEADER_TIMEOUT_SECS: Variable =
-    Variable::int("HTTP_HEADER_TIMEOUT_SECS", 1, 600, 20);
+pub const HTTP_HEADER_TIMEOUT_S: Variable = Variable::int("HTTP_HEADER_TIMEOUT_S", 1, 600, 20);
 /// How long a request body may go without sending a byte.
-pub const HTTP_BODY_TIMEOUT_SECS: Variable = Variable::int("HTTP_BODY_TIMEOUT_SECS", 1, 3600, 30);
+pub const HTTP_BODY_TIMEOUT_S: Variable = Variable::int("HTTP_BODY_TIMEOUT_S", 1, 3600, 30);
 /// How long a response may wait on a client that reads nothing (a stalled stream reader).
-pub const HTTP_STALL_TIMEOUT_SECS: Variable = Variable::int("HTTP_STALL_TIMEOUT_SECS", 1, 3600, 60);
+pub const HTTP_STALL_TIMEOUT_S: Variable = Variable::int("HTTP_STALL_TIMEOUT_S", 1, 3600, 60);
 /// Open HTTP connections in all (also bounded by the open-file limit).
 pub const HTTP_MAX_CONNECTIONS: Variable =
     Variable::int("HTTP_MAX_CONNECTIONS", 16, 1_000_000, 10_000);
@@ -270,9 +269,9 @@ pub const VARIABLES: &[Variable] = &[
     PROXY_IDLE_TIMEOUT_S,
     PROXY_BREAKER_COOLDOWN_S,
     PUBLIC_URL,
-    HTTP_HEADER_TIMEOUT_SECS,
-    HTTP_BODY_TIMEOUT_SECS,
-    HTTP_STALL_TIMEOUT_SECS,
+    HTTP_HEADER_TIMEOUT_S,
+    HTTP_BODY_TIMEOUT_S,
+    HTTP_STALL_TIMEOUT_S,
     HTTP_MAX_CONNECTIONS,
     HTTP_MAX_CONNECTIONS_PER_CLIENT,
 ];

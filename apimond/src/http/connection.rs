@@ -1,7 +1,7 @@
 //! One HTTP connection and what it may hold: its request headers (and the idle time
-//! between kept-alive requests) must arrive within `HTTP_HEADER_TIMEOUT_SECS`, a
-//! request body may not pause longer than `HTTP_BODY_TIMEOUT_SECS`, and a response
-//! the client stops reading is dropped after `HTTP_STALL_TIMEOUT_SECS`. A response
+//! between kept-alive requests) must arrive within `HTTP_HEADER_TIMEOUT_S`, a
+//! request body may not pause longer than `HTTP_BODY_TIMEOUT_S`, and a response
+//! the client stops reading is dropped after `HTTP_STALL_TIMEOUT_S`. A response
 //! that keeps flowing (SSE, proxied streams) is never cut: only a write that makes no
 //! progress counts. hyper's own answers to unparsable requests (400, 414, 431) get
 //! the API's JSON `detail` body here, as they leave.
@@ -334,7 +334,7 @@ pub async fn serve(
             }
             _ = check.tick() => {
                 if watch.stalled_for() >= limits.stall_timeout {
-                    tracing::info!(client = %peer, seconds = limits.stall_timeout.as_secs(), "closed an HTTP connection whose client stopped reading (HTTP_STALL_TIMEOUT_SECS)");
+                    tracing::info!(client = %peer, seconds = limits.stall_timeout.as_secs(), "closed an HTTP connection whose client stopped reading (HTTP_STALL_TIMEOUT_S)");
                     return;
                 }
             }
