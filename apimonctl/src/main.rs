@@ -6,6 +6,7 @@
 //! 4 not found, 5 any other error.
 
 mod admin;
+mod backup;
 mod error;
 mod output;
 mod probe;
@@ -106,8 +107,15 @@ enum Command {
     },
     /// Create the targets of an export file.
     Import { file: PathBuf },
+    /// Write a consistent snapshot of the daemon's database to FILE (0600), taken
+    /// while it runs. The secret key is not in it: keep that apart (see the output).
+    Backup { file: PathBuf },
     /// Shell completions.
     Completions { shell: clap_complete::Shell },
+    /// Write the man pages (apimonctl.1 and one per subcommand) into DIR; the
+    /// package build uses it.
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -215,6 +223,13 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe(args) => probe::run(args, &out).await,
+        Command::Manpages { dir } => {
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(Cli::command(), &dir).map_err(|e| {
+                CliError::Other(format!("cannot write into {}: {e}", dir.display()))
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         command => {
             let mut conn = transport::Conn::open(
                 cli.socket.as_deref(),
@@ -245,7 +260,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     output,
                 } => admin::export(&mut conn, with_secrets, output, &out).await,
                 Command::Import { file } => admin::import(&mut conn, &file, &out).await,
-                Command::Completions { .. } | Command::Probe(_) => unreachable!("handled above"),
+                Command::Backup { file } => backup::backup(&mut conn, &file, &out).await,
+                Command::Completions { .. } | Command::Probe(_) | Command::Manpages { .. } => {
+                    unreachable!("handled above")
+                }
             }
         }
     }

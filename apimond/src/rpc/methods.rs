@@ -152,6 +152,12 @@ async fn dispatch(core: &Core, caller: &Caller, request: Request) -> MethodResul
                     .map_err(from_service)?,
             )
         }
+        Request::BackupStart(_) => reply(core.backup_start(caller).await.map_err(from_service)?),
+        Request::BackupRead(p) => reply(
+            core.backup_read(caller, &p.backup_id, p.offset)
+                .await
+                .map_err(from_service)?,
+        ),
     }
 }
 

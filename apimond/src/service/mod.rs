@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backup;
 pub mod limiter;
 pub mod models;
 pub mod overview;
@@ -95,6 +96,8 @@ pub struct Core {
     pub streams_closed: CancellationToken,
     pub started: Instant,
     pub started_at: f64,
+    /// Snapshots taken for `apimonctl backup`, waiting to be read.
+    pub backups: backup::Backups,
 }
 
 /// The parts of the daemon the service layer drives, built and wired by the daemon.
@@ -109,6 +112,7 @@ pub struct CoreParts {
 impl Core {
     pub fn new(config: Config, store: Store, settings: Settings, parts: CoreParts) -> Arc<Core> {
         parts.upkeep.set_log_policy(log_policy(&settings));
+        let backups = backup::Backups::new(&config.paths.data_dir);
         Arc::new(Core {
             scheduler: parts.scheduler,
             bus: parts.bus,
@@ -132,6 +136,7 @@ impl Core {
             settings_changed: tokio::sync::watch::channel(0).0,
             started: Instant::now(),
             started_at: crate::store::now(),
+            backups,
         })
     }
 

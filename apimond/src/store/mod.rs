@@ -13,8 +13,10 @@
 //! - `discovered_models`, `schedule`: what discovery found, when each target is due;
 //! - `retention`: what is pruned and when;
 //! - `migrations`: the schema;
+//! - `backup`: online snapshots and their offline restore;
 //! - `go_upgrade`: a data directory of the Go `api_monitor` upgraded in place.
 
+pub mod backup;
 pub mod crypto;
 pub mod discovered_models;
 pub mod go_upgrade;

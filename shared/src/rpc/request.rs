@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use super::code;
 use super::params::{
-    Export, Hello, Import, NoParams, RunsList, RunsLogs, TargetRef, TargetsAdd, TargetsEdit,
+    BackupRead, Export, Hello, Import, NoParams, RunsList, RunsLogs, TargetRef, TargetsAdd,
+    TargetsEdit,
 };
 
 /// Declares the methods: each line is a method's name on the wire, its variant and
@@ -67,6 +68,11 @@ methods! {
     "export" => Export(Export),
     /// Replies [`super::reply::ImportReply`].
     "import" => Import(Import),
+    /// Takes a consistent snapshot of the database, held until read. Replies
+    /// [`super::reply::BackupStarted`].
+    "backup.start" => BackupStart(NoParams),
+    /// One chunk of a snapshot. Replies [`super::reply::BackupChunk`].
+    "backup.read" => BackupRead(BackupRead),
 }
 
 /// Why a well-formed JSON-RPC call names no request apimond can run.
