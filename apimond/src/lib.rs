@@ -321,21 +321,37 @@ pub fn restore(config: &Config, file: &Path) -> anyhow::Result<store::backup::Re
         .with_context(|| format!("cannot restore {}", file.display()))
 }
 
-async fn stop_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, caught from the moment this is called: a signal that comes
+/// before anyone awaits [`StopSignals::recv`] is kept, never the default action (an
+/// abrupt exit), even one sent right after READY=1.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 /// Starts the daemon, tells systemd it is ready, and runs until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let mut signals = StopSignals::install()?;
     let daemon = Daemon::start(config).await?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let signal = stop_signal().await?;
+    let signal = signals.recv().await;
     tracing::info!(signal, "stopping");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     daemon.shutdown().await
