@@ -8,6 +8,7 @@
 mod admin;
 mod backup;
 mod error;
+mod health;
 mod output;
 mod probe;
 mod runs;
@@ -107,6 +108,9 @@ enum Command {
     },
     /// Create the targets of an export file.
     Import { file: PathBuf },
+    /// Ask GET /api/health of --url (default: http://127.0.0.1:$PORT, 8081); exit 0
+    /// when it answers 200, 1 otherwise (not ready), 3 when unreachable. No token.
+    Health,
     /// Write a consistent snapshot of the daemon's database to FILE (0600), taken
     /// while it runs. The secret key is not in it: keep that apart (see the output).
     Backup { file: PathBuf },
@@ -223,6 +227,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe(args) => probe::run(args, &out).await,
+        Command::Health => health::health(cli.url.as_deref(), &out).await,
         Command::Manpages { dir } => {
             std::fs::create_dir_all(&dir)?;
             clap_mangen::generate_to(Cli::command(), &dir).map_err(|e| {
@@ -261,7 +266,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 } => admin::export(&mut conn, with_secrets, output, &out).await,
                 Command::Import { file } => admin::import(&mut conn, &file, &out).await,
                 Command::Backup { file } => backup::backup(&mut conn, &file, &out).await,
-                Command::Completions { .. } | Command::Probe(_) | Command::Manpages { .. } => {
+                Command::Completions { .. }
+                | Command::Probe(_)
+                | Command::Manpages { .. }
+                | Command::Health => {
                     unreachable!("handled above")
                 }
             }
