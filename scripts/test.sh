@@ -52,6 +52,8 @@ set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+stage operations
+scripts/test-ops.sh || status=1
 stage ""
 echo "== total $SECONDS s"
 # One closing line over every test binary (cargo prints one result line per binary).
