@@ -32,23 +32,31 @@ expect_file -rw-r--r-- usr/share/bash-completion/completions/apimonctl
 expect_file -rw-r--r-- usr/share/zsh/vendor-completions/_apimonctl
 expect_file -rw-r--r-- usr/share/fish/vendor_completions.d/apimonctl.fish
 expect_file -rw-r--r-- usr/share/doc/apimon/copyright
-if grep -q 'root/root' <<<"$contents"; then :; else fail "files are not owned by root"; fi
+grep -Evq '^[-d][rwx-]{9} (0/0|root/root) ' <<<"$contents" && fail "files not owned by root"
 echo "deb_check: dpkg-deb -c: both binaries, unit, sysusers, settings file (0600), man pages, completions"
 
 info=$(dpkg-deb -I "$deb")
 grep -q '^ Package: apimon$' <<<"$info" || fail "package name: $info"
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+grep -q "^ Version: $version-1\$" <<<"$info" || fail "package version is not $version-1: $info"
+head -1 packaging/changelog | grep -q "^apimon ($version-1) " \
+    || fail "packaging/changelog's first entry is not $version-1: add one"
 grep -Eq '^ Depends: .*libc6' <<<"$info" || fail "no libc6 dependency (shlibdeps): $info"
-grep -Eq '^ Depends: .*systemd \| adduser' <<<"$info" || fail "no systemd | adduser dependency: $info"
+grep -Eq '^ Depends: .*systemd \| systemd-standalone-sysusers \| systemd-sysusers' <<<"$info" \
+    || fail "no dependency on systemd-sysusers: $info"
 dpkg-deb -I "$deb" conffiles | grep -qx '/etc/apimon/apimond.env' || fail "the settings file is no conffile"
 postinst=$(dpkg-deb -I "$deb" postinst)
-grep -q 'systemd-sysusers apimon.conf' <<<"$postinst" || fail "postinst does not create the user"
-grep -q 'adduser --system' <<<"$postinst" || fail "postinst has no adduser fallback"
-grep -q 'deb-systemd-helper' <<<"$postinst" || fail "postinst does not register the unit"
-if grep -Eq 'deb-systemd-invoke (start|restart) .*apimond.service' <<<"$postinst" \
-    && ! grep -q '_dh_action' <<<"$postinst"; then
-    fail "postinst starts the service on a first install (the README says: systemctl enable --now)"
+grep -q 'systemd-sysusers .*apimon.conf' <<<"$postinst" || fail "postinst does not create the user"
+grep -q 'deb-systemd-helper update-state apimond.service' <<<"$postinst" \
+    || fail "postinst does not register the unit"
+# Installing starts nothing (the README's second command does); upgrades restart a
+# running daemon (try-restart).
+if grep -Eq 'deb-systemd-invoke (start|restart) ' <<<"$postinst" \
+    || grep -q 'deb-systemd-helper enable apimond.service' <<<"$postinst" \
+    && ! grep -q 'was-enabled apimond.service' <<<"$postinst"; then
+    fail "postinst enables or starts the service on a first install"
 fi
-echo "deb_check: dpkg-deb -I: conffile, dependencies, postinst (sysusers, adduser fallback, unit)"
+echo "deb_check: dpkg-deb -I: conffile, dependencies, postinst (sysusers, unit, nothing started)"
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
@@ -64,20 +72,14 @@ sed "s|^ExecStart=/usr/bin/apimond|ExecStart=$root/usr/bin/apimond|" \
 systemd-analyze verify --man=no "$root/apimond.service" || fail "the packaged unit does not verify"
 echo "deb_check: dpkg-deb -x: binaries run, unit verifies, man page and completions readable"
 
-# Accepted lintian tags, each for a reason:
-# - no-changelog, no-manual-page-for... (none expected) -- the package is built from
-#   the workspace, not from a Debian source package: it has no debian/changelog.
-# - non-standard-file-perm: /etc/apimon/apimond.env is 0600 on purpose (it may hold
-#   tokens; systemd reads it as root before dropping to apimon).
-# - spelling-error-in-binary / embedded-library: BoringSSL and SQLite are linked in
-#   statically by the `browser` client and rusqlite's `bundled` feature.
-# - initial-upload-closes-no-bugs, changelog-file-missing-in-native-package: no Debian
-#   changelog (see above).
-# - maintainer-script-calls-systemctl: the unit snippets come from cargo-deb's
-#   dh_installsystemd port and guard systemctl as debhelper does.
-lintian_out=$(lintian --no-tag-display-limit --suppress-tags \
-    no-changelog,debian-changelog-file-missing,changelog-file-missing-in-native-package,non-standard-file-perm,spelling-error-in-binary,embedded-library,initial-upload-closes-no-bugs,maintainer-script-calls-systemctl \
-    "$deb" 2>&1 || true)
+# Accepted lintian warnings, each for a reason:
+# - non-standard-file-perm on /etc/apimon/apimond.env: 0600 on purpose (it may hold
+#   tokens; systemd reads it as root before starting the daemon as apimon);
+# - initial-upload-closes-no-bugs: the package is not uploaded to Debian, so its first
+#   changelog entry closes no ITP bug.
+lintian_out=$(lintian --tag-display-limit 0 \
+    --suppress-tags non-standard-file-perm,initial-upload-closes-no-bugs "$deb" 2>&1 || true)
+lintian_out=$(grep -v '^running with root privileges' <<<"$lintian_out" || true)
 if [ -n "$lintian_out" ]; then
     echo "$lintian_out"
 fi
