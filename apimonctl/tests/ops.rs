@@ -9,6 +9,11 @@ use apimond::testing::{ADMIN_TOKEN, TestDaemon};
 
 const BIN: &str = env!("CARGO_BIN_EXE_apimonctl");
 
+/// Held while a child process is started, and around the in-process restore: a child
+/// forked while the restore holds the data directory's lock would keep that lock
+/// (flock) until it execs, and the daemon started next would find it taken.
+static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 async fn ctl(args: &[&str], env: &[(&str, String)]) -> Output {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let env: Vec<(String, String)> = env
@@ -23,7 +28,14 @@ async fn ctl(args: &[&str], env: &[(&str, String)]) -> Output {
         for (k, v) in &env {
             c.env(k, v);
         }
-        c.output().unwrap()
+        let _forking = FORKS.lock().unwrap_or_else(|e| e.into_inner());
+        let child = c
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(_forking);
+        child.wait_with_output().unwrap()
     })
     .await
     .unwrap()
@@ -69,7 +81,10 @@ async fn backup_writes_a_private_file_that_restores_to_the_same_targets() {
     std::fs::copy(d.dir.join("secret.key"), fresh.join("secret.key")).unwrap();
     let config =
         apimond::Config::from_sources(&apimond::testing::env_for(&fresh, &[]), None).unwrap();
-    let restored = apimond::restore(&config, &file).unwrap();
+    let restored = {
+        let _no_forks = FORKS.lock().unwrap_or_else(|e| e.into_inner());
+        apimond::restore(&config, &file).unwrap()
+    };
     assert_eq!(restored.targets, 2);
     let r = TestDaemon::start_in(&fresh, &[("API_MONITOR_TOKEN", ADMIN_TOKEN)]).await;
     let (_, list) = r

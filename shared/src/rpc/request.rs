@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn every_method_name_maps_to_its_variant_and_back() {
         for method in Request::METHODS {
-            let params = json!({"target": "1", "items": []});
+            let params = json!({"target": "1", "items": [], "backup_id": "0a1b"});
             let r = parse(method, params).unwrap();
             assert_eq!(r.method(), *method);
         }
