@@ -131,7 +131,7 @@ check_deb() {
     "$out/apimonctl" completions fish >"$extra/completions/apimonctl.fish"
     gzip -9n "$extra"/man/*.1 "$extra/man8/apimond.8"
     rm -f "$target"/debian/apimon_*.deb
-    "$tools/bin/cargo-deb" -p apimond --no-build --profile "$profile" --locked -q \
+    "$tools/bin/cargo-deb" -p apimond --no-build --profile "$profile" --locked -q --fast \
         -o "$target/debian/"
     local deb
     deb=$(ls "$target"/debian/apimon_*.deb)
