@@ -55,7 +55,9 @@ stage proxy-sdk
 scripts/test-proxy-sdk.sh 2>&1 | tee -a "$log"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 set -e
 stage web
-scripts/test-web.sh
+scripts/test-web.sh || status=1
+stage operations
+scripts/test-ops.sh || status=1
 stage ""
 echo "== total $SECONDS s"
 # One closing line over every test binary (cargo prints one result line per binary).

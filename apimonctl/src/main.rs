@@ -6,8 +6,10 @@
 //! 4 not found, 5 any other error.
 
 mod admin;
+mod backup;
 mod error;
 mod keys;
+mod health;
 mod output;
 mod probe;
 mod runs;
@@ -112,8 +114,18 @@ enum Command {
     /// Create, list, show, change and revoke proxy keys; show proxy usage.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Ask GET /api/health of --url (default: http://127.0.0.1:$PORT, 8081); exit 0
+    /// when it answers 200, 1 otherwise (not ready), 3 when unreachable. No token.
+    Health,
+    /// Write a consistent snapshot of the daemon's database to FILE (0600), taken
+    /// while it runs. The secret key is not in it: keep that apart (see the output).
+    Backup { file: PathBuf },
     /// Shell completions.
     Completions { shell: clap_complete::Shell },
+    /// Write the man pages (apimonctl.1 and one per subcommand) into DIR; the
+    /// package build uses it.
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -221,6 +233,14 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe(args) => probe::run(args, &out).await,
+        Command::Health => health::health(cli.url.as_deref(), &out).await,
+        Command::Manpages { dir } => {
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(Cli::command(), &dir).map_err(|e| {
+                CliError::Other(format!("cannot write into {}: {e}", dir.display()))
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         command => {
             let mut conn = transport::Conn::open(
                 cli.socket.as_deref(),
@@ -253,7 +273,13 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 } => admin::export(&mut conn, with_secrets, output, &out).await,
                 Command::Import { file } => admin::import(&mut conn, &file, &out).await,
                 Command::Keys(k) => keys::run(k, &mut conn, &out).await,
-                Command::Completions { .. } | Command::Probe(_) => unreachable!("handled above"),
+                Command::Backup { file } => backup::backup(&mut conn, &file, &out).await,
+                Command::Completions { .. }
+                | Command::Probe(_)
+                | Command::Manpages { .. }
+                | Command::Health => {
+                    unreachable!("handled above")
+                }
             }
         }
     }

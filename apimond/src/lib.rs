@@ -351,6 +351,20 @@ impl Drop for Daemon {
     }
 }
 
+/// Puts the backup `file` (from `apimonctl backup`) in place as the database of
+/// `config`'s data directory, with no daemon running on it: refused while another
+/// apimond holds the directory's lock. See [`store::backup::restore`].
+pub fn restore(config: &Config, file: &Path) -> anyhow::Result<store::backup::Restored> {
+    if !file.is_file() {
+        bail!("{} is not a backup file", file.display());
+    }
+    create_data_dir(&config.paths.data_dir)?;
+    let _lock = lock_data_dir(&config.paths.data_dir)?;
+    let key = config.secret_key.as_ref().map(|k| k.expose());
+    store::backup::restore(&config.paths.data_dir, file, key)
+        .with_context(|| format!("cannot restore {}", file.display()))
+}
+
 /// SIGTERM and SIGINT, caught from the moment this is called: a signal that comes
 /// before anyone awaits [`StopSignals::recv`] is kept, never the default action (an
 /// abrupt exit), even one sent right after READY=1.

@@ -17,6 +17,14 @@ struct Args {
     /// TOML configuration file (keys are the variable names, e.g. `port = 8081`).
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Put a backup taken with `apimonctl backup` in place as DATA_DIR's database, then
+    /// exit. The daemon must be stopped; the database there is kept aside. The data
+    /// directory needs the secret key of the backup (secret.key or APIMON_SECRET_KEY).
+    #[arg(long, value_name = "FILE")]
+    restore: Option<PathBuf>,
+    /// Print the man page (section 8) and exit; the package build uses it.
+    #[arg(long, hide = true)]
+    manpage: bool,
 }
 
 fn init_logging(format: LogFormat) {
@@ -33,8 +41,47 @@ fn init_logging(format: LogFormat) {
     };
 }
 
+fn restore(config: &Config, file: &std::path::Path) -> ExitCode {
+    match apimond::restore(config, file) {
+        Ok(r) => {
+            println!(
+                "restored {} into {} (schema version {}, {} targets, {} runs)",
+                file.display(),
+                config.paths.data_dir.display(),
+                r.schema_version,
+                r.targets,
+                r.runs
+            );
+            if let Some(previous) = r.previous {
+                println!(
+                    "the database that was there is kept as {}; delete it once the restore is checked",
+                    previous.display()
+                );
+            }
+            println!(
+                "start apimond to use it; runs that were in flight in the backup are marked interrupted"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("apimond: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.manpage {
+        let page = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
+        return match page.render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("apimond: cannot write the man page: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let config = match Config::load(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -43,6 +90,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.logging.format);
+    if let Some(file) = &args.restore {
+        return restore(&config, file);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

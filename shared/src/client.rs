@@ -12,9 +12,10 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::Secret;
-use crate::rpc::params::{Export, Hello, Import, NoParams, TargetRef};
+use crate::rpc::params::{BackupRead, Export, Hello, Import, NoParams, TargetRef};
 use crate::rpc::reply::{
-    ExportChunk, HelloReply, ImportReply, StatusReply, Subscribed, TriggerReply,
+    BackupChunk, BackupStarted, ExportChunk, HelloReply, ImportReply, StatusReply, Subscribed,
+    TriggerReply,
 };
 use crate::rpc::{MAX_LINE, MAX_REPLY, Message, PROTOCOL_VERSION, Request, RpcError};
 
@@ -163,6 +164,14 @@ impl RpcClient {
 
     pub async fn import_chunk(&mut self, params: Import) -> Result<ImportReply, ClientError> {
         self.call_as(&Request::Import(params)).await
+    }
+
+    pub async fn backup_start(&mut self) -> Result<BackupStarted, ClientError> {
+        self.call_as(&Request::BackupStart(NoParams {})).await
+    }
+
+    pub async fn backup_read(&mut self, params: BackupRead) -> Result<BackupChunk, ClientError> {
+        self.call_as(&Request::BackupRead(params)).await
     }
 
     /// The next message from the daemon (for subscriptions: notifications).

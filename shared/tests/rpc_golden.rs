@@ -11,10 +11,12 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 use shared::rpc::key_params::{KeyRef, KeysCreate, KeysEdit, KeysUsage};
 use shared::rpc::params::{
-    Export, Hello, Import, NoParams, RunsList, RunsLogs, TargetRef, TargetsAdd, TargetsEdit,
+    BackupRead, Export, Hello, Import, NoParams, RunsList, RunsLogs, TargetRef, TargetsAdd,
+    TargetsEdit,
 };
 use shared::rpc::reply::{
-    ExportChunk, HelloReply, ImportReply, SkippedTarget, StatusReply, Subscribed, TriggerReply,
+    BackupChunk, BackupStarted, ExportChunk, HelloReply, ImportReply, SecretKeyLocation,
+    SkippedTarget, StatusReply, Subscribed, TriggerReply,
 };
 use shared::rpc::{PROTOCOL_VERSION, Request};
 
@@ -164,6 +166,30 @@ fn samples() -> Vec<Sample> {
             }),
         ]),
         sample(vec![Request::ProxyBreakers(NoParams {})]),
+        with_reply(
+            vec![Request::BackupStart(NoParams {})],
+            BackupStarted {
+                backup_id: "3f9a0c1d2e4b5a69".into(),
+                size: 1_048_576,
+                sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+                schema_version: 5,
+                taken_at: 1_750_000_000.5,
+                secret_key: SecretKeyLocation::File {
+                    path: "/var/lib/apimon/secret.key".into(),
+                },
+            },
+        ),
+        with_reply(
+            vec![Request::BackupRead(BackupRead {
+                backup_id: "3f9a0c1d2e4b5a69".into(),
+                offset: 524_288,
+            })],
+            BackupChunk {
+                offset: 524_288,
+                data: "U1FMaXRlIGZvcm1hdCAzAA==".into(),
+                next_offset: None,
+            },
+        ),
     ]
 }
 
@@ -268,6 +294,8 @@ fn every_sample_reply_reads_back_as_its_type() {
             Request::EventsSubscribe(_) => same::<Subscribed>(reply),
             Request::Export(_) => same::<ExportChunk>(reply),
             Request::Import(_) => same::<ImportReply>(reply),
+            Request::BackupStart(_) => same::<BackupStarted>(reply),
+            Request::BackupRead(_) => same::<BackupChunk>(reply),
             ref other => panic!("no reply type for {}", other.method()),
         }
     }

@@ -208,6 +208,12 @@ async fn dispatch(core: &Core, proxy: &Proxy, caller: &Caller, request: Request)
             caller.require_reader().map_err(from_service)?;
             reply(serde_json::json!({ "items": proxy.breakers() }))
         }
+        Request::BackupStart(_) => reply(core.backup_start(caller).await.map_err(from_service)?),
+        Request::BackupRead(p) => reply(
+            core.backup_read(caller, &p.backup_id, p.offset)
+                .await
+                .map_err(from_service)?,
+        ),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod budget_day;
+pub mod backup;
 pub mod limiter;
 pub mod models;
 pub mod overview;
@@ -116,6 +117,8 @@ pub struct Core {
     pub streams_closed: CancellationToken,
     pub started: Instant,
     pub started_at: f64,
+    /// Snapshots taken for `apimonctl backup`, waiting to be read.
+    pub backups: backup::Backups,
 }
 
 /// The parts of the daemon the service layer drives, built and wired by the daemon.
@@ -140,6 +143,7 @@ impl Core {
             budget_day::BudgetDay::new(config.time_zone.clone()),
         );
         proxy_keys.set_master(settings.proxy_master_token.as_ref().map(|t| t.expose()));
+        let backups = backup::Backups::new(&config.paths.data_dir);
         Arc::new(Core {
             scheduler: parts.scheduler,
             bus: parts.bus,
@@ -162,6 +166,7 @@ impl Core {
             settings_changed: tokio::sync::watch::channel(0).0,
             started: Instant::now(),
             started_at: crate::store::now(),
+            backups,
         })
     }
 

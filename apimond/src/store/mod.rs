@@ -15,8 +15,10 @@
 //! - `proxy_keys`, `proxy_usage`, `usage_reads`: the proxy's keys, and what it served
 //!   with rollups, read back;
 //! - `migrations`: the schema;
+//! - `backup`: online snapshots and their offline restore;
 //! - `go_upgrade`: a data directory of the Go `api_monitor` upgraded in place.
 
+pub mod backup;
 pub mod crypto;
 pub mod discovered_models;
 pub mod go_upgrade;

@@ -213,6 +213,27 @@ impl<'de> Deserialize<'de> for Import {
     }
 }
 
+/// `backup.read`: the bytes of snapshot `backup_id` from `offset`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackupRead {
+    pub backup_id: String,
+    pub offset: u64,
+}
+
+impl<'de> Deserialize<'de> for BackupRead {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        read(d, |f| {
+            let backup_id = f.string("backup_id")?;
+            let offset = match f.int("offset")? {
+                None => 0,
+                Some(o) if o >= 0 => o as u64,
+                Some(_) => return Err("offset: must be 0 or more".into()),
+            };
+            Ok(BackupRead { backup_id, offset })
+        })
+    }
+}
+
 /// Target fields may carry an API key, imports many: their `Debug` shows the shape,
 /// never the values.
 fn hidden_fields(v: &Value) -> String {

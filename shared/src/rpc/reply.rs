@@ -117,3 +117,53 @@ pub struct SkippedTarget {
     pub name: String,
     pub reason: String,
 }
+
+/// `backup.start`: a snapshot was taken and waits to be read with `backup.read`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupStarted {
+    pub backup_id: String,
+    /// Bytes of the snapshot file.
+    pub size: u64,
+    /// SHA-256 of the whole file, hex: the CLI checks what it wrote against it.
+    pub sha256: String,
+    /// The schema version (`PRAGMA user_version`) of the snapshot.
+    pub schema_version: i64,
+    /// Unix seconds.
+    pub taken_at: f64,
+    /// Where the key that seals the snapshot's channel keys is: never in the snapshot.
+    pub secret_key: SecretKeyLocation,
+}
+
+/// Where apimond's secret key comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum SecretKeyLocation {
+    /// The key file in the data directory.
+    File { path: String },
+    /// The `APIMON_SECRET_KEY` variable.
+    Environment { variable: String },
+}
+
+/// `backup.read`: bytes of a snapshot, base64, and where the next chunk starts (none
+/// after the last; the snapshot is deleted then).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupChunk {
+    pub offset: u64,
+    /// Standard base64 of the bytes from `offset`.
+    pub data: String,
+    pub next_offset: Option<u64>,
+}
+
+/// The bytes hold sealed keys and the whole history: never printed.
+impl std::fmt::Debug for BackupChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupChunk")
+            .field("offset", &self.offset)
+            .field(
+                "data",
+                &format_args!("<{} base64 characters>", self.data.len()),
+            )
+            .field("next_offset", &self.next_offset)
+            .finish()
+    }
+}

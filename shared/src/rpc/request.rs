@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use super::code;
 use super::key_params::{KeyRef, KeysCreate, KeysEdit, KeysUsage};
 use super::params::{
-    Export, Hello, Import, NoParams, RunsList, RunsLogs, TargetRef, TargetsAdd, TargetsEdit,
+    BackupRead, Export, Hello, Import, NoParams, RunsList, RunsLogs, TargetRef, TargetsAdd,
+    TargetsEdit,
 };
 
 /// Declares the methods: each line is a method's name on the wire, its variant and
@@ -81,6 +82,11 @@ methods! {
     /// The proxy's circuit breakers that are not closed and clean, as
     /// `GET /api/proxy/breakers`.
     "proxy.breakers" => ProxyBreakers(NoParams),
+    /// Takes a consistent snapshot of the database, held until read. Replies
+    /// [`super::reply::BackupStarted`].
+    "backup.start" => BackupStart(NoParams),
+    /// One chunk of a snapshot. Replies [`super::reply::BackupChunk`].
+    "backup.read" => BackupRead(BackupRead),
 }
 
 /// Why a well-formed JSON-RPC call names no request apimond can run.
@@ -260,7 +266,7 @@ mod tests {
     #[test]
     fn every_method_name_maps_to_its_variant_and_back() {
         for method in Request::METHODS {
-            let params = json!({"target": "1", "items": [], "key": "1"});
+            let params = json!({"target": "1", "items": [], "key": "1", "backup_id": "0a1b"});
             let r = parse(method, params).unwrap();
             assert_eq!(r.method(), *method);
         }
