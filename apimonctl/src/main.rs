@@ -8,8 +8,8 @@
 mod admin;
 mod backup;
 mod error;
-mod keys;
 mod health;
+mod keys;
 mod output;
 mod probe;
 mod runs;

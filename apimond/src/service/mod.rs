@@ -3,8 +3,8 @@
 
 pub mod admin;
 pub mod auth;
-pub mod budget_day;
 pub mod backup;
+pub mod budget_day;
 pub mod limiter;
 pub mod models;
 pub mod overview;
