@@ -143,7 +143,7 @@ test('model selection and the visitor-actions switch are saved', async () => {
   await page.context().close();
 });
 
-test('a proxy key is created with its secret shown once, edited and revoked', async () => {
+test('a proxy key is created with its secret shown once, used through the proxy, edited and revoked; its usage shows', async () => {
   const page = await openPage(browser, { token: null, allowStatus: [400] });
   await signIn(page, PASSWORD);
   await page.waitForSelector('#key-create');
@@ -177,6 +177,16 @@ test('a proxy key is created with its secret shown once, edited and revoked', as
   assert.deepEqual(item.allowed_target_ids, [stack.ids.alpha]);
   assert.deepEqual(item.allowed_models, ['alpha/gpt-4o-mini']);
 
+  // The key reaches the proxy; its requests show in the usage panel below.
+  for (let i = 0; i < 2; i += 1) {
+    const r = await fetch(`${stack.base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${secret}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'alpha/gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    assert.equal(r.status, 200, await r.text());
+  }
+
   await row.locator('[data-key="edit"]').click();
   await page.fill('#kf-daily_token_budget', '100000');
   await page.click('#kf-submit');
@@ -189,6 +199,14 @@ test('a proxy key is created with its secret shown once, edited and revoked', as
   // The usage panel draws its chart for the chosen range.
   await page.click('[data-range="7d"]');
   await page.waitForSelector('#usage-chart canvas');
+  // Usage rows are written in batches: the panel shows them once stored.
+  const used = page.locator('#usage-by-key tbody tr', { hasText: 'team-web' });
+  for (let i = 0; i < 20 && !(await used.count()); i += 1) {
+    await page.waitForTimeout(500);
+    await page.click('[data-range="24h"]');
+    await page.click('[data-range="7d"]');
+  }
+  assert.equal((await used.locator('td').nth(1).textContent()).trim(), '2');
   assert.deepEqual(page.problems, []);
   await page.context().close();
 });
