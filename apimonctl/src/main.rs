@@ -8,6 +8,7 @@
 mod admin;
 mod backup;
 mod error;
+mod events;
 mod health;
 mod keys;
 mod output;
@@ -258,7 +259,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 Command::Models { target, run } => {
                     runs::models(&mut conn, &target, run, &out).await
                 }
-                Command::Events { follow } => runs::events(&mut conn, follow, &out).await,
+                Command::Events { follow } => events::events(&mut conn, follow, &out).await,
                 Command::Check {
                     targets,
                     fail_on,
