@@ -25,6 +25,8 @@ async fn two_channels(
     let d = daemon_with(extra).await;
     let a = channel(&d, "alpha", &relay_a.base_url(), &[]).await;
     let b = channel(&d, "beta", &relay_b.base_url(), &[]).await;
+    // Both in the routing view (refreshed from the bus), or a request may see one only.
+    wait_listed(&d, "alpha/gpt-4o-mini", true).await;
     wait_listed(&d, "beta/gpt-4o-mini", true).await;
     relay_a.clear_received();
     relay_b.clear_received();
