@@ -161,8 +161,12 @@ export async function openPage(browser, { viewport = DESKTOP, theme = 'light', l
   });
   page.on('pageerror', (err) => page.problems.push(`page error: ${err.message}`));
   page.on('requestfailed', (req) => {
-    // An event stream closed by navigation or by the test is not a failure.
+    // An event stream closed by navigation or by the test is not a failure, nor is a
+    // load the browser itself abandoned when the page moved on (net::ERR_ABORTED, e.g. an
+    // icon still loading when the login sends the browser to the panel); a server that
+    // fails a request shows as a reset/empty response or as an HTTP status above.
     if (req.url().includes('/api/events')) return;
+    if (req.failure()?.errorText === 'net::ERR_ABORTED') return;
     page.problems.push(`request failed: ${req.url()} ${req.failure()?.errorText}`);
   });
   page.on('response', (resp) => {
