@@ -1,18 +1,16 @@
 //! `/api/*` handlers for health, dashboard, targets, runs and logs: parse (queries into
 //! the service's typed queries), call the service, return its JSON.
 
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use serde_json::Value;
 
 use super::error::AppError;
 use super::extract::{ApiBody, AppState};
+use crate::service::Caller;
 use crate::service::query::{
     ErrorsQuery, ListTargetsQuery, LogsQuery, QueryString, RunsQuery, StatsQuery,
 };
-use crate::service::{Caller, ServiceError};
 use shared::rpc::reply::TriggerReply;
 
 type ApiResult = Result<Json<Value>, AppError>;
@@ -29,21 +27,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TargetId {
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        super::extract::path_id(parts, state, "target")
             .await
-            .map_err(|e| AppError(ServiceError::BadRequest(e.to_string())))?;
-        let raw = params.get("id").map(String::as_str).unwrap_or("");
-        let id = raw.parse::<i64>().map_err(|_| {
-            AppError(ServiceError::BadRequest(format!(
-                "target id: `{raw}` is not an integer"
-            )))
-        })?;
-        if id < 1 {
-            return Err(AppError(ServiceError::NotFound(format!(
-                "no target with id {id}"
-            ))));
-        }
-        Ok(TargetId(id))
+            .map(TargetId)
     }
 }
 

@@ -224,3 +224,30 @@ impl<S: Send + Sync> FromRequest<S> for ApiBody {
             })
     }
 }
+
+/// The `{id}` of a path, for an extractor of `what` ids (`target`, `proxy key`): text
+/// that is no integer is a bad request (400, as the Go program answers); an integer
+/// below 1 names nothing (404).
+pub async fn path_id<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    what: &str,
+) -> Result<i64, AppError> {
+    let axum::extract::Path(params) = axum::extract::Path::<
+        std::collections::HashMap<String, String>,
+    >::from_request_parts(parts, state)
+    .await
+    .map_err(|e| AppError(ServiceError::BadRequest(e.to_string())))?;
+    let raw = params.get("id").map(String::as_str).unwrap_or("");
+    let id = raw.parse::<i64>().map_err(|_| {
+        AppError(ServiceError::BadRequest(format!(
+            "{what} id: `{raw}` is not an integer"
+        )))
+    })?;
+    if id < 1 {
+        return Err(AppError(ServiceError::NotFound(format!(
+            "no {what} with id {id}"
+        ))));
+    }
+    Ok(id)
+}

@@ -1,17 +1,15 @@
 //! `/api/proxy/keys` and `/api/proxy/usage` handlers (admin only): parse, call the
 //! service, return its JSON.
 
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use serde_json::Value;
 
 use super::error::AppError;
 use super::extract::{ApiBody, AppState};
+use crate::service::Caller;
 use crate::service::proxy_usage::UsageQuery;
 use crate::service::query::QueryString;
-use crate::service::{Caller, ServiceError};
 
 type ApiResult = Result<Json<Value>, AppError>;
 
@@ -26,21 +24,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for KeyId {
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        super::extract::path_id(parts, state, "proxy key")
             .await
-            .map_err(|e| AppError(ServiceError::BadRequest(e.to_string())))?;
-        let raw = params.get("id").map(String::as_str).unwrap_or("");
-        let id = raw.parse::<i64>().map_err(|_| {
-            AppError(ServiceError::BadRequest(format!(
-                "proxy key id: `{raw}` is not an integer"
-            )))
-        })?;
-        if id < 1 {
-            return Err(AppError(ServiceError::NotFound(format!(
-                "no proxy key with id {id}"
-            ))));
-        }
-        Ok(KeyId(id))
+            .map(KeyId)
     }
 }
 
