@@ -231,8 +231,9 @@ impl Daemon {
         }
         // The proxy routes on an in-memory view, loaded before the first request.
         let proxy = proxy::Proxy::new(core.clone());
+        let keep_fresh = proxy.clone().keep_view_fresh(life.upkeep.clone());
         proxy.refresh().await;
-        life.spawn(proxy.clone().keep_view_fresh(life.upkeep.clone()));
+        life.spawn(keep_fresh);
         let socket = rpc::bind(
             core.clone(),
             proxy.clone(),

@@ -56,18 +56,17 @@ impl Proxy {
         })
     }
 
-    /// Keeps the routing view fresh until `stop` (first load included).
-    pub async fn keep_view_fresh(self: Arc<Self>, stop: CancellationToken) {
-        let core = &self.core;
-        self.view
-            .clone()
-            .keep_fresh(
-                core.store.clone(),
-                core.prober.clone(),
-                core.bus.clone(),
-                stop,
-            )
-            .await
+    /// Keeps the routing view fresh until `stop`. Subscribes to the bus when called,
+    /// not when first polled: call it before the first [`Proxy::refresh`] so a change
+    /// made in between still reaches the view (and the daemon's listeners are counted
+    /// from the moment it starts).
+    pub fn keep_view_fresh(
+        self: Arc<Self>,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let sub = self.core.bus.subscribe();
+        let (store, prober) = (self.core.store.clone(), self.core.prober.clone());
+        self.view.clone().keep_fresh(store, prober, sub, stop)
     }
 
     /// Rebuilds the routing view now (start-up, tests).

@@ -10,7 +10,7 @@ use std::time::Duration;
 use shared::probe::{ModelStatus, ProbeSettings, UpstreamClient, normalise_base_url};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{Bus, Event, Received};
+use crate::events::{Event, Received, Subscription};
 use crate::runner::probe_settings;
 use crate::store::Store;
 
@@ -141,17 +141,16 @@ impl ViewHandle {
         }
     }
 
-    /// Keeps the view fresh until `stop`: rebuilds shortly after every change the bus
-    /// announces, and every [`SAFETY_REFRESH`].
+    /// Keeps the view fresh until `stop`: rebuilds shortly after every change `sub`
+    /// announces, and every [`SAFETY_REFRESH`]. The caller subscribes before its first
+    /// load, so no change between that load and this loop is missed.
     pub async fn keep_fresh(
         self,
         store: Store,
         prober: shared::probe::Prober,
-        bus: Bus,
+        mut sub: Subscription,
         stop: CancellationToken,
     ) {
-        let mut sub = bus.subscribe();
-        self.refresh(&store, &prober).await;
         loop {
             let changed = tokio::select! {
                 _ = stop.cancelled() => return,
