@@ -168,7 +168,6 @@ pub async fn serve(
         ledger.target = Some((c.id, c.name.clone()));
         ledger.upstream_model = Some(cand.model.clone());
         let to = Upstream {
-            proxy: &proxy,
             channel: c,
             client,
             model: &cand.model,
@@ -235,7 +234,6 @@ struct Failed {
 
 /// One candidate channel and the model id it is sent.
 struct Upstream<'a> {
-    proxy: &'a Proxy,
     channel: &'a super::view::Channel,
     client: &'a shared::probe::UpstreamClient,
     model: &'a str,
@@ -252,28 +250,37 @@ impl Upstream<'_> {
         deadline: Instant,
     ) -> Result<UpstreamResponse, Failed> {
         let c = self.channel;
-        let mut url = format!("{}{}", c.base, incoming.api.upstream_path(self.model));
-        if let Some(q) = &incoming.query {
-            url.push('?');
-            url.push_str(q);
-        }
-        let body = match (&incoming.model_span, self.model != incoming.requested) {
-            (Some(span), true) => request::with_model(&incoming.body, span, self.model),
-            _ => incoming.body.clone(),
-        };
-        let headers = upstream_headers(self.proxy, c, incoming.api, client_headers);
-        let wait = first_byte.min(deadline.saturating_duration_since(Instant::now()));
-        let sent = tokio::time::timeout(
-            wait,
-            self.client
-                .send(axum::http::Method::POST, &url, headers, Some(body)),
-        )
-        .await;
         let refused = |status: StatusCode, class: &str, message: String| Failed {
             status: status.as_u16(),
             class: class.to_string(),
             response: Refusal::new(status, "upstream_error", message).into_response(),
         };
+        let Some(mut url) = c.base_url.clone() else {
+            return Err(refused(
+                StatusCode::BAD_GATEWAY,
+                "network",
+                format!("channel {} has a base URL that cannot be parsed", c.name),
+            ));
+        };
+        let path = format!(
+            "{}{}",
+            url.path().trim_end_matches('/'),
+            incoming.api.upstream_path(self.model)
+        );
+        url.set_path(&path);
+        url.set_query(incoming.query.as_deref());
+        let body = match (&incoming.model_span, self.model != incoming.requested) {
+            (Some(span), true) => request::with_model(&incoming.body, span, self.model),
+            _ => incoming.body.clone(),
+        };
+        let headers = upstream_headers(c, incoming.api, client_headers);
+        let wait = first_byte.min(deadline.saturating_duration_since(Instant::now()));
+        let sent = tokio::time::timeout(
+            wait,
+            self.client
+                .send(axum::http::Method::POST, url, headers, Some(body)),
+        )
+        .await;
         match sent {
             Err(_) => Err(refused(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -359,16 +366,8 @@ async fn read_request(
     })
 }
 
-fn upstream_headers(
-    proxy: &Proxy,
-    c: &super::view::Channel,
-    api: Api,
-    client: &HeaderMap,
-) -> HeaderMap {
-    let mut h = proxy
-        .core
-        .prober
-        .upstream_headers(&c.settings, api.protocol());
+fn upstream_headers(c: &super::view::Channel, api: Api, client: &HeaderMap) -> HeaderMap {
+    let mut h = c.upstream_headers(api.protocol()).clone();
     for name in PASSED_REQUEST_HEADERS {
         if let Some(v) = client.get(&name) {
             h.insert(name, v.clone());

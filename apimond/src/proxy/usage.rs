@@ -94,15 +94,6 @@ struct Nested {
     usage: Option<Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum WholeReply {
-    /// Gemini's stream without `alt=sse`: a JSON array of replies. First, as serde
-    /// would also read an array as a struct's fields in order.
-    Many(Vec<UsagePlaces>),
-    One(UsagePlaces),
-}
-
 impl UsagePlaces {
     fn read_into(self, t: &mut Tokens) {
         let mut v = serde_json::Map::new();
@@ -124,6 +115,63 @@ impl UsagePlaces {
         }
         read_usage(&Value::Object(v), t);
     }
+}
+
+/// The usage a whole JSON reply reports, found without parsing the rest of it: the
+/// last `"usage"` or `"usageMetadata"` key (replies put it at or near their end) and
+/// the object after it, as `{key: object}`. `None` when there is no such key, it is
+/// inside a string, or its value is not an object: the caller then parses the whole.
+fn last_usage(whole: &[u8]) -> Option<Value> {
+    let mut end = whole.len();
+    while let Some(at) = rfind_usage_key(&whole[..end]) {
+        end = at;
+        let key_len = if whole[at..].starts_with(b"\"usageMetadata\"") {
+            15
+        } else {
+            7
+        };
+        // An escaped quote is text inside a string, not a key.
+        if at > 0 && whole[at - 1] == b'\\' {
+            continue;
+        }
+        let rest = &whole[at + key_len..];
+        let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+        if rest[colon] != b':' {
+            continue;
+        }
+        let mut values =
+            serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Value>();
+        let value = values.next()?.ok().filter(Value::is_object)?;
+        let key = if key_len == 15 {
+            "usageMetadata"
+        } else {
+            "usage"
+        };
+        return Some(Value::Object(serde_json::Map::from_iter([(
+            key.to_string(),
+            value,
+        )])));
+    }
+    None
+}
+
+/// Where the last `"usage"` or `"usageMetadata"` (with its quotes) starts.
+fn rfind_usage_key(hay: &[u8]) -> Option<usize> {
+    let mut i = hay.len();
+    while i >= 7 {
+        i -= 1;
+        if hay[i] != b'"' || i < 6 {
+            continue;
+        }
+        // `hay[i]` is a closing quote: does a key end here?
+        if hay[..=i].ends_with(b"\"usage\"") {
+            return Some(i - 6);
+        }
+        if hay[..=i].ends_with(b"\"usageMetadata\"") {
+            return Some(i - 14);
+        }
+    }
+    None
 }
 
 impl UsageReader {
@@ -192,17 +240,30 @@ impl UsageReader {
                 joined = self.chunks.concat();
                 &joined
             };
-            match serde_json::from_slice::<WholeReply>(whole) {
-                Ok(WholeReply::One(p)) => p.read_into(&mut self.tokens),
-                Ok(WholeReply::Many(items)) => {
+            if let Some(v) = last_usage(whole) {
+                read_usage(&v, &mut self.tokens);
+                self.chunks.clear();
+                return self.estimate();
+            }
+            // Gemini's stream without `alt=sse` is a JSON array of replies. Told apart
+            // by the first byte: an untagged enum would buffer the whole body first.
+            let array = whole.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+            if array {
+                if let Ok(items) = serde_json::from_slice::<Vec<UsagePlaces>>(whole) {
                     for p in items {
                         p.read_into(&mut self.tokens);
                     }
                 }
-                Err(_) => {}
+            } else if let Ok(p) = serde_json::from_slice::<UsagePlaces>(whole) {
+                p.read_into(&mut self.tokens);
             }
             self.chunks.clear();
         }
+        self.estimate()
+    }
+
+    /// The tokens read, with an estimate where the upstream reported none.
+    fn estimate(&self) -> Tokens {
         let mut t = self.tokens;
         if t.output.is_none() && self.text_chars > 0 {
             t.output = Some(self.text_chars.div_ceil(CHARS_PER_TOKEN) as u64);
@@ -289,5 +350,26 @@ mod tests {
                 estimated: false
             }
         );
+    }
+
+    #[test]
+    fn usage_is_found_at_a_replys_end_and_never_inside_its_text() {
+        let body = br#"{"choices":[{"message":{"content":"the \"usage\": {\"prompt_tokens\": 99} is text"}}],"usage" : {"prompt_tokens":9,"completion_tokens":5}}"#;
+        let v = last_usage(body).unwrap();
+        assert_eq!(v["usage"]["prompt_tokens"], 9);
+        // Only text mentions usage: no usage, and the whole-body read finds none.
+        let text_only = br#"{"content":"\"usage\": {\"input_tokens\": 3}"}"#;
+        assert!(last_usage(text_only).is_none());
+        let mut r = UsageReader::new(Protocol::Anthropic, Instant::now(), 40, false);
+        r.see(&Bytes::from_static(text_only));
+        assert_eq!((r.finish().input, r.finish().output), (None, None));
+        // A value named usage is not a key; a null usage falls back to the whole read.
+        assert!(last_usage(br#"{"type":"usage","n":1}"#).is_none());
+        assert!(last_usage(br#"{"usage":null}"#).is_none());
+        // Gemini's array: the last usageMetadata is the final count.
+        let v = last_usage(br#"[{"usageMetadata":{"promptTokenCount":4}},{"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":7}}]"#).unwrap();
+        let mut t = Tokens::default();
+        read_usage(&v, &mut t);
+        assert_eq!((t.input, t.output), (Some(4), Some(7)));
     }
 }

@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use shared::probe::{ModelStatus, ProbeSettings, UpstreamClient, normalise_base_url};
+use axum::http::HeaderMap;
+use shared::probe::{
+    ModelStatus, ProbeSettings, Protocol, UpstreamClient, UpstreamUrl, normalise_base_url,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, Received, Subscription};
@@ -37,6 +40,13 @@ pub struct Channel {
     pub enabled: bool,
     /// `base_url` without a trailing `/` or `/v1`.
     pub base: String,
+    /// `base`, parsed once (`None` when it does not parse: requests then fail as the
+    /// channel's probes do).
+    pub base_url: Option<UpstreamUrl>,
+    /// What every upstream request of a protocol carries (the channel's key in that
+    /// protocol's header, `anthropic-version`, extra headers), in
+    /// [`Protocol::ALL`]'s order: built once per view, cloned per request.
+    upstream_headers: [HeaderMap; 4],
     pub settings: ProbeSettings,
     /// The target's client; `Err` says why it could not be built (a bad proxy).
     pub client: Result<UpstreamClient, String>,
@@ -52,6 +62,15 @@ impl Channel {
 
     pub fn probe(&self, model: &str) -> Option<&ProbeOutcome> {
         self.models.get(model).and_then(Option::as_ref)
+    }
+
+    /// The headers every upstream request of `protocol` carries.
+    pub fn upstream_headers(&self, protocol: Protocol) -> &HeaderMap {
+        let i = Protocol::ALL
+            .iter()
+            .position(|p| *p == protocol)
+            .expect("every protocol is in ALL");
+        &self.upstream_headers[i]
     }
 }
 
@@ -213,11 +232,14 @@ async fn load(store: &Store, prober: &shared::probe::Prober) -> crate::store::Re
                     }),
                 );
             }
+            let base = normalise_base_url(&t.base_url);
             Channel {
                 id: t.id,
                 name: t.name,
                 enabled: t.enabled,
-                base: normalise_base_url(&t.base_url),
+                base_url: UpstreamUrl::parse(&base).ok(),
+                base,
+                upstream_headers: Protocol::ALL.map(|p| prober.upstream_headers(&settings, p)),
                 client: prober.upstream_client(&settings).map_err(|e| e.message),
                 settings,
                 models,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -28,6 +28,10 @@ pub use crate::store::proxy_usage::{ProxyEndpoint, ProxyUsage};
 const USAGE_QUEUE: usize = 100_000;
 /// Most usage rows written in one store transaction.
 const USAGE_BATCH: usize = 8192;
+/// How long the writer lets rows gather after the first of a batch arrives: one
+/// commit per interval under load instead of one per handful of requests (each
+/// commit writes every touched page to the WAL and takes the file locks).
+const USAGE_LINGER: Duration = Duration::from_millis(100);
 
 /// A key's counters, kept across index rebuilds.
 #[derive(Debug)]
@@ -349,10 +353,21 @@ impl UsageWriter {
                     if n == 0 {
                         break;
                     }
-                    self.write(&mut batch).await;
                 }
                 _ = stop.cancelled() => break,
             }
+            // Let the batch fill for a moment without waking per row, then take all.
+            tokio::select! {
+                _ = tokio::time::sleep(USAGE_LINGER) => {}
+                _ = stop.cancelled() => {}
+            }
+            while batch.len() < USAGE_BATCH {
+                match self.rx.try_recv() {
+                    Ok(u) => batch.push(u),
+                    Err(_) => break,
+                }
+            }
+            self.write(&mut batch).await;
         }
         while let Ok(u) = self.rx.try_recv() {
             batch.push(u);

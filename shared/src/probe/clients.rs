@@ -160,7 +160,7 @@ impl HttpClient {
     pub(super) async fn send_bytes(
         &self,
         method: reqwest::Method,
-        url: &str,
+        url: reqwest::Url,
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<Response, Failure> {
@@ -178,7 +178,7 @@ impl HttpClient {
                 })
             }
             HttpClient::Browser(c) => {
-                let mut b = c.request(method, url).headers(headers);
+                let mut b = c.request(method, url.as_str()).headers(headers);
                 if let Some(body) = body {
                     b = b.body(body);
                 }

@@ -70,12 +70,17 @@ impl Prober {
     }
 }
 
+/// A parsed upstream URL: parse a channel's base once and derive each request's URL
+/// from it (parsing a URL string, host and all, costs more than the rest of a
+/// proxied request's routing).
+pub type UpstreamUrl = reqwest::Url;
+
 impl UpstreamClient {
     /// Sends a request; the answer comes back as soon as its headers did.
     pub async fn send(
         &self,
         method: reqwest::Method,
-        url: &str,
+        url: UpstreamUrl,
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<UpstreamResponse, UpstreamError> {

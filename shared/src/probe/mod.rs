@@ -31,7 +31,7 @@ mod transport;
 
 pub use classify::ErrorClass;
 pub use discovery::normalise_base_url;
-pub use forward::{UpstreamBody, UpstreamClient, UpstreamError, UpstreamResponse};
+pub use forward::{UpstreamBody, UpstreamClient, UpstreamError, UpstreamResponse, UpstreamUrl};
 pub use judge::models_match;
 pub use outbound::{DIRECT, Egress, PROXY_SCHEMES, ProxyChoice, ProxyUrl};
 pub use result::{DiscoveryError, ProbeResult, scrub};
