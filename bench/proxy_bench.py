@@ -4,8 +4,10 @@
 In one run, against a fast upstream (nginx answering a fixed chat-completions JSON):
 
   1. non-streaming chat completions with wrk: direct to the upstream, through nginx's own
-     proxy_pass (keep-alive to the upstream), and through apimond (release build) with a
-     proxy key; requests/s, p50, p99 and non-2xx of each, and apimond's ratios;
+     proxy_pass (keep-alive to the upstream), through testkit's bare-proxy (apimond's
+     HTTP stack, axum + reqwest, with nothing in between: what the stack itself costs),
+     and through apimond (release build) with a proxy key; requests/s, p50, p99 and
+     non-2xx of each, and apimond's ratios;
   2. 1,000 concurrent streaming clients through apimond to the fake relay (events
      --gap-ms apart): peak RSS of apimond, streams that stalled or broke.
 
@@ -15,7 +17,7 @@ p99 < 3 ms over proxy_pass, no non-2xx; 1,000 streams with peak RSS < 200 MB and
 stalled.
 
 Installs nginx and wrk from Debian packages when missing. Builds the release binaries
-unless --bin-dir names a folder holding apimond and fake-upstream.
+unless --bin-dir names a folder holding apimond, fake-upstream and bare-proxy.
 Usage: bench/proxy_bench.py [--duration S] [--connections N] [--streams N] [--bin-dir DIR]
 """
 
@@ -274,6 +276,10 @@ def main():
             except OSError:
                 time.sleep(0.05)
 
+        bare = subprocess.Popen([os.path.join(bin_dir, "bare-proxy"), f"http://127.0.0.1:{up_port}"],
+                                stdout=subprocess.PIPE, text=True)
+        procs.append(bare)
+        bare_base = bare.stdout.readline().split()[-1]
         add_channel(base, "fixed", f"http://127.0.0.1:{up_port}", MODEL)
         add_channel(base, "relay", relay, "model-000")
         key = api(base, "POST", "/api/proxy/keys", {"name": "bench"})["proxy_key"]
@@ -283,7 +289,8 @@ def main():
         check_once(via, key, {**REQUEST, "model": "relay/model-000"})
         # Warm every path once (connections, pools, routing view).
         for url, k in ((f"http://127.0.0.1:{up_port}/v1/chat/completions", None),
-                       (f"http://127.0.0.1:{proxy_port}/v1/chat/completions", None)):
+                       (f"http://127.0.0.1:{proxy_port}/v1/chat/completions", None),
+                       (f"{bare_base}/v1/chat/completions", None)):
             wrk(url, k, 1, 8, tmp)
         through_apimond = 2 + wrk(via, key, 1, 8, tmp)["requests"]
 
@@ -291,6 +298,8 @@ def main():
             "direct": wrk(f"http://127.0.0.1:{up_port}/v1/chat/completions", None, args.duration, args.connections, tmp),
             "nginx proxy_pass": wrk(f"http://127.0.0.1:{proxy_port}/v1/chat/completions", None,
                                     args.duration, args.connections, tmp),
+            "bare same-stack proxy": wrk(f"{bare_base}/v1/chat/completions", None,
+                                         args.duration, args.connections, tmp),
             "apimond (proxy key)": wrk(via, key, args.duration, args.connections, tmp),
         }
         rss_after_wrk = peak_rss_mb(daemon.pid)
@@ -303,6 +312,9 @@ def main():
         ratio = am["rps"] / ng["rps"] if ng["rps"] else float("nan")
         added50, added99 = am["p50"] - ng["p50"], am["p99"] - ng["p99"]
         print(f"apimond / nginx proxy_pass throughput: {ratio:.2f} (goal >= {GOALS['ratio']})")
+        bs = runs["bare same-stack proxy"]
+        print(f"bare same-stack proxy / nginx proxy_pass: {bs['rps'] / ng['rps']:.2f}; apimond / bare: "
+              f"{am['rps'] / bs['rps']:.2f} (what apimond's keys, routing, limits and usage cost)")
         print(f"added p50 over proxy_pass: {added50:.3f} ms (goal < {GOALS['added_p50_ms']}); "
               f"added p99: {added99:.3f} ms (goal < {GOALS['added_p99_ms']}); apimond non-2xx: {am['non2xx']}")
         time.sleep(2)  # usage rows are written in batches
