@@ -30,13 +30,14 @@ pub const MAX_ATTEMPTS: usize = 3;
 
 /// Request headers the upstream gets from the client; everything else (its key, hop
 /// headers, cookies) stays here. The channel's own headers are set from its settings.
-const PASSED_REQUEST_HEADERS: [HeaderName; 3] = [
+const PASSED_REQUEST_HEADERS: [HeaderName; 6] = [
     header::CONTENT_TYPE,
     header::CONTENT_ENCODING,
     header::ACCEPT,
+    HeaderName::from_static("anthropic-version"),
+    HeaderName::from_static("anthropic-beta"),
+    HeaderName::from_static("openai-beta"),
 ];
-const PASSED_REQUEST_HEADER_NAMES: [&str; 3] =
-    ["anthropic-version", "anthropic-beta", "openai-beta"];
 
 /// The key check: the presented key authenticated (shared failure limits per client).
 pub fn authenticate(proxy: &Proxy, parts: &Parts) -> Result<KeyGrant, Refusal> {
@@ -371,11 +372,6 @@ fn upstream_headers(c: &super::view::Channel, api: Api, client: &HeaderMap) -> H
     for name in PASSED_REQUEST_HEADERS {
         if let Some(v) = client.get(&name) {
             h.insert(name, v.clone());
-        }
-    }
-    for name in PASSED_REQUEST_HEADER_NAMES {
-        if let Some(v) = client.get(name) {
-            h.insert(HeaderName::from_static(name), v.clone());
         }
     }
     h

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use shared::probe::{UpstreamBody, UpstreamResponse};
@@ -205,27 +205,31 @@ impl Drop for Relay {
 }
 
 /// Response headers that belong to one hop and are not passed on.
-const HOP_HEADERS: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Header names as constants: a `&str` name is parsed again on every use.
+const HOP_HEADERS: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+const X_PROXY_TARGET_ID: HeaderName = HeaderName::from_static("x-proxy-target-id");
+const X_PROXY_UPSTREAM_MODEL: HeaderName = HeaderName::from_static("x-proxy-upstream-model");
+const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
 /// The upstream's response headers minus hop-by-hop ones, plus which channel and
 /// model answered.
 fn answer_headers(mut h: HeaderMap, c: &super::view::Channel, model: &str) -> HeaderMap {
-    for name in HOP_HEADERS {
+    for name in &HOP_HEADERS {
         h.remove(name);
     }
-    h.insert("x-proxy-target-id", HeaderValue::from(c.id));
+    h.insert(X_PROXY_TARGET_ID, HeaderValue::from(c.id));
     if let Ok(v) = HeaderValue::from_str(model) {
-        h.insert("x-proxy-upstream-model", v);
+        h.insert(X_PROXY_UPSTREAM_MODEL, v);
     }
     h
 }
@@ -284,7 +288,7 @@ pub fn pass_answer(
     }
     if ledger.stream {
         // Also for Gemini's JSON-array stream: no proxy in front may hold it back.
-        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
     }
     let reader = UsageReader::new(protocol, ledger.started, request_bytes, sse);
     let length = headers
