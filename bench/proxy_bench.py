@@ -53,8 +53,9 @@ REQUEST = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello"}
 GOALS = {"ratio": 0.70, "added_p50_ms": 0.5, "added_p99_ms": 3.0, "rss_mb": 200.0}
 
 
-def ensure_installed():
-    missing = [pkg for pkg, tool in (("nginx", "nginx"), ("wrk", "wrk"))
+def ensure_installed(tools=("nginx", "wrk")):
+    """Installs each tool's Debian package (named as the tool) when it is missing."""
+    missing = [tool for tool in tools
                if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}")]
     if not missing:
         return
@@ -103,6 +104,17 @@ http {{
     }}
 }}
 """
+
+
+def start_nginx(tmp):
+    """nginx answering the fixed reply on one port and proxying to it on another:
+    (process, upstream port, proxy_pass port)."""
+    up_port, proxy_port = free_port(), free_port()
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(nginx_conf(tmp, up_port, proxy_port))
+    nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+    return subprocess.Popen([nginx_bin, "-p", tmp, "-c", conf, "-g", "daemon off;"]), up_port, proxy_port
 
 
 def check_once(url, key, body):
@@ -255,12 +267,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="apimon-proxy-bench-")
     procs = []
     try:
-        up_port, proxy_port = free_port(), free_port()
-        conf = os.path.join(tmp, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(nginx_conf(tmp, up_port, proxy_port))
-        nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
-        nginx = subprocess.Popen([nginx_bin, "-p", tmp, "-c", conf, "-g", "daemon off;"])
+        nginx, up_port, proxy_port = start_nginx(tmp)
         procs.append(nginx)
         fake = subprocess.Popen([os.path.join(bin_dir, "fake-upstream"), "--models", "1",
                                  "--event-gap-ms", str(args.gap_ms), "--key", KEY],

@@ -21,7 +21,6 @@ Usage: bench/proxy_instructions.py [--duration S] [--bin-dir DIR]
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,15 +29,6 @@ import proxy_bench as pb
 from probe_bench import ROOT, api
 
 BASELINE = 209_496
-
-
-def ensure_valgrind():
-    if shutil.which("valgrind"):
-        return
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    print("installing valgrind (Debian package)", flush=True)
-    subprocess.run(sudo + ["apt-get", "install", "-y", "-q", "--no-install-recommends", "valgrind"],
-                   check=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
 
 
 def under_callgrind(binary, out, log):
@@ -75,8 +65,7 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="seconds of counted load per proxy")
     ap.add_argument("--bin-dir", help="use apimond, fake-upstream and bare-proxy from here")
     args = ap.parse_args()
-    pb.ensure_installed()
-    ensure_valgrind()
+    pb.ensure_installed(("nginx", "wrk", "valgrind"))
     if args.bin_dir:
         bin_dir = args.bin_dir
     else:
@@ -86,12 +75,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="apimon-proxy-instructions-")
     procs = []
     try:
-        up_port, proxy_port = pb.free_port(), pb.free_port()
-        conf = os.path.join(tmp, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(pb.nginx_conf(tmp, up_port, proxy_port))
-        nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-p", tmp, "-c", conf,
-                                  "-g", "daemon off;"])
+        nginx, up_port, _ = pb.start_nginx(tmp)
         procs.append(nginx)
         upstream = f"http://127.0.0.1:{up_port}"
 
