@@ -38,10 +38,8 @@ pub struct Channel {
     pub id: i64,
     pub name: String,
     pub enabled: bool,
-    /// `base_url` without a trailing `/` or `/v1`.
-    pub base: String,
-    /// `base`, parsed once (`None` when it does not parse: requests then fail as the
-    /// channel's probes do).
+    /// `base_url` without a trailing `/` or `/v1`, parsed once (`None` when it does
+    /// not parse: requests to the channel then fail with a 502 that says so).
     pub base_url: Option<UpstreamUrl>,
     /// What every upstream request of a protocol carries (the channel's key in that
     /// protocol's header, `anthropic-version`, extra headers), in
@@ -232,13 +230,11 @@ async fn load(store: &Store, prober: &shared::probe::Prober) -> crate::store::Re
                     }),
                 );
             }
-            let base = normalise_base_url(&t.base_url);
             Channel {
                 id: t.id,
                 name: t.name,
                 enabled: t.enabled,
-                base_url: UpstreamUrl::parse(&base).ok(),
-                base,
+                base_url: UpstreamUrl::parse(&normalise_base_url(&t.base_url)).ok(),
                 upstream_headers: Protocol::ALL.map(|p| prober.upstream_headers(&settings, p)),
                 client: prober.upstream_client(&settings).map_err(|e| e.message),
                 settings,
