@@ -1,11 +1,13 @@
 //! The two HTTP client profiles behind one face. `browser` is wreq emulating Chrome
 //! (its TLS ClientHello, HTTP/2 settings, header order and default headers), so relays
 //! behind bot protection answer it as they answer the Go program; `plain` is reqwest
-//! with rustls. Both are built here for a [`ClientKey`] (profile, `verify_ssl`, the way
+//! with rustls (and, for the proxy's requests to relays reached without an outbound
+//! proxy, its own HTTP/1.1 connections in `direct`). Both are built here for a [`ClientKey`] (profile, `verify_ssl`, the way
 //! out), and both hand back a [`Response`]: status, headers and a body stream whose
 //! errors are already [`Failure`]s.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +15,7 @@ use futures_util::{Stream, StreamExt};
 use reqwest::header::HeaderMap;
 
 use super::classify::ErrorClass;
+use super::direct::{Direct, environment_names_a_proxy};
 use super::outbound::Egress;
 use super::result::Failure;
 use super::settings::{CONNECT_TIMEOUT, ClientProfile};
@@ -22,7 +25,7 @@ use super::settings::{CONNECT_TIMEOUT, ClientProfile};
 pub(super) const CHROME: wreq_util::Profile = wreq_util::Profile::Chrome149;
 
 /// Idle pooled connections are closed after this long.
-const POOL_IDLE: Duration = Duration::from_secs(30);
+pub(super) const POOL_IDLE: Duration = Duration::from_secs(30);
 
 /// Which client a probe needs: clients are built once per combination and shared by
 /// every probe that needs the same one (connection pools included).
@@ -35,7 +38,9 @@ pub(super) struct ClientKey {
 
 #[derive(Clone)]
 pub(super) enum HttpClient {
-    Plain(reqwest::Client),
+    /// reqwest, and for the proxy's requests to relays reached directly, the
+    /// [`Direct`] connections beside it.
+    Plain(reqwest::Client, Option<Arc<Direct>>),
     Browser(wreq::Client),
 }
 
@@ -77,8 +82,14 @@ impl HttpClient {
                         b = b.proxy(proxy);
                     }
                 }
+                let direct = match &key.egress {
+                    Egress::Direct => true,
+                    Egress::Environment => !environment_names_a_proxy(),
+                    Egress::Via(_) => false,
+                };
+                let direct = direct.then(|| Arc::new(Direct::new(key.verify_ssl)));
                 b.build()
-                    .map(HttpClient::Plain)
+                    .map(|c| HttpClient::Plain(c, direct))
                     .map_err(|e| unusable("plain", &e))
             }
             ClientProfile::Browser => {
@@ -118,7 +129,7 @@ impl HttpClient {
         json: Option<&serde_json::Value>,
     ) -> Result<Response, Failure> {
         match self {
-            HttpClient::Plain(c) => {
+            HttpClient::Plain(c, _) => {
                 let b = match json {
                     Some(body) => c.post(url).json(body),
                     None => c.get(url),
@@ -165,7 +176,12 @@ impl HttpClient {
         body: Option<Bytes>,
     ) -> Result<Response, Failure> {
         match self {
-            HttpClient::Plain(c) => {
+            HttpClient::Plain(c, direct) => {
+                if let Some(direct) = direct
+                    && Direct::takes(&url)
+                {
+                    return direct.send(method, &url, headers, body).await;
+                }
                 let mut b = c.request(method, url).headers(headers);
                 if let Some(body) = body {
                     b = b.body(body);
@@ -213,7 +229,7 @@ fn browser_failure(e: &wreq::Error) -> Failure {
 
 /// A client error as a failure: classed by its chain of messages, without the relay's
 /// URL.
-fn failure(
+pub(super) fn failure(
     e: &(dyn std::error::Error + 'static),
     url: Option<String>,
     timeout: bool,

@@ -1,7 +1,7 @@
 //! The proxy benchmark's baseline for apimond's own cost: the same HTTP stack apimond
-//! proxies with (axum and hyper serving, reqwest with rustls sending, pooled
-//! keep-alive, the body streamed back) and nothing else: no keys, routing, limits,
-//! timeouts or usage. `bare-proxy UPSTREAM` forwards every request's method, path,
+//! proxies with (axum and hyper serving, the `plain` profile's client sending: direct
+//! pooled keep-alive connections, the body streamed back) and nothing else: no keys,
+//! routing, limits, timeouts or usage. `bare-proxy UPSTREAM` forwards every request's method, path,
 //! query, content type and body to `UPSTREAM` (`http://host:port`), prints
 //! `listening http://127.0.0.1:PORT` once ready and serves until killed.
 
@@ -10,15 +10,18 @@ use std::process::ExitCode;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use futures_util::TryStreamExt;
+use shared::probe::{
+    CheckMode, ClientProfile, ProbeSettings, Prober, ProxyChoice, UpstreamClient, UpstreamUrl,
+};
 
 #[derive(Clone)]
 struct Upstream {
-    base: String,
-    client: reqwest::Client,
+    base: UpstreamUrl,
+    client: UpstreamClient,
 }
 
 async fn forward(State(up): State<Upstream>, req: Request) -> Response {
@@ -26,22 +29,21 @@ async fn forward(State(up): State<Upstream>, req: Request) -> Response {
     let Ok(body) = axum::body::to_bytes(body, 32 * 1024 * 1024).await else {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     };
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut out = up
-        .client
-        .request(parts.method, format!("{}{path}", up.base))
-        .body(body);
+    let mut url = up.base.clone();
+    url.set_path(parts.uri.path());
+    url.set_query(parts.uri.query());
+    let mut headers = HeaderMap::new();
     if let Some(v) = parts.headers.get(header::CONTENT_TYPE) {
-        out = out.header(header::CONTENT_TYPE, v);
+        headers.insert(header::CONTENT_TYPE, v.clone());
     }
-    match out.send().await {
-        Ok(mut r) => {
-            let mut resp = Response::builder().status(r.status().as_u16());
+    match up.client.send(parts.method, url, headers, Some(body)).await {
+        Ok(r) => {
+            let mut resp = Response::builder().status(r.status);
             if let Some(h) = resp.headers_mut() {
-                *h = std::mem::take(r.headers_mut());
+                *h = r.headers;
             }
             resp.body(Body::from_stream(
-                r.bytes_stream().map_err(std::io::Error::other),
+                r.body.map_err(|e| std::io::Error::other(e.message)),
             ))
             .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
         }
@@ -54,17 +56,34 @@ fn main() -> ExitCode {
         eprintln!("usage: bare-proxy UPSTREAM (for example http://127.0.0.1:8080)");
         return ExitCode::from(2);
     };
-    let client = match reqwest::Client::builder().no_proxy().build() {
+    let Ok(base) = UpstreamUrl::parse(&base) else {
+        eprintln!("bare-proxy: {base} is not a URL");
+        return ExitCode::from(2);
+    };
+    let settings = ProbeSettings {
+        base_url: base.to_string(),
+        api_key: shared::Secret::new("unused"),
+        timeout: std::time::Duration::from_secs(30),
+        verify_ssl: true,
+        anthropic_version: "2023-06-01".into(),
+        extra_headers: Default::default(),
+        user_agent: None,
+        max_tokens: None,
+        check_mode: CheckMode::Prompt,
+        prompt: String::new(),
+        slow_ms: 10_000,
+        route_overrides: Vec::new(),
+        proxy: ProxyChoice::Direct,
+        client_profile: ClientProfile::Plain,
+    };
+    let client = match Prober::new(Vec::new()).upstream_client(&settings) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("bare-proxy: cannot build the HTTP client: {e}");
+            eprintln!("bare-proxy: cannot build the HTTP client: {}", e.message);
             return ExitCode::from(1);
         }
     };
-    let up = Upstream {
-        base: base.trim_end_matches('/').to_string(),
-        client,
-    };
+    let up = Upstream { base, client };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
