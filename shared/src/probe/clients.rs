@@ -2,9 +2,10 @@
 //! (its TLS ClientHello, HTTP/2 settings, header order and default headers), so relays
 //! behind bot protection answer it as they answer the Go program; `plain` is reqwest
 //! with rustls (and, for the proxy's requests to relays reached without an outbound
-//! proxy, its own HTTP/1.1 connections in `direct`). Both are built here for a [`ClientKey`] (profile, `verify_ssl`, the way
-//! out), and both hand back a [`Response`]: status, headers and a body stream whose
-//! errors are already [`Failure`]s.
+//! proxy, its own HTTP/1.1 connections in `direct`). Both are built here for a
+//! [`ClientKey`] (profile, `verify_ssl`, the way out), and both hand back a
+//! [`Response`]: status, headers and a body stream whose errors are already
+//! [`Failure`]s.
 
 use std::pin::Pin;
 use std::sync::Arc;

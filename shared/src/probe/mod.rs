@@ -5,8 +5,7 @@
 //! One question per module: `settings` (what a probe is asked to do), `result` (what
 //! it hands back), `transport` (the `Prober`'s HTTP clients, headers, capped reads),
 //! `clients` (the `browser` and `plain` client profiles), `direct` (the proxy's own
-//! HTTP/1.1 connections for `plain`), `outbound` (the proxy a
-//! probe goes through),
+//! HTTP/1.1 connections for `plain`), `outbound` (the proxy a probe goes through),
 //! `discovery` (the model list), `attempt` (one probe and its retry), `stream` (a
 //! streamed reply), `judge` (whether a reply passes), `select` (which models a run
 //! probes), `forward` (the proxy's requests through a target's client).
