@@ -249,7 +249,13 @@ impl Daemon {
         ));
         let app = proxy::router(proxy).merge(http::router(core.clone()));
         let stopped = life.http.clone();
-        let server = life.spawn(http::serve::serve(listener, app, admission, stopped));
+        let server = life.spawn(http::serve::serve(
+            listener,
+            app,
+            admission,
+            core.config.listen.threads,
+            stopped,
+        ));
         tracing::info!(address = %http_addr, data_dir = %core.config.paths.data_dir.display(), version = shared::VERSION, "apimond listening");
         let daemon = Daemon {
             http_addr,

@@ -29,6 +29,9 @@ pub struct Lifecycle {
     /// root, after HTTP has finished, so the last requests are recorded.
     pub usage: CancellationToken,
     tracker: TaskTracker,
+    /// The main runtime: tasks started from an HTTP connection's thread (a run a
+    /// request triggered) belong here, not to that thread's runtime.
+    main: Option<tokio::runtime::Handle>,
 }
 
 impl Default for Lifecycle {
@@ -43,18 +46,22 @@ impl Default for Lifecycle {
             usage: root.child_token(),
             root,
             tracker: TaskTracker::new(),
+            main: tokio::runtime::Handle::try_current().ok(),
         }
     }
 }
 
 impl Lifecycle {
-    /// Starts a task the shutdown will wait for.
+    /// Starts a task the shutdown will wait for, on the main runtime.
     pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.tracker.spawn(task)
+        match &self.main {
+            Some(main) => self.tracker.spawn_on(task, main),
+            None => self.tracker.spawn(task),
+        }
     }
 
     /// Cancels every branch at once.

@@ -56,6 +56,8 @@ pub struct Listen {
     /// `PUBLIC_URL`: the origin of the panel as users reach it, when set.
     pub public_origin: Option<String>,
     pub limits: HttpLimits,
+    /// `HTTP_THREADS`, 0 (one per CPU) resolved.
+    pub threads: usize,
 }
 
 /// What one HTTP client may hold of the server: time to send a request, to read a
@@ -239,6 +241,10 @@ impl Config {
                 stall_timeout: secs(&HTTP_STALL_TIMEOUT_S)?,
                 max_connections: raw.int(&HTTP_MAX_CONNECTIONS)? as usize,
                 max_per_client: raw.int(&HTTP_MAX_CONNECTIONS_PER_CLIENT)? as usize,
+            },
+            threads: match raw.int(&HTTP_THREADS)? {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n as usize,
             },
         };
         Ok(Config {

@@ -237,6 +237,9 @@ pub const HTTP_MAX_CONNECTIONS: Variable =
 /// The default leaves room for 1,000 proxy streams from one host.
 pub const HTTP_MAX_CONNECTIONS_PER_CLIENT: Variable =
     Variable::int("HTTP_MAX_CONNECTIONS_PER_CLIENT", 1, 1_000_000, 1_200);
+/// Threads serving HTTP connections, each with the connections it was handed from
+/// start to end; 0 is one per CPU.
+pub const HTTP_THREADS: Variable = Variable::int("HTTP_THREADS", 0, 256, 0);
 
 /// Every variable apimond reads, in the order they are checked (with several bad values,
 /// the first here is the one reported) and listed for an unknown key in the file.
@@ -274,6 +277,7 @@ pub const VARIABLES: &[Variable] = &[
     HTTP_STALL_TIMEOUT_S,
     HTTP_MAX_CONNECTIONS,
     HTTP_MAX_CONNECTIONS_PER_CLIENT,
+    HTTP_THREADS,
 ];
 
 /// The variable named `name` (by its main name or an alias), if apimond reads one.

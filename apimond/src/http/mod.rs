@@ -11,6 +11,7 @@ pub mod pages;
 pub mod proxy_keys;
 pub mod serve;
 pub mod sse;
+pub mod threads;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -2,7 +2,8 @@
 //! per client (an IPv4 address or an IPv6 /64; `TRUSTED_PROXIES` are exempt from the
 //! per-client cap), says so in the log when a cap refuses someone (at most once per
 //! interval), and on stop lets every open connection finish its request.
-//! What one connection may do (timeouts) is `http::connection`.
+//! What one connection may do (timeouts) is `http::connection`; the threads
+//! connections are served on, `http::threads`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,10 +13,10 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use ipnet::IpNet;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::connection;
+use super::threads::Threads;
 use crate::config::HttpLimits;
 
 /// Files kept free of HTTP connections for the store, run logs, outbound probes and
@@ -177,11 +178,11 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     admission: Arc<Admission>,
+    threads: usize,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let mut connections = JoinSet::new();
+    let threads = Threads::start(threads)?;
     loop {
-        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.cancelled() => break,
@@ -205,13 +206,19 @@ pub async fn serve(
         let app = app.clone();
         let limits = admission.limits;
         let stop = stop.clone();
-        connections.spawn(async move {
-            connection::serve(tcp, peer, app, limits, stop).await;
-            drop(place);
-        });
+        threads.hand_over(
+            tcp,
+            peer,
+            Box::new(move |tcp| {
+                Box::pin(async move {
+                    connection::serve(tcp, peer, app, limits, stop).await;
+                    drop(place);
+                })
+            }),
+        );
     }
     drop(listener);
-    while connections.join_next().await.is_some() {}
+    threads.finish().await;
     Ok(())
 }
 

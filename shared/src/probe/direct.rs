@@ -62,12 +62,27 @@ pub(super) fn environment_names_a_proxy() -> bool {
         .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
 }
 
-/// Where a connection goes: connections are pooled per origin.
+thread_local! {
+    /// The pool a thread's connections go back to: 0 (shared) unless the thread runs a
+    /// runtime of its own (see [`pin_direct_pool_to_this_thread`]).
+    static POOL_SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Keeps the connections this thread opens for this thread: for a thread running a
+/// single-threaded runtime of its own (`slot` > 0, one per thread), whose sockets are
+/// driven by that runtime. Another thread's requests would be woken from here.
+pub fn pin_direct_pool_to_this_thread(slot: usize) {
+    POOL_SLOT.with(|s| s.set(slot));
+}
+
+/// Where a connection goes, and the pool it belongs to: connections are pooled per
+/// origin and slot.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Origin {
     tls: bool,
     host: String,
     port: u16,
+    slot: usize,
 }
 
 /// A TCP or TLS stream.
@@ -262,6 +277,7 @@ impl Direct {
             tls: url.scheme() == "https",
             host: url.host_str().unwrap_or_default().to_string(),
             port: url.port_or_known_default().unwrap_or(80),
+            slot: POOL_SLOT.with(|s| s.get()),
         };
         let host = match url.port() {
             Some(port) => format!("{}:{port}", origin.host),

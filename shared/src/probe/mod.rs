@@ -31,6 +31,7 @@ mod stream;
 mod transport;
 
 pub use classify::ErrorClass;
+pub use direct::pin_direct_pool_to_this_thread;
 pub use discovery::normalise_base_url;
 pub use forward::{UpstreamBody, UpstreamClient, UpstreamError, UpstreamResponse, UpstreamUrl};
 pub use judge::models_match;
