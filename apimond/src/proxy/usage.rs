@@ -119,17 +119,14 @@ impl UsagePlaces {
 
 /// The usage a whole JSON reply reports, found without parsing the rest of it: the
 /// last `"usage"` or `"usageMetadata"` key (replies put it at or near their end) and
-/// the object after it, as `{key: object}`. `None` when there is no such key, it is
+/// the counts in the object after it. `None` when there is no such key, it is
 /// inside a string, or its value is not an object: the caller then parses the whole.
-fn last_usage(whole: &[u8]) -> Option<Value> {
+fn last_usage(whole: &[u8]) -> Option<LastUsage> {
     let mut end = whole.len();
     while let Some(at) = rfind_usage_key(&whole[..end]) {
         end = at;
-        let key_len = if whole[at..].starts_with(b"\"usageMetadata\"") {
-            15
-        } else {
-            7
-        };
+        let gemini = whole[at..].starts_with(b"\"usageMetadata\"");
+        let key_len = if gemini { 15 } else { 7 };
         // An escaped quote is text inside a string, not a key.
         if at > 0 && whole[at - 1] == b'\\' {
             continue;
@@ -140,19 +137,68 @@ fn last_usage(whole: &[u8]) -> Option<Value> {
             continue;
         }
         let mut values =
-            serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Value>();
-        let value = values.next()?.ok().filter(Value::is_object)?;
-        let key = if key_len == 15 {
-            "usageMetadata"
+            serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Counts>();
+        let counts = values.next()?.ok()?;
+        return Some(if gemini {
+            LastUsage::Gemini(counts)
         } else {
-            "usage"
-        };
-        return Some(Value::Object(serde_json::Map::from_iter([(
-            key.to_string(),
-            value,
-        )])));
+            LastUsage::Usage(counts)
+        });
     }
     None
+}
+
+/// The usage object found at a reply's end, by the key it was under.
+#[derive(Debug)]
+enum LastUsage {
+    /// `"usage"`: OpenAI's, Anthropic's and Responses' names.
+    Usage(Counts),
+    /// `"usageMetadata"`: Gemini's.
+    Gemini(Counts),
+}
+
+/// The counts a usage object holds; its other fields (details, cache figures) are
+/// skipped unread, and a count that is not a whole number counts as absent, as in
+/// [`read_usage`]. Numbers are read without allocating.
+#[derive(Debug, Deserialize)]
+struct Counts {
+    prompt_tokens: Option<Value>,
+    completion_tokens: Option<Value>,
+    input_tokens: Option<Value>,
+    output_tokens: Option<Value>,
+    #[serde(rename = "promptTokenCount")]
+    prompt_token_count: Option<Value>,
+    #[serde(rename = "candidatesTokenCount")]
+    candidates_token_count: Option<Value>,
+    #[serde(rename = "thoughtsTokenCount")]
+    thoughts_token_count: Option<Value>,
+}
+
+impl LastUsage {
+    /// The same reading as [`read_usage`] gives the object under its key.
+    fn read_into(&self, t: &mut Tokens) {
+        let n = |v: &Option<Value>| v.as_ref().and_then(Value::as_u64);
+        match self {
+            LastUsage::Usage(c) => {
+                if let Some(v) = n(&c.prompt_tokens).or_else(|| n(&c.input_tokens)) {
+                    t.input = Some(v);
+                }
+                if let Some(v) = n(&c.completion_tokens).or_else(|| n(&c.output_tokens)) {
+                    t.output = Some(v);
+                }
+            }
+            LastUsage::Gemini(c) => {
+                if let Some(v) = n(&c.prompt_token_count) {
+                    t.input = Some(v);
+                }
+                let out = n(&c.candidates_token_count).unwrap_or(0)
+                    + n(&c.thoughts_token_count).unwrap_or(0);
+                if out > 0 || c.candidates_token_count.is_some() {
+                    t.output = Some(out);
+                }
+            }
+        }
+    }
 }
 
 /// Where the last `"usage"` or `"usageMetadata"` (with its quotes) starts.
@@ -240,8 +286,8 @@ impl UsageReader {
                 joined = self.chunks.concat();
                 &joined
             };
-            if let Some(v) = last_usage(whole) {
-                read_usage(&v, &mut self.tokens);
+            if let Some(u) = last_usage(whole) {
+                u.read_into(&mut self.tokens);
                 self.chunks.clear();
                 return self.estimate();
             }
@@ -355,8 +401,16 @@ mod tests {
     #[test]
     fn usage_is_found_at_a_replys_end_and_never_inside_its_text() {
         let body = br#"{"choices":[{"message":{"content":"the \"usage\": {\"prompt_tokens\": 99} is text"}}],"usage" : {"prompt_tokens":9,"completion_tokens":5}}"#;
-        let v = last_usage(body).unwrap();
-        assert_eq!(v["usage"]["prompt_tokens"], 9);
+        let mut t = Tokens::default();
+        last_usage(body).unwrap().read_into(&mut t);
+        assert_eq!((t.input, t.output), (Some(9), Some(5)));
+        // Fields besides the counts are skipped; a count that is no whole number is
+        // absent, as in the event reading.
+        let mut t = Tokens::default();
+        last_usage(br#"{"usage":{"input_tokens":"7","output_tokens":2,"cache":{"a":[1]}}}"#)
+            .unwrap()
+            .read_into(&mut t);
+        assert_eq!((t.input, t.output), (None, Some(2)));
         // Only text mentions usage: no usage, and the whole-body read finds none.
         let text_only = br#"{"content":"\"usage\": {\"input_tokens\": 3}"}"#;
         assert!(last_usage(text_only).is_none());
@@ -367,9 +421,9 @@ mod tests {
         assert!(last_usage(br#"{"type":"usage","n":1}"#).is_none());
         assert!(last_usage(br#"{"usage":null}"#).is_none());
         // Gemini's array: the last usageMetadata is the final count.
-        let v = last_usage(br#"[{"usageMetadata":{"promptTokenCount":4}},{"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":7}}]"#).unwrap();
+        let u = last_usage(br#"[{"usageMetadata":{"promptTokenCount":4}},{"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":7,"thoughtsTokenCount":2}}]"#).unwrap();
         let mut t = Tokens::default();
-        read_usage(&v, &mut t);
-        assert_eq!((t.input, t.output), (Some(4), Some(7)));
+        u.read_into(&mut t);
+        assert_eq!((t.input, t.output), (Some(4), Some(9)));
     }
 }
