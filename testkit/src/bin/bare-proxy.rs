@@ -1,9 +1,11 @@
 //! The proxy benchmark's baseline for apimond's own cost: the same HTTP stack apimond
 //! proxies with (axum and hyper serving, the `plain` profile's client sending: direct
 //! pooled keep-alive connections, the body streamed back) and nothing else: no keys,
-//! routing, limits, timeouts or usage. `bare-proxy UPSTREAM` forwards every request's method, path,
-//! query, content type and body to `UPSTREAM` (`http://host:port`), prints
-//! `listening http://127.0.0.1:PORT` once ready and serves until killed.
+//! routing, limits, timeouts or usage. Served as apimond serves: a thread per CPU,
+//! each running a single-threaded runtime. `bare-proxy UPSTREAM` forwards every
+//! request's method, path, query, content type and body to `UPSTREAM`
+//! (`http://host:port`), prints `listening http://127.0.0.1:PORT` once ready and
+//! serves until killed.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -84,37 +86,66 @@ fn main() -> ExitCode {
         }
     };
     let up = Upstream { base, client };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
+    // As apimond serves: a thread per CPU, each with a single-threaded runtime and the
+    // connections it accepted (here from a listener of its own on the shared port).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let first = match reusable_listener(0) {
+        Ok(l) => l,
         Err(e) => {
-            eprintln!("bare-proxy: cannot start the async runtime: {e}");
+            eprintln!("bare-proxy: cannot listen: {e}");
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
-            Ok(l) => l,
+    let addr = first.local_addr().expect("a bound listener has an address");
+    let mut listeners = vec![first];
+    for _ in 1..threads {
+        match reusable_listener(addr.port()) {
+            Ok(l) => listeners.push(l),
             Err(e) => {
                 eprintln!("bare-proxy: cannot listen: {e}");
                 return ExitCode::from(1);
             }
-        };
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
-        println!("listening http://{addr}");
-        let _ = std::io::stdout().flush();
+        }
+    }
+    let serving: Vec<_> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(n, listener)| {
+            let up = up.clone();
+            std::thread::spawn(move || serve(n + 1, listener, up))
+        })
+        .collect();
+    println!("listening http://{addr}");
+    let _ = std::io::stdout().flush();
+    for thread in serving {
+        if let Ok(Err(e)) = thread.join() {
+            eprintln!("bare-proxy: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn reusable_listener(port: u16) -> std::io::Result<std::net::TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseport(true)?;
+    socket.bind(([127, 0, 0, 1], port).into())?;
+    let listener = socket.listen(1024)?.into_std()?;
+    Ok(listener)
+}
+
+fn serve(slot: usize, listener: std::net::TcpListener, up: Upstream) -> std::io::Result<()> {
+    shared::probe::pin_direct_pool_to_this_thread(slot);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let app = axum::Router::new().fallback(forward).with_state(up);
         // As apimond does: small answers leave at once.
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        match axum::serve(listener, app).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("bare-proxy: {e}");
-                ExitCode::from(1)
-            }
-        }
+        axum::serve(listener, app).await
     })
 }
