@@ -89,33 +89,37 @@ fn main() -> ExitCode {
     // As apimond serves: a thread per CPU, each with a single-threaded runtime and the
     // connections it accepted (here from a listener of its own on the shared port).
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let first = match reusable_listener(0) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("bare-proxy: cannot listen: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let addr = first.local_addr().expect("a bound listener has an address");
-    let mut listeners = vec![first];
-    for _ in 1..threads {
-        match reusable_listener(addr.port()) {
-            Ok(l) => listeners.push(l),
+    let mut serving = Vec::new();
+    let mut port = 0;
+    for n in 0..threads {
+        let started = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .and_then(|runtime| {
+                let listener = {
+                    let _in = runtime.enter();
+                    reusable_listener(port)?
+                };
+                Ok((runtime, listener))
+            });
+        let (runtime, listener) = match started {
+            Ok(s) => s,
             Err(e) => {
                 eprintln!("bare-proxy: cannot listen: {e}");
                 return ExitCode::from(1);
             }
-        }
+        };
+        port = listener
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port();
+        let up = up.clone();
+        serving.push(std::thread::spawn(move || {
+            shared::probe::pin_direct_pool_to_this_thread(n + 1);
+            runtime.block_on(serve(listener, up))
+        }));
     }
-    let serving: Vec<_> = listeners
-        .into_iter()
-        .enumerate()
-        .map(|(n, listener)| {
-            let up = up.clone();
-            std::thread::spawn(move || serve(n + 1, listener, up))
-        })
-        .collect();
-    println!("listening http://{addr}");
+    println!("listening http://127.0.0.1:{port}");
     let _ = std::io::stdout().flush();
     for thread in serving {
         if let Ok(Err(e)) = thread.join() {
@@ -126,26 +130,18 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn reusable_listener(port: u16) -> std::io::Result<std::net::TcpListener> {
+fn reusable_listener(port: u16) -> std::io::Result<tokio::net::TcpListener> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.set_reuseport(true)?;
     socket.bind(([127, 0, 0, 1], port).into())?;
-    let listener = socket.listen(1024)?.into_std()?;
-    Ok(listener)
+    socket.listen(1024)
 }
 
-fn serve(slot: usize, listener: std::net::TcpListener, up: Upstream) -> std::io::Result<()> {
-    shared::probe::pin_direct_pool_to_this_thread(slot);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let app = axum::Router::new().fallback(forward).with_state(up);
-        // As apimond does: small answers leave at once.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, app).await
-    })
+async fn serve(listener: tokio::net::TcpListener, up: Upstream) -> std::io::Result<()> {
+    let app = axum::Router::new().fallback(forward).with_state(up);
+    // As apimond does: small answers leave at once.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).await
 }
