@@ -3,15 +3,17 @@
 
 Requests per second on a shared 2-core machine move by 20% or more between identical
 runs, which hides any change smaller than that. Instructions do not: this runs apimond
-(release build) and testkit's bare-proxy (the same HTTP stack, axum + reqwest, with
-nothing in between) under `valgrind --tool=callgrind`, sends non-streaming chat
-completions to nginx answering a fixed JSON through each (wrk, 4 connections, a proxy
-key for apimond, usage recording on), and prints the user-space instructions per
-request of each and their ratio. Kernel work (system calls) is not counted: fewer
-calls show up in proxy_bench.py's throughput instead.
+(release build) and testkit's bare-proxy (the same HTTP stack with nothing in between)
+under `valgrind --tool=callgrind`, sends non-streaming chat completions to nginx
+answering a fixed JSON through each (wrk, 4 connections, a proxy key for apimond, usage
+recording on), and prints the user-space instructions per request of each and their
+ratio. Each is run twice, with a short and a long load, and the difference is divided
+by the difference in requests: start-up, warm-up and shutdown cancel out. Kernel work
+(system calls) is not counted: fewer calls show up in proxy_bench.py's throughput
+instead.
 
-Baseline (2026-11-26, before the profile-driven changes): apimond 209,496
-instructions per request.
+Baseline (2026-11-26, before the profile-driven changes, counted with start-up
+included): apimond 209,496 instructions per request.
 
 Installs nginx, wrk and valgrind from Debian packages when missing. Builds the release
 binaries unless --bin-dir names a folder holding apimond, fake-upstream and bare-proxy.
@@ -35,29 +37,36 @@ def under_callgrind(binary, out, log):
     return ["valgrind", f"--log-file={log}", "--tool=callgrind", f"--callgrind-out-file={out}", binary]
 
 
-def load(url, key, duration, tmp):
-    """Warms up, zeroes the counters, sends the counted load: requests sent."""
-    pb.wrk(url, key, 3, 4, tmp)
-    subprocess.run(["callgrind_control", "-z"], check=True, capture_output=True)
-    r = pb.wrk(url, key, duration, 4, tmp)
-    subprocess.run(["callgrind_control", "-d"], check=True, capture_output=True)
-    if not r["requests"] or r["non2xx"]:
-        raise SystemExit(f"{url}: {r['requests']} requests, {r['non2xx']} non-2xx")
-    return r["requests"]
-
-
 def instructions(out, proc):
-    """Stops `proc` and reads what it executed since the counters were zeroed: the
-    dump asked for after the load, or (when the process was too idle to take the
-    request before it stopped) the dump it wrote at exit."""
+    """Stops `proc` and reads what it executed in all (its dump at exit)."""
     proc.terminate()
     proc.wait(timeout=120)
-    dump = out + ".1" if os.path.exists(out + ".1") else out
-    with open(dump) as f:
+    with open(out) as f:
         total = sum(int(m) for m in re.findall(r"^summary:\s+(\d+)", f.read(), re.M))
     if not total:
-        raise SystemExit(f"callgrind counted nothing in {dump}")
+        raise SystemExit(f"callgrind counted nothing in {out}")
     return total
+
+
+def served(url, key, duration, tmp):
+    """Warms up, then sends the load: requests answered in all, checked."""
+    n = 0
+    for seconds in (2, duration):
+        r = pb.wrk(url, key, seconds, 4, tmp)
+        if not r["requests"] or r["non2xx"]:
+            raise SystemExit(f"{url}: {r['requests']} requests, {r['non2xx']} non-2xx")
+        n += r["requests"]
+    return n
+
+
+def per_request(run, duration, tmp):
+    """Instructions per request from two runs of `run(duration) -> (instructions,
+    requests)`, a short and a long one: what is not per request cancels out."""
+    short_ir, short_n = run(max(1, duration // 3))
+    long_ir, long_n = run(duration)
+    if long_n <= short_n:
+        raise SystemExit(f"the long run served {long_n} requests, the short one {short_n}")
+    return (long_ir - short_ir) / (long_n - short_n), long_n - short_n
 
 
 def main():
@@ -79,30 +88,42 @@ def main():
         procs.append(nginx)
         upstream = f"http://127.0.0.1:{up_port}"
 
-        out = os.path.join(tmp, "bare.callgrind")
-        bare = subprocess.Popen(under_callgrind(os.path.join(bin_dir, "bare-proxy"), out, f"{tmp}/bare.vg.log")
-                                + [upstream], stdout=subprocess.PIPE, text=True)
-        procs.append(bare)
-        bare_url = bare.stdout.readline().split()[-1] + "/v1/chat/completions"
-        bare_n = load(bare_url, None, args.duration, tmp)
-        bare_ir = instructions(out, bare) / bare_n
+        runs = iter(range(100))
 
-        # The daemon under callgrind: start_daemon runs `apimond` from the folder given.
-        out = os.path.join(tmp, "apimond.callgrind")
-        wrapper_dir = os.path.join(tmp, "wrapped")
-        os.makedirs(wrapper_dir)
-        with open(os.path.join(wrapper_dir, "apimond"), "w") as f:
-            f.write("#!/bin/sh\nexec " + " ".join(under_callgrind(os.path.join(bin_dir, "apimond"), out,
-                                                                   f"{tmp}/apimond.vg.log")) + "\n")
-        os.chmod(os.path.join(wrapper_dir, "apimond"), 0o755)
-        daemon, base = pb.start_daemon(wrapper_dir, tmp, {})
-        procs.append(daemon)
-        pb.add_channel(base, "fixed", upstream, pb.MODEL)
-        key = api(base, "POST", "/api/proxy/keys", {"name": "bench"})["proxy_key"]
-        am_n = load(f"{base}/v1/chat/completions", key, args.duration, tmp)
-        am_ir = instructions(out, daemon) / am_n
+        def bare_run(duration):
+            out = os.path.join(tmp, f"bare-{next(runs)}.callgrind")
+            bare = subprocess.Popen(under_callgrind(os.path.join(bin_dir, "bare-proxy"), out,
+                                                    f"{out}.vg.log") + [upstream],
+                                    stdout=subprocess.PIPE, text=True)
+            procs.append(bare)
+            n = served(bare.stdout.readline().split()[-1] + "/v1/chat/completions", None, duration, tmp)
+            return instructions(out, bare), n
 
-        print(f"user-space instructions per proxied request (callgrind, wrk -c4, {args.duration} s each)")
+        def apimond_run(duration):
+            # The daemon under callgrind: start_daemon runs `apimond` from the folder given.
+            run = next(runs)
+            out = os.path.join(tmp, f"apimond-{run}.callgrind")
+            wrapper_dir = os.path.join(tmp, f"wrapped-{run}")
+            os.makedirs(wrapper_dir)
+            with open(os.path.join(wrapper_dir, "apimond"), "w") as f:
+                f.write("#!/bin/sh\nexec " + " ".join(under_callgrind(os.path.join(bin_dir, "apimond"), out,
+                                                                       f"{out}.vg.log")) + "\n")
+            os.chmod(os.path.join(wrapper_dir, "apimond"), 0o755)
+            data = os.path.join(tmp, f"daemon-{run}")
+            os.makedirs(data)
+            daemon, base = pb.start_daemon(wrapper_dir, data, {})
+            procs.append(daemon)
+            pb.add_channel(base, "fixed", upstream, pb.MODEL)
+            key = api(base, "POST", "/api/proxy/keys", {"name": "bench"})["proxy_key"]
+            # The channel's run and the key's creation are the same in both runs.
+            n = served(f"{base}/v1/chat/completions", key, duration, tmp)
+            return instructions(out, daemon), n
+
+        bare_ir, bare_n = per_request(bare_run, args.duration, tmp)
+        am_ir, am_n = per_request(apimond_run, args.duration, tmp)
+
+        print(f"user-space instructions per proxied request (callgrind, wrk -c4; the difference between "
+              f"a {max(1, args.duration // 3)} s and a {args.duration} s load)")
         print(f"bare same-stack proxy: {bare_ir:>9,.0f}  ({bare_n} requests)")
         print(f"apimond (proxy key):   {am_ir:>9,.0f}  ({am_n} requests, usage recording on)")
         print(f"apimond / bare stack: {am_ir / bare_ir:.2f}; apimond / baseline {BASELINE:,}: {am_ir / BASELINE:.2f}")
