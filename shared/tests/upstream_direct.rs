@@ -133,6 +133,14 @@ async fn client_for(base: &str, verify_ssl: bool) -> UpstreamClient {
     Prober::new(default_rules()).upstream_client(&s).unwrap()
 }
 
+/// The hand-written server, its base URL and a client for it.
+async fn start(after: After) -> (Raw, String, UpstreamClient) {
+    let server = raw_server(after).await;
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let client = client_for(&base, true).await;
+    (server, base, client)
+}
+
 async fn post(client: &UpstreamClient, url: &str) -> (UpstreamResponse, String) {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
@@ -154,9 +162,7 @@ async fn post(client: &UpstreamClient, url: &str) -> (UpstreamResponse, String) 
 
 #[tokio::test]
 async fn requests_in_turn_reuse_one_kept_alive_connection() {
-    let server = raw_server(After::KeepAlive).await;
-    let base = format!("http://127.0.0.1:{}", server.port);
-    let client = client_for(&base, true).await;
+    let (server, base, client) = start(After::KeepAlive).await;
     for _ in 0..20 {
         let (r, body) = post(&client, &format!("{base}/v1/chat/completions?x=1")).await;
         assert_eq!(r.status, 200);
@@ -183,9 +189,7 @@ async fn requests_in_turn_reuse_one_kept_alive_connection() {
 
 #[tokio::test]
 async fn the_head_carries_host_with_its_port_a_default_accept_and_the_query() {
-    let server = raw_server(After::KeepAlive).await;
-    let base = format!("http://127.0.0.1:{}", server.port);
-    let client = client_for(&base, true).await;
+    let (server, base, client) = start(After::KeepAlive).await;
     post(
         &client,
         &format!("{base}/v1beta/models/g:generateContent?alt=sse"),
@@ -210,9 +214,7 @@ async fn the_head_carries_host_with_its_port_a_default_accept_and_the_query() {
 
 #[tokio::test]
 async fn a_connection_the_relay_closed_while_idle_never_fails_a_request() {
-    let server = raw_server(After::Close).await;
-    let base = format!("http://127.0.0.1:{}", server.port);
-    let client = client_for(&base, true).await;
+    let (server, base, client) = start(After::Close).await;
     for i in 0..10 {
         let (r, body) = post(&client, &format!("{base}/v1/chat/completions")).await;
         assert_eq!(
@@ -228,9 +230,7 @@ async fn a_connection_the_relay_closed_while_idle_never_fails_a_request() {
 
 #[tokio::test]
 async fn a_redirect_is_followed_with_the_body() {
-    let server = raw_server(After::KeepAlive).await;
-    let base = format!("http://127.0.0.1:{}", server.port);
-    let client = client_for(&base, true).await;
+    let (server, base, client) = start(After::KeepAlive).await;
     let (r, body) = post(&client, &format!("{base}/old")).await;
     assert_eq!(r.status, 200);
     assert_eq!(body, r#"{"received":13}"#, "a 307 keeps method and body");
