@@ -69,6 +69,42 @@ struct WatchedIo {
     watch: Arc<WriteWatch>,
     /// A rewritten error answer still to send, and how much of it went out.
     pending: Option<(Vec<u8>, usize)>,
+    /// Set once the answer is complete and the write side shut.
+    linger: Option<Linger>,
+}
+
+/// After the last answer on a connection, how long what the client still sends (the
+/// rest of a body refused before it was read, say a 413) is read and dropped before
+/// the socket closes: in all, and without a byte. Closing a socket with unread bytes
+/// resets the connection, and a client still writing its body would see that reset
+/// instead of the answer.
+const LINGER_IN_ALL: Duration = Duration::from_secs(10);
+const LINGER_PAUSE: Duration = Duration::from_secs(2);
+
+struct Linger {
+    end: Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Linger {
+    fn new() -> Linger {
+        let now = Instant::now();
+        Linger {
+            end: now + LINGER_IN_ALL,
+            timer: Box::pin(tokio::time::sleep(LINGER_PAUSE)),
+        }
+    }
+
+    /// Bytes arrived: whether to go on waiting for more.
+    fn arrived(&mut self) -> bool {
+        let now = Instant::now();
+        if now >= self.end {
+            return false;
+        }
+        let next = (now + LINGER_PAUSE).min(self.end);
+        self.timer.as_mut().reset(next.into());
+        true
+    }
 }
 
 /// hyper's automatic answer to a request it could not parse, with a JSON body added:
@@ -216,7 +252,28 @@ impl AsyncWrite for WatchedIo {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         ready!(self.drain(cx))?;
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        if this.linger.is_none() {
+            ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.linger = Some(Linger::new());
+        }
+        let linger = this.linger.as_mut().expect("set above");
+        let mut scratch = [0u8; 8192];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    if !linger.arrived() {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                // The client closed (or reset): nothing left to wait for.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => break,
+            }
+        }
+        ready!(linger.timer.as_mut().poll(cx));
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -294,6 +351,7 @@ pub async fn serve(
         inner: tcp,
         watch: watch.clone(),
         pending: None,
+        linger: None,
     });
     let pause = limits.body_timeout;
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
