@@ -85,7 +85,7 @@ pub async fn run_target(ctx: Arc<RunContext>, mut slot: RunSlot) {
         loop {
             match ctx.store.fail_running_runs(target_id, &message).await {
                 Ok(ids) => {
-                    publish_failed(&ctx, target_id, ids, &message);
+                    slot.finished_announcing(|| publish_failed(&ctx, target_id, ids, &message));
                     break;
                 }
                 Err(e) if attempt < CLOSE_RETRIES && !ctx.cut.is_cancelled() => {
@@ -250,10 +250,7 @@ async fn run(ctx: &RunContext, slot: &mut RunSlot) -> anyhow::Result<()> {
     } else {
         ctx.store.finish_run(run.id, target_id, finish).await?;
     }
-    slot.finished();
-    tracing::info!(target_id, run_id = run.id, status = result, "run finished");
-    ctx.bus.publish(completed);
-    ctx.bus.publish(Event::TargetUpdated {
+    let updated = Event::TargetUpdated {
         target_id,
         target_name: target.name.clone(),
         // An interrupted run leaves the stored status as it was.
@@ -264,7 +261,12 @@ async fn run(ctx: &RunContext, slot: &mut RunSlot) -> anyhow::Result<()> {
         },
         enabled: target.enabled,
         ts: now(),
+    };
+    slot.finished_announcing(|| {
+        ctx.bus.publish(completed);
+        ctx.bus.publish(updated);
     });
+    tracing::info!(target_id, run_id = run.id, status = result, "run finished");
     ctx.upkeep.prune_logs(false).await;
     Ok(())
 }

@@ -76,13 +76,20 @@ pub struct RunSlot {
 impl RunSlot {
     /// The run is stored: the target may run again.
     pub fn finished(&mut self) {
+        self.finished_announcing(|| {});
+    }
+
+    /// [`RunSlot::finished`], with `announce` called while the mark is cleared under
+    /// the scheduler's lock: whoever sees the target no longer running has been sent
+    /// the announcement, and whoever reacts to it may run the target again.
+    pub fn finished_announcing(&mut self, announce: impl FnOnce()) {
         if !self.done {
             self.done = true;
-            self.scheduler
-                .running
-                .lock()
-                .expect("poisoned")
-                .remove(&self.target_id);
+            {
+                let mut running = self.scheduler.running.lock().expect("poisoned");
+                running.remove(&self.target_id);
+                announce();
+            }
             self.scheduler.wake.notify_one();
         }
     }
