@@ -166,7 +166,7 @@ async fn usage_is_rolled_up_and_old_raw_rows_and_rollups_are_pruned() {
     record_at(&d, 45.0, Some(k), 5).await; // past hourly retention (30 days)
     let upkeep = &d.core().upkeep;
     upkeep.roll_up_all().await;
-    record_at(&d, 0.0, Some(k), 3).await; // not rolled up yet: read from raw rows
+    record_at(&d, 0.0, Some(k), 3).await; // folded as written, the upkeep caught up
     let since = apimond::store::now() - 60.0 * 86_400.0;
     let v = wait_usage(&d, &format!("since={since}&group_by=day"), 15).await;
     assert_eq!(v["source"], "day");

@@ -255,6 +255,13 @@ const STEPS: &[&str] = &[
     r#"
     ALTER TABLE rollups ADD COLUMN error_classes TEXT NOT NULL DEFAULT '{}';
     "#,
+    // 9: raw usage rows are read only by time (the parts of a range no whole rollup
+    // bucket covers, retention, the budget counters at start), so the key and channel
+    // indexes only cost every proxied request two more index inserts.
+    r#"
+    DROP INDEX proxy_usage_by_key;
+    DROP INDEX proxy_usage_by_target;
+    "#,
 ];
 
 pub const LATEST: i64 = STEPS.len() as i64;

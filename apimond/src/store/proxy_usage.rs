@@ -3,8 +3,9 @@
 //! is `usage_reads`.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Result, Store};
@@ -119,38 +120,165 @@ fn tokens_i64(n: Option<u64>) -> Option<i64> {
     n.map(|n| n.min(i64::MAX as u64) as i64)
 }
 
+/// The columns of a usage row, in insert order.
+const COLUMNS: &str = "at, key_id, target_id, requested_model, upstream_model, model, \
+     endpoint, stream, status, attempts, ttfb_ms, ttft_ms, total_ms, input_tokens, \
+     output_tokens, tokens_estimated, error_class";
+const COLUMN_COUNT: usize = 17;
+
+/// Rows per multi-row INSERT: one statement step (and one `sqlite_sequence` update for
+/// the AUTOINCREMENT id) per this many rows instead of per row.
+const ROWS_PER_INSERT: usize = 32;
+
+/// `INSERT INTO proxy_usage (…) VALUES (?, …), …` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let one = format!("({})", vec!["?"; COLUMN_COUNT].join(", "));
+    format!(
+        "INSERT INTO proxy_usage ({COLUMNS}) VALUES {}",
+        vec![one; rows].join(", ")
+    )
+}
+
+static INSERT_ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
+static INSERT_MANY: LazyLock<String> = LazyLock::new(|| insert_sql(ROWS_PER_INSERT));
+
+/// Binds `u` to the parameters after the first `before` of `stmt`.
+fn bind_row(stmt: &mut Statement<'_>, before: usize, u: &ProxyUsage) -> rusqlite::Result<()> {
+    let mut i = before;
+    let mut bind = |v: &dyn rusqlite::ToSql| {
+        i += 1;
+        stmt.raw_bind_parameter(i, v)
+    };
+    bind(&u.at)?;
+    bind(&u.key_id)?;
+    bind(&u.target_id)?;
+    bind(&u.requested_model)?;
+    bind(&u.upstream_model)?;
+    bind(&u.model())?;
+    bind(&u.endpoint.as_str())?;
+    bind(&u.stream)?;
+    bind(&u.status)?;
+    bind(&u.attempts)?;
+    bind(&u.ttfb_ms)?;
+    bind(&u.ttft_ms)?;
+    bind(&u.total_ms)?;
+    bind(&tokens_i64(u.input_tokens))?;
+    bind(&tokens_i64(u.output_tokens))?;
+    bind(&u.tokens_estimated)?;
+    bind(&u.error_class)
+}
+
+/// A rollup row's identity: period, bucket start, key (0 = master token), target (0 =
+/// none), model.
+type RollupKey = (&'static str, i64, i64, i64, String);
+
+/// Adds one request to the hourly and daily buckets it falls in.
+fn fold(
+    aggs: &mut HashMap<RollupKey, UsageSums>,
+    at: f64,
+    key: i64,
+    target: i64,
+    model: &str,
+    row: &UsageSums,
+) {
+    for (period, size) in [("hour", 3600.0), ("day", 86_400.0)] {
+        let bucket = ((at / size).floor() * size) as i64;
+        aggs.entry((period, bucket, key, target, model.to_string()))
+            .or_default()
+            .add(row);
+    }
+}
+
+/// Adds the sums to the stored rollups.
+fn upsert_rollups(txn: &Connection, aggs: HashMap<RollupKey, UsageSums>) -> Result<()> {
+    let mut upsert = txn.prepare_cached(
+        "INSERT INTO proxy_usage_rollups (period, bucket_start, key_id, target_id, \
+         model, requests, errors, input_tokens, output_tokens, estimated_requests, \
+         total_ms_sum) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+         ON CONFLICT(period, key_id, target_id, model, bucket_start) DO UPDATE SET \
+         requests = requests + excluded.requests, errors = errors + excluded.errors, \
+         input_tokens = input_tokens + excluded.input_tokens, \
+         output_tokens = output_tokens + excluded.output_tokens, \
+         estimated_requests = estimated_requests + excluded.estimated_requests, \
+         total_ms_sum = total_ms_sum + excluded.total_ms_sum",
+    )?;
+    for ((period, bucket, key, target, model), s) in aggs {
+        upsert.execute(params![
+            period,
+            bucket as f64,
+            key,
+            target,
+            model,
+            s.requests,
+            s.errors,
+            s.input_tokens,
+            s.output_tokens,
+            s.estimated_requests,
+            s.total_ms_sum,
+        ])?;
+    }
+    Ok(())
+}
+
+fn set_watermark(txn: &Connection, last: i64) -> Result<()> {
+    txn.execute(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2) \
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![WATERMARK, last.to_string()],
+    )?;
+    Ok(())
+}
+
 impl Store {
     /// Writes a batch of usage rows and moves each key's `last_used_at` and
-    /// `last_used_target_id` forward, in one transaction.
+    /// `last_used_target_id` forward, in one transaction. When every earlier row is
+    /// folded into the rollups already (the usual case), the batch is folded in the
+    /// same transaction, so the upkeep's pass has nothing to read back; otherwise that
+    /// pass folds the rows in id order.
     pub async fn record_usage(&self, rows: Vec<ProxyUsage>) -> Result<()> {
         self.write(move |txn, _| {
-            let mut insert = txn.prepare_cached(
-                "INSERT INTO proxy_usage (at, key_id, target_id, requested_model, \
-                 upstream_model, model, endpoint, stream, status, attempts, ttfb_ms, ttft_ms, \
-                 total_ms, input_tokens, output_tokens, tokens_estimated, error_class) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-            )?;
+            let mark = watermark(txn)?;
+            let newest: i64 =
+                txn.query_row("SELECT COALESCE(MAX(id), 0) FROM proxy_usage", [], |r| {
+                    r.get(0)
+                })?;
+            // AUTOINCREMENT: new ids are above every id ever used, the mark included.
+            let fold_now = newest <= mark;
+            let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+            if chunks.len() > 0 {
+                let mut many = txn.prepare_cached(&INSERT_MANY)?;
+                for chunk in &mut chunks {
+                    for (n, u) in chunk.iter().enumerate() {
+                        bind_row(&mut many, n * COLUMN_COUNT, u)?;
+                    }
+                    many.raw_execute()?;
+                }
+            }
+            let mut one = txn.prepare_cached(&INSERT_ONE)?;
+            for u in chunks.remainder() {
+                bind_row(&mut one, 0, u)?;
+                one.raw_execute()?;
+            }
+            let last_id = txn.last_insert_rowid();
+            if fold_now && !rows.is_empty() {
+                let mut aggs = HashMap::new();
+                for u in &rows {
+                    let row = UsageSums {
+                        requests: 1,
+                        errors: i64::from(u.status >= 400 || u.error_class.is_some()),
+                        input_tokens: tokens_i64(u.input_tokens).unwrap_or(0),
+                        output_tokens: tokens_i64(u.output_tokens).unwrap_or(0),
+                        estimated_requests: i64::from(u.tokens_estimated),
+                        total_ms_sum: u.total_ms,
+                    };
+                    let (key, target) = (u.key_id.unwrap_or(0), u.target_id.unwrap_or(0));
+                    fold(&mut aggs, u.at, key, target, u.model(), &row);
+                }
+                upsert_rollups(txn, aggs)?;
+                set_watermark(txn, last_id)?;
+            }
             let mut last: HashMap<i64, (f64, Option<i64>)> = HashMap::new();
             for u in &rows {
-                insert.execute(params![
-                    u.at,
-                    u.key_id,
-                    u.target_id,
-                    u.requested_model,
-                    u.upstream_model,
-                    u.model(),
-                    u.endpoint.as_str(),
-                    u.stream,
-                    u.status,
-                    u.attempts,
-                    u.ttfb_ms,
-                    u.ttft_ms,
-                    u.total_ms,
-                    tokens_i64(u.input_tokens),
-                    tokens_i64(u.output_tokens),
-                    u.tokens_estimated,
-                    u.error_class,
-                ])?;
                 if let Some(k) = u.key_id {
                     let e = last.entry(k).or_insert((u.at, u.target_id));
                     if u.at >= e.0 {
@@ -199,8 +327,7 @@ impl Store {
     pub async fn roll_up_usage(&self, max_rows: i64) -> Result<usize> {
         self.write(move |txn, _| {
             let mark = watermark(txn)?;
-            type Key = (&'static str, i64, i64, i64, String);
-            let mut aggs: HashMap<Key, UsageSums> = HashMap::new();
+            let mut aggs: HashMap<RollupKey, UsageSums> = HashMap::new();
             let mut last = mark;
             let mut n = 0usize;
             {
@@ -214,7 +341,6 @@ impl Store {
                 while let Some(r) = q.next()? {
                     last = r.get(0)?;
                     n += 1;
-                    let at: f64 = r.get(1)?;
                     let row = UsageSums {
                         requests: 1,
                         errors: r.get(5)?,
@@ -223,46 +349,13 @@ impl Store {
                         estimated_requests: r.get(8)?,
                         total_ms_sum: r.get(9)?,
                     };
-                    for (period, size) in [("hour", 3600.0), ("day", 86_400.0)] {
-                        let bucket = ((at / size).floor() * size) as i64;
-                        aggs.entry((period, bucket, r.get(2)?, r.get(3)?, r.get(4)?))
-                            .or_default()
-                            .add(&row);
-                    }
+                    let model: String = r.get(4)?;
+                    fold(&mut aggs, r.get(1)?, r.get(2)?, r.get(3)?, &model, &row);
                 }
             }
-            let mut upsert = txn.prepare_cached(
-                "INSERT INTO proxy_usage_rollups (period, bucket_start, key_id, target_id, \
-                 model, requests, errors, input_tokens, output_tokens, estimated_requests, \
-                 total_ms_sum) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-                 ON CONFLICT(period, key_id, target_id, model, bucket_start) DO UPDATE SET \
-                 requests = requests + excluded.requests, errors = errors + excluded.errors, \
-                 input_tokens = input_tokens + excluded.input_tokens, \
-                 output_tokens = output_tokens + excluded.output_tokens, \
-                 estimated_requests = estimated_requests + excluded.estimated_requests, \
-                 total_ms_sum = total_ms_sum + excluded.total_ms_sum",
-            )?;
-            for ((period, bucket, key, target, model), s) in aggs {
-                upsert.execute(params![
-                    period,
-                    bucket as f64,
-                    key,
-                    target,
-                    model,
-                    s.requests,
-                    s.errors,
-                    s.input_tokens,
-                    s.output_tokens,
-                    s.estimated_requests,
-                    s.total_ms_sum,
-                ])?;
-            }
+            upsert_rollups(txn, aggs)?;
             if last > mark {
-                txn.execute(
-                    "INSERT INTO meta(key, value) VALUES (?1, ?2) \
-                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    params![WATERMARK, last.to_string()],
-                )?;
+                set_watermark(txn, last)?;
             }
             Ok(n)
         })
@@ -292,5 +385,172 @@ impl Store {
             Ok((rows, rollups))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: usize) -> ProxyUsage {
+        ProxyUsage {
+            at: 1_800_000_000.0 + i as f64 * 60.0,
+            key_id: if i.is_multiple_of(3) {
+                None
+            } else {
+                Some(1 + i as i64 % 2)
+            },
+            target_id: Some(7),
+            requested_model: format!("alpha/m{}", i % 2),
+            upstream_model: Some(format!("m{}", i % 2)),
+            endpoint: ProxyEndpoint::Chat,
+            stream: i.is_multiple_of(2),
+            status: if i.is_multiple_of(5) { 502 } else { 200 },
+            attempts: 1 + (i % 3) as u8,
+            ttfb_ms: Some(i as f64),
+            ttft_ms: None,
+            total_ms: 10.0 + i as f64,
+            input_tokens: Some(i as u64),
+            output_tokens: if i.is_multiple_of(4) { None } else { Some(2) },
+            tokens_estimated: i.is_multiple_of(7),
+            error_class: (i.is_multiple_of(5)).then(|| "server_error".to_string()),
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), crate::store::SecretBox::from_key([1; 32])).unwrap();
+        (dir, store)
+    }
+
+    /// Every stored row, in id order, read back column by column.
+    async fn stored(store: &Store) -> Vec<ProxyUsage> {
+        store
+            .read(|conn, _| {
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT {COLUMNS}, model FROM proxy_usage ORDER BY id"
+                ))?;
+                let rows = stmt.query_map([], |r| {
+                    let endpoint: String = r.get(6)?;
+                    assert_eq!(endpoint, "chat");
+                    let u = ProxyUsage {
+                        at: r.get(0)?,
+                        key_id: r.get(1)?,
+                        target_id: r.get(2)?,
+                        requested_model: r.get(3)?,
+                        upstream_model: r.get(4)?,
+                        endpoint: ProxyEndpoint::Chat,
+                        stream: r.get(7)?,
+                        status: r.get(8)?,
+                        attempts: r.get(9)?,
+                        ttfb_ms: r.get(10)?,
+                        ttft_ms: r.get(11)?,
+                        total_ms: r.get(12)?,
+                        input_tokens: r.get::<_, Option<i64>>(13)?.map(|n| n as u64),
+                        output_tokens: r.get::<_, Option<i64>>(14)?.map(|n| n as u64),
+                        tokens_estimated: r.get(15)?,
+                        error_class: r.get(16)?,
+                    };
+                    assert_eq!(r.get::<_, String>(5)?, u.model());
+                    Ok(u)
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// (requests, errors, input, output, estimated) summed over a period's rollups.
+    async fn rolled(store: &Store, period: &'static str) -> (i64, i64, i64, i64, i64) {
+        store
+            .read(move |conn, _| {
+                Ok(conn.query_row(
+                    "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0), \
+                     COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \
+                     COALESCE(SUM(estimated_requests), 0) FROM proxy_usage_rollups \
+                     WHERE period = ?1",
+                    [period],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )?)
+            })
+            .await
+            .unwrap()
+    }
+
+    fn sums(rows: &[ProxyUsage]) -> (i64, i64, i64, i64, i64) {
+        let n = |f: &dyn Fn(&ProxyUsage) -> bool| rows.iter().filter(|u| f(u)).count() as i64;
+        (
+            rows.len() as i64,
+            n(&|u| u.status >= 400),
+            rows.iter()
+                .map(|u| u.input_tokens.unwrap_or(0) as i64)
+                .sum(),
+            rows.iter()
+                .map(|u| u.output_tokens.unwrap_or(0) as i64)
+                .sum(),
+            n(&|u| u.tokens_estimated),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_stored_as_sent_and_folded_into_the_rollups_in_the_same_write() {
+        let (_dir, store) = open();
+        // Two full multi-row statements and a rest of six rows.
+        let batch: Vec<ProxyUsage> = (0..2 * ROWS_PER_INSERT + 6).map(row).collect();
+        store.record_usage(batch.clone()).await.unwrap();
+        assert_eq!(stored(&store).await, batch);
+        assert_eq!(rolled(&store, "hour").await, sums(&batch));
+        assert_eq!(rolled(&store, "day").await, sums(&batch));
+        assert_eq!(
+            store.roll_up_usage(10_000).await.unwrap(),
+            0,
+            "nothing left for the upkeep to read back"
+        );
+
+        let more: Vec<ProxyUsage> = (100..103).map(row).collect();
+        store.record_usage(more.clone()).await.unwrap();
+        let all: Vec<ProxyUsage> = batch.iter().chain(&more).cloned().collect();
+        assert_eq!(rolled(&store, "hour").await, sums(&all));
+        assert_eq!(store.roll_up_usage(10_000).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn rows_recorded_while_the_rollups_are_behind_are_folded_by_the_upkeep_once() {
+        let (_dir, store) = open();
+        let first: Vec<ProxyUsage> = (0..3).map(row).collect();
+        store.record_usage(first.clone()).await.unwrap();
+        // A row the rollups have not counted yet (written by an apimond that left
+        // folding to the upkeep, or before a crash of its pass).
+        let behind = row(3);
+        let (at, key) = (behind.at, behind.key_id);
+        store
+            .write(move |txn, _| {
+                txn.execute(
+                    "INSERT INTO proxy_usage (at, key_id, target_id, requested_model, model, \
+                     endpoint, stream, status, attempts, total_ms, input_tokens, output_tokens, \
+                     tokens_estimated) VALUES (?1, ?2, 7, 'alpha/m1', 'm1', 'chat', 0, 200, 2, \
+                     13.0, 3, 2, 0)",
+                    params![at, key],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let later: Vec<ProxyUsage> = (4..40).map(row).collect();
+        store.record_usage(later.clone()).await.unwrap();
+        assert_eq!(
+            rolled(&store, "hour").await,
+            sums(&first),
+            "later rows wait behind the uncounted one"
+        );
+        assert_eq!(store.roll_up_usage(10_000).await.unwrap(), 37);
+        let all: Vec<ProxyUsage> = (0..40).map(row).collect();
+        assert_eq!(rolled(&store, "hour").await, sums(&all));
+        assert_eq!(rolled(&store, "day").await, sums(&all));
+        assert_eq!(
+            store.roll_up_usage(10_000).await.unwrap(),
+            0,
+            "each row once"
+        );
     }
 }

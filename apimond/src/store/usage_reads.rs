@@ -166,7 +166,10 @@ fn raw_part(
         until: to,
         ..f.clone()
     };
-    let (mut conds, mut args) = conditions(&part, "at", false);
+    // Rows not folded yet are found by id (the newest few, a range of the rowid): `+at`
+    // keeps SQLite from walking the time index over the whole range instead.
+    let time_col = if after_id.is_some() { "+at" } else { "at" };
+    let (mut conds, mut args) = conditions(&part, time_col, false);
     if let Some(id) = after_id {
         conds.push("id > ?".into());
         args.push(rusqlite::types::Value::Integer(id));
