@@ -3,6 +3,7 @@
 //! is `usage_reads`.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::LazyLock;
 
 use rusqlite::{Connection, OptionalExtension, Statement, params};
@@ -168,29 +169,35 @@ fn bind_row(stmt: &mut Statement<'_>, before: usize, u: &ProxyUsage) -> rusqlite
     bind(&u.error_class)
 }
 
-/// A rollup row's identity: period, bucket start, key (0 = master token), target (0 =
-/// none), model.
-type RollupKey = (&'static str, i64, i64, i64, String);
+/// Usage sums per hour bucket start, key (0 = master token), target (0 = none) and
+/// model; a day's rollups are the sums of its hours.
+type Hourly<M> = HashMap<(i64, i64, i64, M), UsageSums>;
 
-/// Adds one request to the hourly and daily buckets it falls in.
-fn fold(
-    aggs: &mut HashMap<RollupKey, UsageSums>,
+/// Adds one request to its hour.
+fn fold<M: Hash + Eq>(
+    hours: &mut Hourly<M>,
     at: f64,
     key: i64,
     target: i64,
-    model: &str,
+    model: M,
     row: &UsageSums,
 ) {
-    for (period, size) in [("hour", 3600.0), ("day", 86_400.0)] {
-        let bucket = ((at / size).floor() * size) as i64;
-        aggs.entry((period, bucket, key, target, model.to_string()))
-            .or_default()
-            .add(row);
-    }
+    let hour = ((at / 3600.0).floor() * 3600.0) as i64;
+    hours
+        .entry((hour, key, target, model))
+        .or_default()
+        .add(row);
 }
 
-/// Adds the sums to the stored rollups.
-fn upsert_rollups(txn: &Connection, aggs: HashMap<RollupKey, UsageSums>) -> Result<()> {
+/// Adds the sums to the stored hourly and daily rollups.
+fn upsert_rollups<M: AsRef<str> + Hash + Eq>(txn: &Connection, hours: Hourly<M>) -> Result<()> {
+    let mut days: Hourly<&str> = HashMap::new();
+    for ((hour, key, target, model), s) in &hours {
+        let day = hour.div_euclid(86_400) * 86_400;
+        days.entry((day, *key, *target, model.as_ref()))
+            .or_default()
+            .add(s);
+    }
     let mut upsert = txn.prepare_cached(
         "INSERT INTO proxy_usage_rollups (period, bucket_start, key_id, target_id, \
          model, requests, errors, input_tokens, output_tokens, estimated_requests, \
@@ -202,7 +209,13 @@ fn upsert_rollups(txn: &Connection, aggs: HashMap<RollupKey, UsageSums>) -> Resu
          estimated_requests = estimated_requests + excluded.estimated_requests, \
          total_ms_sum = total_ms_sum + excluded.total_ms_sum",
     )?;
-    for ((period, bucket, key, target, model), s) in aggs {
+    let hourly = hours
+        .iter()
+        .map(|((b, k, t, m), s)| ("hour", *b, *k, *t, m.as_ref(), s));
+    let daily = days
+        .iter()
+        .map(|((b, k, t, m), s)| ("day", *b, *k, *t, *m, s));
+    for (period, bucket, key, target, model, s) in hourly.chain(daily) {
         upsert.execute(params![
             period,
             bucket as f64,
@@ -261,7 +274,7 @@ impl Store {
             }
             let last_id = txn.last_insert_rowid();
             if fold_now && !rows.is_empty() {
-                let mut aggs = HashMap::new();
+                let mut hours: Hourly<&str> = HashMap::new();
                 for u in &rows {
                     let row = UsageSums {
                         requests: 1,
@@ -272,9 +285,9 @@ impl Store {
                         total_ms_sum: u.total_ms,
                     };
                     let (key, target) = (u.key_id.unwrap_or(0), u.target_id.unwrap_or(0));
-                    fold(&mut aggs, u.at, key, target, u.model(), &row);
+                    fold(&mut hours, u.at, key, target, u.model(), &row);
                 }
-                upsert_rollups(txn, aggs)?;
+                upsert_rollups(txn, hours)?;
                 set_watermark(txn, last_id)?;
             }
             let mut last: HashMap<i64, (f64, Option<i64>)> = HashMap::new();
@@ -327,7 +340,7 @@ impl Store {
     pub async fn roll_up_usage(&self, max_rows: i64) -> Result<usize> {
         self.write(move |txn, _| {
             let mark = watermark(txn)?;
-            let mut aggs: HashMap<RollupKey, UsageSums> = HashMap::new();
+            let mut hours: Hourly<String> = HashMap::new();
             let mut last = mark;
             let mut n = 0usize;
             {
@@ -350,10 +363,10 @@ impl Store {
                         total_ms_sum: r.get(9)?,
                     };
                     let model: String = r.get(4)?;
-                    fold(&mut aggs, r.get(1)?, r.get(2)?, r.get(3)?, &model, &row);
+                    fold(&mut hours, r.get(1)?, r.get(2)?, r.get(3)?, model, &row);
                 }
             }
-            upsert_rollups(txn, aggs)?;
+            upsert_rollups(txn, hours)?;
             if last > mark {
                 set_watermark(txn, last)?;
             }
