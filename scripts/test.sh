@@ -14,17 +14,18 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
 fi
 
 # The `browser` client profile (wreq) builds BoringSSL: it needs cmake and libclang.
+# A test reads the listener's backlog with `ss` (iproute2).
 # On Debian and Ubuntu, install them when missing (as root, or through sudo).
 if ! command -v cmake >/dev/null 2>&1 || ! command -v clang >/dev/null 2>&1 \
-    || ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1; then
+    || ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || ! command -v ss >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1; then
         sudo=""
         [ "$(id -u)" -ne 0 ] && sudo="sudo"
         $sudo apt-get update
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends \
-            cmake libclang-dev clang
+            cmake libclang-dev clang iproute2
     else
-        echo "scripts/test.sh: install cmake, clang and libclang (needed to build BoringSSL)" >&2
+        echo "scripts/test.sh: install cmake, clang and libclang (needed to build BoringSSL) and iproute2" >&2
         exit 1
     fi
 fi

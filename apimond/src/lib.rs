@@ -149,8 +149,7 @@ impl Daemon {
         }
 
         let addr = SocketAddr::new(config.listen.host, config.listen.port);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        let listener = http::serve::bind(addr)
             .with_context(|| format!("cannot listen on {addr} (HOST/PORT)"))?;
         let http_addr = listener.local_addr()?;
         let files = fd_limit::raise();

@@ -276,3 +276,29 @@ async fn the_open_file_limit_is_raised_and_reported() {
     assert!(files["soft_limit_at_start"].as_u64().unwrap() <= soft);
     assert!(files["open"].as_u64().unwrap() > 3);
 }
+
+/// A burst of connections waits in the kernel's queue for the accept loop instead of
+/// losing SYNs (a client whose SYN is dropped waits a second for its retry): the
+/// listener's backlog is 4,096 or the system's cap if lower, not the usual 128.
+#[tokio::test]
+async fn the_listen_queue_holds_a_burst_of_thousands_of_connections() {
+    let d = TestDaemon::start().await;
+    let port = reqwest::Url::parse(&d.url("/")).unwrap().port().unwrap();
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("`ss` (iproute2) lists listening sockets");
+    let listing = String::from_utf8(out.stdout).unwrap();
+    // For a listening socket the Send-Q column is its backlog.
+    let backlog: u32 = listing
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no listener on port {port} in: {listing}"));
+    let cap: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(backlog, cap.min(4096));
+}
