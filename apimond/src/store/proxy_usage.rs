@@ -528,6 +528,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_writer_keeps_its_savepoint_journals_in_memory() {
+        let (_dir, store) = open();
+        // 2 = MEMORY: a batch's savepoint journal is not spilled to a temporary file.
+        let temp_store: i64 = store
+            .write(|txn, _| Ok(txn.pragma_query_value(None, "temp_store", |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(temp_store, 2);
+    }
+
+    #[tokio::test]
     async fn rows_recorded_while_the_rollups_are_behind_are_folded_by_the_upkeep_once() {
         let (_dir, store) = open();
         let first: Vec<ProxyUsage> = (0..3).map(row).collect();
