@@ -149,7 +149,7 @@ impl Daemon {
         }
 
         let addr = SocketAddr::new(config.listen.host, config.listen.port);
-        let listener = http::serve::bind(addr)
+        let listener = shared::listen::listen(addr)
             .with_context(|| format!("cannot listen on {addr} (HOST/PORT)"))?;
         let http_addr = listener.local_addr()?;
         let files = fd_limit::raise();

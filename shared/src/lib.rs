@@ -2,6 +2,7 @@
 //! the clients (control socket with its path search, remote HTTP API), the probe engine.
 
 pub mod client;
+pub mod listen;
 pub mod rpc;
 pub mod secret;
 

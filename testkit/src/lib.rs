@@ -225,7 +225,7 @@ impl FakeUpstream {
 
     /// Starts at `addr`, on the current tokio runtime.
     pub async fn bind(config: FakeConfig, addr: SocketAddr) -> std::io::Result<FakeUpstream> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let listener = shared::listen::listen(addr)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config));
         let app = server::router(shared.clone());

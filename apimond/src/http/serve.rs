@@ -26,23 +26,6 @@ const RESERVED_FILES: u64 = 1024;
 /// How often the log may say that a cap refused connections.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Connections the kernel may hold for the accept loop (it caps this at
-/// `net.core.somaxconn`). The usual 128 overflows when a thousand SDK clients connect at
-/// once, and a connection whose SYN is dropped waits a second for its retry.
-const LISTEN_BACKLOG: u32 = 4096;
-
-/// The HTTP listener on `addr`.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
-}
-
 /// The connection cap in all: the configured one, lowered to fit the open-file limit.
 pub fn total_cap(configured: usize, soft_fd_limit: u64) -> usize {
     let room = soft_fd_limit

@@ -130,7 +130,7 @@ pub(crate) async fn serve_while_wanted(
 /// The old listener is dropped a moment after the stop signal: retry for a while.
 async fn rebind(addr: SocketAddr) -> Option<TcpListener> {
     for _ in 0..200 {
-        if let Ok(listener) = TcpListener::bind(addr).await {
+        if let Ok(listener) = shared::listen::listen(addr) {
             return Some(listener);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
