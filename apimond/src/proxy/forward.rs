@@ -256,20 +256,13 @@ impl Upstream<'_> {
             class: class.to_string(),
             response: Refusal::new(status, "upstream_error", message).into_response(),
         };
-        let Some(mut url) = c.base_url.clone() else {
+        let Some(url) = c.upstream_url(incoming.api, self.model, incoming.query.as_deref()) else {
             return Err(refused(
                 StatusCode::BAD_GATEWAY,
                 "network",
                 format!("channel {} has a base URL that cannot be parsed", c.name),
             ));
         };
-        let path = format!(
-            "{}{}",
-            url.path().trim_end_matches('/'),
-            incoming.api.upstream_path(self.model)
-        );
-        url.set_path(&path);
-        url.set_query(incoming.query.as_deref());
         let body = match (&incoming.model_span, self.model != incoming.requested) {
             (Some(span), true) => request::with_model(&incoming.body, span, self.model),
             _ => incoming.body.clone(),

@@ -223,11 +223,21 @@ const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering
 
 /// The upstream's response headers minus hop-by-hop ones, plus which channel and
 /// model answered.
-fn answer_headers(mut h: HeaderMap, c: &super::view::Channel, model: &str) -> HeaderMap {
-    for name in &HOP_HEADERS {
-        h.remove(name);
+fn answer_headers(mut h: HeaderMap, channel_id: i64, model: &str) -> HeaderMap {
+    // One pass over the few headers an upstream sends, then a removal for each hop
+    // header found, rather than a lookup for every hop header name.
+    let mut found = 0u16;
+    for name in h.keys() {
+        if let Some(i) = HOP_HEADERS.iter().position(|hop| hop == name) {
+            found |= 1 << i;
+        }
     }
-    h.insert(X_PROXY_TARGET_ID, HeaderValue::from(c.id));
+    for (i, name) in HOP_HEADERS.iter().enumerate() {
+        if found & (1 << i) != 0 {
+            h.remove(name);
+        }
+    }
+    h.insert(X_PROXY_TARGET_ID, HeaderValue::from(channel_id));
     if let Ok(v) = HeaderValue::from_str(model) {
         h.insert(X_PROXY_UPSTREAM_MODEL, v);
     }
@@ -242,7 +252,7 @@ pub async fn pass_error(
     resp: UpstreamResponse,
     deadline: Instant,
 ) -> Response<Body> {
-    let mut headers = answer_headers(resp.headers, c, model);
+    let mut headers = answer_headers(resp.headers, c.id, model);
     headers.remove(header::CONTENT_LENGTH);
     let mut body = resp.body;
     let mut out = Vec::new();
@@ -277,7 +287,7 @@ pub fn pass_answer(
     limits: (Duration, Duration),
     mut ledger: Ledger,
 ) -> Response<Body> {
-    let mut headers = answer_headers(resp.headers, c, model);
+    let mut headers = answer_headers(resp.headers, c.id, model);
     let sse = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -300,4 +310,40 @@ pub fn pass_answer(
     *r.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::OK);
     *r.headers_mut() = headers;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_and_the_answering_channel_named() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-request-id", HeaderValue::from_static("abc"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        let out = answer_headers(h, 7, "gpt-4o");
+        let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "content-type",
+                "x-proxy-target-id",
+                "x-proxy-upstream-model",
+                "x-request-id"
+            ]
+        );
+        assert_eq!(out["x-proxy-target-id"], "7");
+        assert_eq!(out["x-proxy-upstream-model"], "gpt-4o");
+    }
 }

@@ -51,6 +51,14 @@ impl Api {
         }
     }
 
+    /// The APIs whose upstream path names no model, in the order of [`Api::fixed_slot`].
+    pub const FIXED: [Api; 4] = [Api::Chat, Api::Responses, Api::Messages, Api::Embeddings];
+
+    /// Where the API is in [`Api::FIXED`]; `None` for Gemini (the model is in its path).
+    pub fn fixed_slot(self) -> Option<usize> {
+        Api::FIXED.iter().position(|a| *a == self)
+    }
+
     /// The upstream path for `model` (below the channel's base URL).
     pub fn upstream_path(self, model: &str) -> Cow<'static, str> {
         match self {

@@ -13,6 +13,7 @@ use shared::probe::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::request::Api;
 use crate::events::{Event, Received, Subscription};
 use crate::runner::probe_settings;
 use crate::store::Store;
@@ -41,6 +42,9 @@ pub struct Channel {
     /// `base_url` without a trailing `/` or `/v1`, parsed once (`None` when it does
     /// not parse: requests to the channel then fail with a 502 that says so).
     pub base_url: Option<UpstreamUrl>,
+    /// The upstream URL of each of [`Api::FIXED`] (their paths name no model), built
+    /// once per view rather than per request.
+    fixed_urls: Option<[UpstreamUrl; 4]>,
     /// What every upstream request of a protocol carries (the channel's key in that
     /// protocol's header, `anthropic-version`, extra headers), in
     /// [`Protocol::ALL`]'s order: built once per view, cloned per request.
@@ -62,6 +66,19 @@ impl Channel {
         self.models.get(model).and_then(Option::as_ref)
     }
 
+    /// The upstream URL of a request of `api` for `model` with the client's `query`;
+    /// `None` when the base URL does not parse.
+    pub fn upstream_url(&self, api: Api, model: &str, query: Option<&str>) -> Option<UpstreamUrl> {
+        let mut url = match (api.fixed_slot(), &self.fixed_urls) {
+            (Some(i), Some(urls)) => urls[i].clone(),
+            _ => api_url(self.base_url.as_ref()?, api, model),
+        };
+        if query.is_some() {
+            url.set_query(query);
+        }
+        Some(url)
+    }
+
     /// The headers every upstream request of `protocol` carries.
     pub fn upstream_headers(&self, protocol: Protocol) -> &HeaderMap {
         let i = Protocol::ALL
@@ -70,6 +87,19 @@ impl Channel {
             .expect("every protocol is in ALL");
         &self.upstream_headers[i]
     }
+}
+
+/// `base` with the path of `api` for `model` below its own, and no query.
+fn api_url(base: &UpstreamUrl, api: Api, model: &str) -> UpstreamUrl {
+    let mut url = base.clone();
+    let path = format!(
+        "{}{}",
+        base.path().trim_end_matches('/'),
+        api.upstream_path(model)
+    );
+    url.set_path(&path);
+    url.set_query(None);
+    url
 }
 
 /// A snapshot of every channel; replaced whole on refresh.
@@ -230,11 +260,15 @@ async fn load(store: &Store, prober: &shared::probe::Prober) -> crate::store::Re
                     }),
                 );
             }
+            let base_url = UpstreamUrl::parse(&normalise_base_url(&t.base_url)).ok();
             Channel {
                 id: t.id,
                 name: t.name,
                 enabled: t.enabled,
-                base_url: UpstreamUrl::parse(&normalise_base_url(&t.base_url)).ok(),
+                fixed_urls: base_url
+                    .as_ref()
+                    .map(|base| Api::FIXED.map(|api| api_url(base, api, ""))),
+                base_url,
                 upstream_headers: Protocol::ALL.map(|p| prober.upstream_headers(&settings, p)),
                 client: prober.upstream_client(&settings).map_err(|e| e.message),
                 settings,
@@ -243,4 +277,28 @@ async fn load(store: &Store, prober: &shared::probe::Prober) -> crate::store::Re
         })
         .collect();
     Ok(RoutingView::build(channels))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls_keep_the_base_path_and_only_gemini_names_the_model() {
+        let base = UpstreamUrl::parse("https://relay.example/api/?x=1").unwrap();
+        assert_eq!(
+            api_url(&base, Api::Chat, "m").as_str(),
+            "https://relay.example/api/v1/chat/completions"
+        );
+        assert_eq!(
+            api_url(&base, Api::Gemini { stream: true }, "gemini-2.0-flash").as_str(),
+            "https://relay.example/api/v1beta/models/gemini-2.0-flash:streamGenerateContent"
+        );
+        // The URLs of FIXED are built once for every model: their paths must not name it.
+        for (i, api) in Api::FIXED.into_iter().enumerate() {
+            assert_eq!(api.fixed_slot(), Some(i));
+            assert!(!api.upstream_path("MODEL-X").contains("MODEL-X"), "{api:?}");
+        }
+        assert_eq!(Api::Gemini { stream: false }.fixed_slot(), None);
+    }
 }
