@@ -88,7 +88,9 @@ pub struct Relay {
     status: u16,
     first_byte: Duration,
     idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Set the first time the upstream has nothing ready: an answer that is all there
+    /// when first polled (most non-streamed ones) never touches the timer wheel.
+    timer: Option<Pin<Box<Sleep>>>,
     last_chunk: Instant,
     seen_bytes: bool,
     /// Bytes still due by the upstream's `Content-Length`: the server stops polling a
@@ -113,7 +115,7 @@ impl Relay {
             status,
             first_byte: limits.0,
             idle: limits.1,
-            timer: Box::pin(tokio::time::sleep(limits.0)),
+            timer: None,
             last_chunk: now,
             seen_bytes: false,
             remaining: content_length,
@@ -172,15 +174,18 @@ impl Stream for Relay {
                 Poll::Ready(None)
             }
             Poll::Pending => loop {
-                match this.timer.as_mut().poll(cx) {
+                let limit = if this.seen_bytes {
+                    this.idle
+                } else {
+                    this.first_byte
+                };
+                let deadline = this.last_chunk + limit;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+                match timer.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(()) => {
-                        let limit = if this.seen_bytes {
-                            this.idle
-                        } else {
-                            this.first_byte
-                        };
-                        let deadline = this.last_chunk + limit;
                         if Instant::now() >= deadline {
                             this.end(Outcome::Failure, Some("timeout".into()));
                             return Poll::Ready(Some(Err(std::io::Error::new(
@@ -188,7 +193,7 @@ impl Stream for Relay {
                                 format!("the upstream sent nothing for {} s", limit.as_secs()),
                             ))));
                         }
-                        this.timer.as_mut().reset(deadline.into());
+                        timer.as_mut().reset(deadline.into());
                     }
                 }
             },
