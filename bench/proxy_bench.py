@@ -8,7 +8,9 @@ In one run, against a fast upstream (nginx answering a fixed chat-completions JS
      HTTP stack, axum + reqwest, with nothing in between: what the stack itself costs),
      and through apimond (release build) with a proxy key; requests/s, p50, p99 and
      non-2xx of each, and apimond's ratios;
-  2. 1,000 concurrent streaming clients through apimond to the fake relay (events
+  2. the time to the first event of a stream, one at a time, straight to the fake relay
+     and through apimond (what the proxy adds to the time to first token);
+  3. 1,000 concurrent streaming clients through apimond to the fake relay (events
      --gap-ms apart): peak RSS of apimond, streams that stalled or broke.
 
 The four wrk runs are made in --rounds rounds (each starting one further along), and
@@ -244,6 +246,36 @@ async def one_stream(host, port, key, model, results, open_now, peak):
     results.append((ok, ttfb or 0.0, longest_gap))
 
 
+async def first_event(host, port, key, model):
+    """Seconds from sending a streamed chat completion to its first `data:` line; the
+    connection is closed right after it."""
+    body = json.dumps({"model": model, "stream": True,
+                       "messages": [{"role": "user", "content": "Say hello"}]}).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        sent = time.monotonic()
+        writer.write(head + body)
+        await writer.drain()
+        received = b""
+        while b"\ndata:" not in received:
+            chunk = await asyncio.wait_for(reader.read(65536), timeout=30)
+            if not chunk:
+                raise SystemExit(f"{host}:{port} closed the stream before its first event: {received[:200]!r}")
+            received += chunk
+        return time.monotonic() - sent
+    finally:
+        writer.close()
+
+
+def first_events(host, port, key, model, count):
+    """Median and p90 of `count` first-event times, one stream at a time."""
+    times = sorted(asyncio.run(first_event(host, port, key, model)) for _ in range(count))
+    return times[len(times) // 2], times[int(len(times) * 0.9)]
+
+
 async def streams(host, port, key, model, count):
     results, open_now, peak = [], [0], [0]
     await asyncio.gather(*(one_stream(host, port, key, model, results, open_now, peak) for _ in range(count)))
@@ -359,6 +391,16 @@ def main():
         print(f"usage rows recorded: {usage['requests']} of {through_apimond} requests sent through apimond "
               f"(wrk counts only completed ones; those it cut at its end are rows too), {usage['errors']} errors; "
               f"apimond peak RSS so far {rss_after_wrk:.1f} MB")
+
+        # One stream at a time: what the proxy adds to the time to the first token.
+        relay_host, relay_port = relay.removeprefix("http://").rsplit(":", 1)
+        first_events(relay_host, int(relay_port), KEY, "model-000", 5)  # warm-up
+        first_events(host, int(port), key, "relay/model-000", 5)
+        direct50, direct90 = first_events(relay_host, int(relay_port), KEY, "model-000", 40)
+        via50, via90 = first_events(host, int(port), key, "relay/model-000", 40)
+        print(f"time to the first stream event, one stream at a time (40 each): direct to the relay "
+              f"p50 {direct50 * 1000:.2f} ms, p90 {direct90 * 1000:.2f} ms; through apimond p50 "
+              f"{via50 * 1000:.2f} ms, p90 {via90 * 1000:.2f} ms; added p50 {(via50 - direct50) * 1000:.2f} ms")
 
         t0 = time.monotonic()
         results, peak_open = asyncio.run(streams(host, int(port), key, "relay/model-000", args.streams))
