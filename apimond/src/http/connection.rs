@@ -4,7 +4,9 @@
 //! the client stops reading is dropped after `HTTP_STALL_TIMEOUT_S`. A response
 //! that keeps flowing (SSE, proxied streams) is never cut: only a write that makes no
 //! progress counts. hyper's own answers to unparsable requests (400, 414, 431) get
-//! the API's JSON `detail` body here, as they leave.
+//! the API's JSON `detail` body here, as they leave. After the last answer, what the
+//! client still sends (a body refused unread) is read and dropped for a moment before
+//! the socket closes, so the client reads the answer rather than a reset.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
