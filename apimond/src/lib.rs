@@ -246,11 +246,13 @@ impl Daemon {
             core.store.clone(),
             life.upkeep.clone(),
         ));
+        let shortcut = proxy::shortcut(proxy.clone());
         let app = proxy::router(proxy).merge(http::router(core.clone()));
         let stopped = life.http.clone();
         let server = life.spawn(http::serve::serve(
             listener,
             app,
+            Some(shortcut),
             admission,
             core.config.listen.threads,
             stopped,

@@ -197,3 +197,55 @@ async fn the_master_token_set_in_the_panel_works_at_once_and_can_be_cleared() {
     .await;
     assert!(keys.authenticate("panel-master-1234", CLIENT).is_err());
 }
+
+/// Over HTTP, on each of the proxy's endpoints: a wrong key counts against the address
+/// the request came from (the generation endpoints are served before the router, which
+/// must not lose it), and the limit then holds for that address only.
+#[tokio::test]
+async fn wrong_keys_sent_over_http_count_against_the_sending_address() {
+    let d = TestDaemon::start_with(STANDARD).await;
+    let guesser = client_from("127.0.0.21");
+    let paths = [
+        "/v1/chat/completions",
+        "/v1/responses",
+        "/v1/messages",
+        "/v1/embeddings",
+        "/v1beta/models/m:generateContent",
+    ];
+    let body = json!({"model": "m", "messages": []});
+    for i in 0..10 {
+        let (s, text, _) = send_with(
+            &guesser,
+            Method::POST,
+            &d.url(paths[i % paths.len()]),
+            Some("sk-guess"),
+            Some(&body),
+            &[],
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "guess {i}: {text}");
+    }
+    for path in paths {
+        let (s, text, _) = send_with(
+            &guesser,
+            Method::POST,
+            &d.url(path),
+            Some("sk-guess"),
+            Some(&body),
+            &[],
+        )
+        .await;
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{path}: {text}");
+    }
+    // Another address is not limited.
+    let (s, _, _) = send_with(
+        &client_from("127.0.0.22"),
+        Method::POST,
+        &d.url("/v1/chat/completions"),
+        Some("sk-guess"),
+        Some(&body),
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}

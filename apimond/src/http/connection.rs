@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::ConnectInfo;
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -31,6 +33,20 @@ use crate::config::HttpLimits;
 
 /// Largest request head (request line and headers): larger gets 431.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// A response on its way.
+pub type Answer = Pin<Box<dyn Future<Output = axum::response::Response> + Send>>;
+
+/// Requests served before the router: the proxy's generation endpoints, the hot path,
+/// where the router's own work per request (matching, extensions, a boxed service)
+/// is a share worth saving. Everything else goes to the router.
+pub trait Shortcut: Send + Sync + 'static {
+    /// Whether requests of `method` to `path` are this shortcut's.
+    fn takes(&self, method: &axum::http::Method, path: &str) -> bool;
+
+    /// Serves a request it takes, from `peer`.
+    fn serve(&self, req: axum::extract::Request, peer: SocketAddr) -> Answer;
+}
 
 /// Since when (ms after `epoch`) the connection's writes have been blocked; 0 = not.
 struct WriteWatch {
@@ -342,6 +358,7 @@ pub async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
     app: Router,
+    shortcut: Option<Arc<dyn Shortcut>>,
     limits: HttpLimits,
     stop: CancellationToken,
 ) {
@@ -356,16 +373,21 @@ pub async fn serve(
         linger: None,
     });
     let pause = limits.body_timeout;
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        let req = req.map(|inner| {
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let mut req = req.map(|inner| {
             axum::body::Body::new(TimedBody {
                 inner,
                 pause,
                 timer: None,
             })
         });
-        app.clone().oneshot(req)
+        if let Some(shortcut) = &shortcut
+            && shortcut.takes(req.method(), req.uri().path())
+        {
+            return Either::Left(shortcut.serve(req, peer).map(Ok));
+        }
+        req.extensions_mut().insert(ConnectInfo(peer));
+        Either::Right(app.clone().oneshot(req))
     });
     let mut builder = http1::Builder::new();
     builder

@@ -51,10 +51,19 @@ pub fn request_client(parts: &Parts, core: &Core) -> std::net::IpAddr {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    client_behind(peer, &parts.headers, core)
+}
+
+/// The client address of a request from `peer` with `headers`, honouring trusted
+/// proxies.
+pub fn client_behind(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    core: &Core,
+) -> std::net::IpAddr {
     // Proxies may add their hop as another header line rather than appending to the
     // first one: read them all, in order.
-    let xff: Vec<&str> = parts
-        .headers
+    let xff: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())

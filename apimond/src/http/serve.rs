@@ -177,6 +177,7 @@ impl Admission {
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    shortcut: Option<Arc<dyn connection::Shortcut>>,
     admission: Arc<Admission>,
     threads: usize,
     stop: CancellationToken,
@@ -204,6 +205,7 @@ pub async fn serve(
         // Streams (SSE, proxied replies) go out event by event: no Nagle delay.
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
+        let shortcut = shortcut.clone();
         let limits = admission.limits;
         let stop = stop.clone();
         threads.hand_over(
@@ -211,7 +213,7 @@ pub async fn serve(
             peer,
             Box::new(move |tcp| {
                 Box::pin(async move {
-                    connection::serve(tcp, peer, app, limits, stop).await;
+                    connection::serve(tcp, peer, app, shortcut, limits, stop).await;
                     drop(place);
                 })
             }),

@@ -4,6 +4,7 @@
 //! next candidate is tried (at most [`MAX_ATTEMPTS`], within twice the first-byte
 //! limit). Once an answer's headers are passed on, it is the answer: no retry.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use super::relay::{Ledger, pass_answer, pass_error};
 use super::request::{self, Api, BODY_LIMIT};
 use super::select::{self, Ask};
 use super::usage::Tokens;
-use crate::http::extract::request_client;
+use crate::http::extract::{client_behind, request_client};
 
 /// Channels tried per request at most.
 pub const MAX_ATTEMPTS: usize = 3;
@@ -40,9 +41,18 @@ const PASSED_REQUEST_HEADERS: [HeaderName; 6] = [
 ];
 
 /// The key check: the presented key authenticated (shared failure limits per client).
-pub fn authenticate(proxy: &Proxy, parts: &Parts) -> Result<KeyGrant, Refusal> {
+/// `peer` is the connection's address when the request did not come through the
+/// router (which puts it in the extensions).
+pub fn authenticate(
+    proxy: &Proxy,
+    parts: &Parts,
+    peer: Option<SocketAddr>,
+) -> Result<KeyGrant, Refusal> {
     let key = request::presented_key(&parts.headers, parts.uri.query()).unwrap_or_default();
-    let client = request_client(parts, &proxy.core);
+    let client = match peer {
+        Some(peer) => client_behind(peer.ip(), &parts.headers, &proxy.core),
+        None => request_client(parts, &proxy.core),
+    };
     proxy
         .core
         .proxy_keys
@@ -96,16 +106,17 @@ struct Incoming {
 }
 
 /// Serves one generation request of `api`; `path_model` is Gemini's model from the
-/// path.
+/// path, `peer` as for [`authenticate`].
 pub async fn serve(
     proxy: Arc<Proxy>,
     api: Api,
     req: Request,
     path_model: Option<String>,
+    peer: Option<SocketAddr>,
 ) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let grant = match authenticate(&proxy, &parts) {
+    let grant = match authenticate(&proxy, &parts, peer) {
         Ok(g) => g,
         Err(r) => return r.into_response(),
     };
@@ -185,7 +196,7 @@ pub async fn serve(
                 ledger.ttfb_ms = Some(ledger.elapsed_ms());
                 let status = resp.status;
                 let class = shared::probe::classify::classify(status, "").as_str();
-                let resp = pass_error(c, &cand.model, resp, deadline).await;
+                let resp = Box::pin(pass_error(c, &cand.model, resp, deadline)).await;
                 ledger.close(
                     status,
                     Outcome::Neutral,
@@ -269,10 +280,14 @@ impl Upstream<'_> {
         };
         let headers = upstream_headers(c, incoming.api, client_headers);
         let wait = first_byte.min(deadline.saturating_duration_since(Instant::now()));
+        // Boxed: the client's future is kilobytes (it can be any of the profiles'
+        // clients), and this one is moved with the request's future at every step.
         let sent = tokio::time::timeout(
             wait,
-            self.client
-                .send(axum::http::Method::POST, url, headers, Some(body)),
+            Box::pin(
+                self.client
+                    .send(axum::http::Method::POST, url, headers, Some(body)),
+            ),
         )
         .await;
         match sent {
@@ -309,7 +324,7 @@ impl Upstream<'_> {
                         "upstream_5xx"
                     }
                     .into(),
-                    response: pass_error(c, self.model, resp, deadline).await,
+                    response: Box::pin(pass_error(c, self.model, resp, deadline)).await,
                 })
             }
             Ok(Ok(resp)) => Ok(resp),

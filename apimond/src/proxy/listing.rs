@@ -127,7 +127,7 @@ pub async fn openai_models(proxy: std::sync::Arc<Proxy>, req: Request) -> Respon
     if from_gemini_client(&parts) {
         return gemini_models(proxy, Request::from_parts(parts, body)).await;
     }
-    let grant = match authenticate(&proxy, &parts) {
+    let grant = match authenticate(&proxy, &parts, None) {
         Ok(g) => g,
         Err(r) => return r.into_response(),
     };
@@ -144,7 +144,7 @@ pub async fn openai_model(
     req: Request,
 ) -> Response<Body> {
     let (parts, _) = req.into_parts();
-    let grant = match authenticate(&proxy, &parts) {
+    let grant = match authenticate(&proxy, &parts, None) {
         Ok(g) => g,
         Err(r) => return r.into_response(),
     };
@@ -170,7 +170,7 @@ pub async fn openai_model(
 pub async fn gemini_models(proxy: std::sync::Arc<Proxy>, req: Request) -> Response<Body> {
     let started = std::time::Instant::now();
     let (parts, _) = req.into_parts();
-    let grant = match authenticate(&proxy, &parts) {
+    let grant = match authenticate(&proxy, &parts, None) {
         Ok(g) => g,
         Err(r) => return r.into_response(),
     };

@@ -87,20 +87,61 @@ impl Proxy {
 
 type ProxyState = Arc<Proxy>;
 
+/// The generation endpoints whose path names no model, served before the router
+/// (by the same function as their routes below, without the router's work).
+pub fn shortcut(proxy: Arc<Proxy>) -> Arc<dyn crate::http::connection::Shortcut> {
+    Arc::new(Shortcut(proxy))
+}
+
+struct Shortcut(Arc<Proxy>);
+
+/// The API of a `POST` to `path` the shortcut serves.
+fn shortcut_api(method: &axum::http::Method, path: &str) -> Option<Api> {
+    if method != axum::http::Method::POST {
+        return None;
+    }
+    match path {
+        "/v1/chat/completions" => Some(Api::Chat),
+        "/v1/responses" => Some(Api::Responses),
+        "/v1/messages" => Some(Api::Messages),
+        "/v1/embeddings" => Some(Api::Embeddings),
+        _ => None,
+    }
+}
+
+impl crate::http::connection::Shortcut for Shortcut {
+    fn takes(&self, method: &axum::http::Method, path: &str) -> bool {
+        shortcut_api(method, path).is_some()
+    }
+
+    fn serve(&self, req: Request, peer: std::net::SocketAddr) -> crate::http::connection::Answer {
+        let Some(api) = shortcut_api(req.method(), req.uri().path()) else {
+            // Only asked after `takes`: not reached.
+            let refusal = Refusal::new(
+                StatusCode::NOT_FOUND,
+                "not_found_error",
+                format!("no such endpoint: {}", req.uri().path()),
+            );
+            return Box::pin(async move { refusal.into_response() });
+        };
+        Box::pin(forward::serve(self.0.clone(), api, req, None, Some(peer)))
+    }
+}
+
 async fn chat(State(p): State<ProxyState>, req: Request) -> Response<Body> {
-    forward::serve(p, Api::Chat, req, None).await
+    forward::serve(p, Api::Chat, req, None, None).await
 }
 
 async fn responses(State(p): State<ProxyState>, req: Request) -> Response<Body> {
-    forward::serve(p, Api::Responses, req, None).await
+    forward::serve(p, Api::Responses, req, None, None).await
 }
 
 async fn messages(State(p): State<ProxyState>, req: Request) -> Response<Body> {
-    forward::serve(p, Api::Messages, req, None).await
+    forward::serve(p, Api::Messages, req, None, None).await
 }
 
 async fn embeddings(State(p): State<ProxyState>, req: Request) -> Response<Body> {
-    forward::serve(p, Api::Embeddings, req, None).await
+    forward::serve(p, Api::Embeddings, req, None, None).await
 }
 
 /// `POST …/models/{model}:generateContent|streamGenerateContent`.
@@ -117,7 +158,14 @@ async fn gemini(
         "streamGenerateContent" => true,
         _ => return not_found(&rest),
     };
-    forward::serve(p, Api::Gemini { stream }, req, Some(model.to_string())).await
+    forward::serve(
+        p,
+        Api::Gemini { stream },
+        req,
+        Some(model.to_string()),
+        None,
+    )
+    .await
 }
 
 fn not_found(rest: &str) -> Response<Body> {

@@ -228,7 +228,7 @@ const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering
 
 /// The upstream's response headers minus hop-by-hop ones, plus which channel and
 /// model answered.
-fn answer_headers(mut h: HeaderMap, channel_id: i64, model: &str) -> HeaderMap {
+fn answer_headers(mut h: HeaderMap, channel_id: &HeaderValue, model: &str) -> HeaderMap {
     // One pass over the few headers an upstream sends, then a removal for each hop
     // header found, rather than a lookup for every hop header name.
     let mut found = 0u16;
@@ -242,7 +242,7 @@ fn answer_headers(mut h: HeaderMap, channel_id: i64, model: &str) -> HeaderMap {
             h.remove(name);
         }
     }
-    h.insert(X_PROXY_TARGET_ID, HeaderValue::from(channel_id));
+    h.insert(X_PROXY_TARGET_ID, channel_id.clone());
     if let Ok(v) = HeaderValue::from_str(model) {
         h.insert(X_PROXY_UPSTREAM_MODEL, v);
     }
@@ -257,7 +257,7 @@ pub async fn pass_error(
     resp: UpstreamResponse,
     deadline: Instant,
 ) -> Response<Body> {
-    let mut headers = answer_headers(resp.headers, c.id, model);
+    let mut headers = answer_headers(resp.headers, &c.id_header, model);
     headers.remove(header::CONTENT_LENGTH);
     let mut body = resp.body;
     let mut out = Vec::new();
@@ -292,7 +292,7 @@ pub fn pass_answer(
     limits: (Duration, Duration),
     mut ledger: Ledger,
 ) -> Response<Body> {
-    let mut headers = answer_headers(resp.headers, c.id, model);
+    let mut headers = answer_headers(resp.headers, &c.id_header, model);
     let sse = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -336,7 +336,7 @@ mod tests {
         );
         h.insert("x-request-id", HeaderValue::from_static("abc"));
         h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
-        let out = answer_headers(h, 7, "gpt-4o");
+        let out = answer_headers(h, &HeaderValue::from(7), "gpt-4o");
         let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
         assert_eq!(

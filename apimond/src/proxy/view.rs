@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use shared::probe::{
     ModelStatus, ProbeSettings, Protocol, UpstreamClient, UpstreamUrl, normalise_base_url,
 };
@@ -37,6 +37,8 @@ pub struct ProbeOutcome {
 /// One channel as the proxy sees it.
 pub struct Channel {
     pub id: i64,
+    /// `id` as the `X-Proxy-Target-Id` answer header, made once.
+    pub id_header: HeaderValue,
     pub name: String,
     pub enabled: bool,
     /// `base_url` without a trailing `/` or `/v1`, parsed once (`None` when it does
@@ -263,6 +265,7 @@ async fn load(store: &Store, prober: &shared::probe::Prober) -> crate::store::Re
             let base_url = UpstreamUrl::parse(&normalise_base_url(&t.base_url)).ok();
             Channel {
                 id: t.id,
+                id_header: HeaderValue::from(t.id),
                 name: t.name,
                 enabled: t.enabled,
                 fixed_urls: base_url

@@ -181,13 +181,15 @@ impl HttpClient {
                 if let Some(direct) = direct
                     && Direct::takes(&url)
                 {
-                    return direct.send(method, &url, headers, body).await;
+                    return direct.send(method, url, headers, body).await;
                 }
                 let mut b = c.request(method, url).headers(headers);
                 if let Some(body) = body {
                     b = b.body(body);
                 }
-                let mut r = b.send().await.map_err(|e| plain_failure(&e))?;
+                // Boxed, as the browser's: this future stays the size of the direct
+                // client's, which the proxy moves with every request.
+                let mut r = Box::pin(b.send()).await.map_err(|e| plain_failure(&e))?;
                 Ok(Response {
                     status: r.status().as_u16(),
                     headers: std::mem::take(r.headers_mut()),
@@ -199,7 +201,7 @@ impl HttpClient {
                 if let Some(body) = body {
                     b = b.body(body);
                 }
-                let mut r = b.send().await.map_err(|e| browser_failure(&e))?;
+                let mut r = Box::pin(b.send()).await.map_err(|e| browser_failure(&e))?;
                 Ok(Response {
                     status: r.status().as_u16(),
                     headers: std::mem::take(r.headers_mut()),

@@ -150,7 +150,8 @@ impl AsyncWrite for Wire {
 }
 
 /// One HTTP/1.1 connection: the handle requests are sent with, and the connection
-/// itself, which makes progress only while somebody polls it.
+/// itself, which makes progress only while somebody polls it. Kept boxed: it is the
+/// better part of a kilobyte, moved in and out of the pool and into every answer.
 struct Conn {
     send: SendRequest<Full<Bytes>>,
     driver: Connection<TokioIo<Wire>, Full<Bytes>>,
@@ -181,8 +182,11 @@ impl Conn {
 pub(super) struct Direct {
     verify_ssl: bool,
     tls: OnceLock<Result<tokio_rustls::TlsConnector, String>>,
-    idle: Mutex<HashMap<Origin, Vec<(Conn, Instant)>>>,
+    idle: Mutex<HashMap<Origin, Vec<Idle>>>,
 }
+
+/// A pooled connection and since when it has been idle.
+type Idle = (Box<Conn>, Instant);
 
 impl Direct {
     pub(super) fn new(verify_ssl: bool) -> Direct {
@@ -208,11 +212,10 @@ impl Direct {
     pub(super) async fn send(
         self: &Arc<Self>,
         mut method: Method,
-        url: &Url,
+        mut url: Url,
         mut headers: HeaderMap,
         mut body: Option<Bytes>,
     ) -> Result<Response, Failure> {
-        let mut url = url.clone();
         for _ in 0..=MAX_REDIRECTS {
             let (head, incoming, conn, origin) =
                 self.exchange(&method, &url, &headers, &body).await?;
@@ -272,21 +275,27 @@ impl Direct {
         url: &Url,
         headers: &HeaderMap,
         body: &Option<Bytes>,
-    ) -> Result<(hyper::http::response::Parts, Incoming, Option<Conn>, Origin), Failure> {
+    ) -> Result<
+        (
+            hyper::http::response::Parts,
+            Incoming,
+            Option<Box<Conn>>,
+            Origin,
+        ),
+        Failure,
+    > {
         let origin = Origin {
             tls: url.scheme() == "https",
             host: url.host_str().unwrap_or_default().to_string(),
             port: url.port_or_known_default().unwrap_or(80),
             slot: POOL_SLOT.with(|s| s.get()),
         };
-        let host = match url.port() {
-            Some(port) => format!("{}:{port}", origin.host),
-            None => origin.host.clone(),
-        };
+        // `host[:port]` as the URL writes it (no credentials: see `takes`).
+        let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
         let mut headers = headers.clone();
         headers.insert(
             header::HOST,
-            HeaderValue::from_str(&host).map_err(|e| failure(&e, None, false, false))?,
+            HeaderValue::from_str(host).map_err(|e| failure(&e, None, false, false))?,
         );
         if !headers.contains_key(header::ACCEPT) {
             headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
@@ -294,22 +303,23 @@ impl Direct {
         let target: hyper::Uri = url[url::Position::BeforePath..url::Position::AfterQuery]
             .parse()
             .map_err(|e| failure(&e, None, false, false))?;
+        let mut req = hyper::Request::new(match body {
+            Some(b) => Full::new(b.clone()),
+            None => Full::default(),
+        });
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = target;
+        *req.headers_mut() = headers;
         // A kept-alive connection the relay closed just as the request went out is
-        // given up for a new one: only when the request was never sent.
+        // given up for a new one: only when the request was never sent (hyper gives
+        // it back then).
         let mut retried = false;
         loop {
             let (mut conn, was_idle) = match self.idle_conn(&origin).await {
                 Some(c) => (c, true),
-                None => (self.connect(url, &origin).await?, false),
+                None => (Box::pin(self.connect(url, &origin)).await?, false),
             };
-            let mut req = hyper::Request::new(match body {
-                Some(b) => Full::new(b.clone()),
-                None => Full::default(),
-            });
-            *req.method_mut() = method.clone();
-            *req.uri_mut() = target.clone();
-            *req.headers_mut() = headers.clone();
-            let mut answer = std::pin::pin!(conn.send.send_request(req));
+            let mut answer = std::pin::pin!(conn.send.try_send_request(req));
             let mut alive = true;
             let result = std::future::poll_fn(|cx| {
                 if alive {
@@ -323,17 +333,26 @@ impl Direct {
                     let (head, incoming) = answer.into_parts();
                     return Ok((head, incoming, alive.then_some(conn), origin));
                 }
-                Err(e) if e.is_canceled() && was_idle && !retried => retried = true,
-                Err(e) => {
-                    let timeout = e.is_timeout();
-                    return Err(failure(&SendError(e), None, timeout, false));
+                Err(mut e) => {
+                    let unsent = e.take_message();
+                    let e = e.into_error();
+                    match unsent {
+                        Some(r) if e.is_canceled() && was_idle && !retried => {
+                            retried = true;
+                            req = r;
+                        }
+                        _ => {
+                            let timeout = e.is_timeout();
+                            return Err(failure(&SendError(e), None, timeout, false));
+                        }
+                    }
                 }
             }
         }
     }
 
     /// The newest idle connection to `origin` that is still open and ready.
-    async fn idle_conn(&self, origin: &Origin) -> Option<Conn> {
+    async fn idle_conn(&self, origin: &Origin) -> Option<Box<Conn>> {
         loop {
             let (mut conn, since) = {
                 let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -346,9 +365,12 @@ impl Direct {
     }
 
     /// Puts a connection whose answer has been read back in the pool.
-    fn release(&self, origin: Origin, conn: Conn) {
+    fn release(&self, origin: &Origin, conn: Box<Conn>) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.entry(origin).or_default();
+        let conns = match idle.get_mut(origin) {
+            Some(conns) => conns,
+            None => idle.entry(origin.clone()).or_default(),
+        };
         // The oldest are at the front: those past the idle limit are closed.
         let expired = conns
             .iter()
@@ -360,7 +382,7 @@ impl Direct {
         }
     }
 
-    async fn connect(&self, url: &Url, origin: &Origin) -> Result<Conn, Failure> {
+    async fn connect(&self, url: &Url, origin: &Origin) -> Result<Box<Conn>, Failure> {
         let timed_out = || {
             Failure::new(
                 ErrorClass::Timeout,
@@ -405,7 +427,7 @@ impl Direct {
         let (send, driver) = http1::handshake(TokioIo::new(wire))
             .await
             .map_err(|e| failure(&SendError(e), None, false, false))?;
-        Ok(Conn { send, driver })
+        Ok(Box::new(Conn { send, driver }))
     }
 }
 
@@ -437,7 +459,7 @@ impl std::error::Error for SendError {
 /// The answer's body: it drives its connection while it is read, and gives the
 /// connection back to the pool once it has ended.
 struct Answer {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     client: Arc<Direct>,
     origin: Origin,
     body: Incoming,
@@ -446,7 +468,7 @@ struct Answer {
 impl Answer {
     fn release(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.client.release(self.origin.clone(), conn);
+            self.client.release(&self.origin, conn);
         }
     }
 }
