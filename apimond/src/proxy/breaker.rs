@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -70,6 +71,10 @@ pub struct BreakerView {
 
 pub struct Breakers {
     by_target: Mutex<HashMap<i64, HashMap<String, Breaker>>>,
+    /// How many breakers `by_target` holds (changed under its lock). Usually none:
+    /// then every request is admitted and its success recorded without the lock,
+    /// which every request on every thread would otherwise take twice.
+    count: AtomicUsize,
     cooldown: Duration,
     bus: Bus,
 }
@@ -86,6 +91,7 @@ impl Breakers {
     pub fn new(cooldown: Duration, bus: Bus) -> Breakers {
         Breakers {
             by_target: Mutex::default(),
+            count: AtomicUsize::new(0),
             cooldown,
             bus,
         }
@@ -98,6 +104,9 @@ impl Breakers {
     /// Whether a request may go to `model` on the target now, without taking a trial
     /// (for listings and refusal reasons).
     pub fn peek(&self, target_id: i64, model: &str) -> Admission {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return Admission::Yes;
+        }
         let map = self.lock();
         match map.get(&target_id).and_then(|m| m.get(model)) {
             None => Admission::Yes,
@@ -124,6 +133,9 @@ impl Breakers {
     /// Asks to send a request; a [`Admission::Trial`] must be followed by
     /// [`Breakers::record`].
     pub fn admit(&self, target_id: i64, target_name: &str, model: &str) -> Admission {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return Admission::Yes;
+        }
         let mut map = self.lock();
         let Some(b) = map.get_mut(&target_id).and_then(|m| m.get_mut(model)) else {
             return Admission::Yes;
@@ -152,20 +164,26 @@ impl Breakers {
 
     /// Feeds a live outcome.
     pub fn record(&self, target_id: i64, target_name: &str, model: &str, outcome: Outcome) {
+        // The common case: a success on a model that never failed changes nothing
+        // and allocates nothing.
+        let harmless = matches!(outcome, Outcome::Success | Outcome::Neutral);
+        if harmless && self.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let mut map = self.lock();
-        let b = match (outcome, map.get(&target_id).and_then(|m| m.get(model))) {
-            // The common case: a success on a model that never failed changes nothing
-            // and allocates nothing.
-            (Outcome::Success | Outcome::Neutral, None) => return,
-            (_, Some(_)) | (Outcome::Failure, None) => map
-                .entry(target_id)
-                .or_default()
-                .entry(model.to_string())
-                .or_insert(Breaker {
-                    state: State::Closed,
-                    failures: 0,
-                    opened_at: None,
-                }),
+        let b = match (harmless, map.get(&target_id).and_then(|m| m.get(model))) {
+            (true, None) => return,
+            _ => match map.entry(target_id).or_default().entry(model.to_string()) {
+                std::collections::hash_map::Entry::Occupied(b) => b.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    self.count.fetch_add(1, Ordering::Release);
+                    v.insert(Breaker {
+                        state: State::Closed,
+                        failures: 0,
+                        opened_at: None,
+                    })
+                }
+            },
         };
         let before = b.state;
         match (outcome, b.state) {
@@ -193,8 +211,9 @@ impl Breakers {
         if b.state == State::Closed
             && b.failures == 0
             && let Some(m) = map.get_mut(&target_id)
+            && m.remove(model).is_some()
         {
-            m.remove(model);
+            self.count.fetch_sub(1, Ordering::Release);
         }
         drop(map);
         if let Some(ev) = ev {
@@ -285,13 +304,29 @@ mod tests {
         b.record(1, "a", "m", Outcome::Success);
         assert_eq!(b.admit(1, "a", "m"), Admission::Yes);
         assert!(b.list(|_| "a".into()).is_empty());
+        assert_eq!(
+            b.count.load(Ordering::Relaxed),
+            0,
+            "closed breakers are let go"
+        );
+        // Once none is held, admission skips the lock; a new run of failures trips
+        // a breaker again all the same.
+        for _ in 0..FAILURES_TO_TRIP {
+            b.record(1, "a", "m", Outcome::Failure);
+        }
+        assert!(matches!(b.admit(1, "a", "m"), Admission::Open { .. }));
+        assert!(matches!(b.peek(1, "m"), Admission::Open { .. }));
+        assert_eq!(b.count.load(Ordering::Relaxed), 1);
         let mut states = Vec::new();
         while let Ok(crate::events::Received::Event(Event::BreakerChanged { state, .. })) =
             tokio_test_recv(&mut events)
         {
             states.push(state);
         }
-        assert_eq!(states, ["open", "half_open", "open", "half_open", "closed"]);
+        assert_eq!(
+            states,
+            ["open", "half_open", "open", "half_open", "closed", "open"]
+        );
     }
 
     fn tokio_test_recv(

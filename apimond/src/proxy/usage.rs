@@ -32,6 +32,9 @@ pub struct UsageReader {
     /// Request body size, for the input estimate.
     request_bytes: usize,
     sse: Option<SseParser>,
+    /// The body so far (not SSE): its first chunk, then any more. Most replies are
+    /// one chunk and need no vector.
+    first: Option<Bytes>,
     chunks: Vec<Bytes>,
     kept: usize,
     pub first_byte_ms: Option<f64>,
@@ -227,6 +230,7 @@ impl UsageReader {
             started,
             request_bytes,
             sse: sse.then(SseParser::new),
+            first: None,
             chunks: Vec::new(),
             kept: 0,
             first_byte_ms: None,
@@ -248,9 +252,14 @@ impl UsageReader {
         let Some(parser) = self.sse.as_mut() else {
             if self.kept + chunk.len() <= KEEP_BODY {
                 self.kept += chunk.len();
-                self.chunks.push(chunk.clone());
+                if self.first.is_none() {
+                    self.first = Some(chunk.clone());
+                } else {
+                    self.chunks.push(chunk.clone());
+                }
             } else {
                 self.kept = usize::MAX / 2;
+                self.first = None;
                 self.chunks.clear();
             }
             return;
@@ -278,12 +287,19 @@ impl UsageReader {
 
     /// The tokens once the reply ended (or was cut).
     pub fn finish(&mut self) -> Tokens {
-        if self.sse.is_none() && !self.chunks.is_empty() {
+        if self.sse.is_none()
+            && let Some(first) = self.first.take()
+        {
             let joined;
-            let whole: &[u8] = if self.chunks.len() == 1 {
-                &self.chunks[0]
+            let whole: &[u8] = if self.chunks.is_empty() {
+                &first
             } else {
-                joined = self.chunks.concat();
+                let mut all = Vec::with_capacity(self.kept);
+                all.extend_from_slice(&first);
+                for c in &self.chunks {
+                    all.extend_from_slice(c);
+                }
+                joined = all;
                 &joined
             };
             if let Some(u) = last_usage(whole) {
@@ -387,7 +403,8 @@ mod tests {
     fn a_whole_body_is_read_at_its_end() {
         let mut r = UsageReader::new(Protocol::Openai, Instant::now(), 40, false);
         r.see(&Bytes::from_static(b"{\"usage\":{\"prompt_tokens\":"));
-        r.see(&Bytes::from_static(b"2,\"completion_tokens\":3}}"));
+        r.see(&Bytes::from_static(b"2,\"completion_"));
+        r.see(&Bytes::from_static(b"tokens\":3}}"));
         assert_eq!(
             r.finish(),
             Tokens {
