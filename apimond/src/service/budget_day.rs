@@ -3,7 +3,7 @@
 //! bounds are computed once per day and cached, so the proxy's hot path only compares
 //! two numbers.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use jiff::tz::TimeZone;
 
@@ -11,27 +11,8 @@ use jiff::tz::TimeZone;
 pub struct BudgetDay {
     zone: TimeZone,
     name: String,
-    /// The cached day, packed by [`pack`]: read on every proxied request from every
-    /// thread, so a read must write nothing shared (a lock would). 0 = none yet.
-    cached: AtomicU64,
-}
-
-/// Bits of the packed day's length in seconds (a day is at most about 26 hours).
-const LENGTH_BITS: u32 = 20;
-
-/// A day as one word: its start (whole Unix seconds, which every zone's midnight is)
-/// and its length; `None` for a day that does not fit.
-fn pack((start, end): (f64, f64)) -> Option<u64> {
-    let length = end - start;
-    let whole = start.fract() == 0.0 && length.fract() == 0.0;
-    let fits = (1.0..f64::from(1u32 << LENGTH_BITS)).contains(&length)
-        && (1.0..(1u64 << (64 - LENGTH_BITS)) as f64).contains(&start);
-    (whole && fits).then_some(((start as u64) << LENGTH_BITS) | length as u64)
-}
-
-fn unpack(word: u64) -> (f64, f64) {
-    let start = (word >> LENGTH_BITS) as f64;
-    (start, start + (word & ((1 << LENGTH_BITS) - 1)) as f64)
+    /// [start, end) of the cached day, Unix seconds.
+    cached: Mutex<(f64, f64)>,
 }
 
 impl BudgetDay {
@@ -40,7 +21,7 @@ impl BudgetDay {
         BudgetDay {
             zone,
             name,
-            cached: AtomicU64::new(0),
+            cached: Mutex::new((0.0, 0.0)),
         }
     }
 
@@ -51,20 +32,15 @@ impl BudgetDay {
 
     /// Start and end (Unix seconds) of the day holding `at`.
     pub fn bounds(&self, at: f64) -> (f64, f64) {
-        let word = self.cached.load(Ordering::Relaxed);
-        if word != 0 {
-            let cached = unpack(word);
-            if (cached.0..cached.1).contains(&at) {
-                return cached;
-            }
+        let mut cached = self.cached.lock().expect("poisoned");
+        if (cached.0..cached.1).contains(&at) {
+            return *cached;
         }
         let bounds = self.compute(at);
         // Cache only the current day: a lookup of another day leaves it alone.
         let now = crate::store::now();
-        if (bounds.0..bounds.1).contains(&now)
-            && let Some(word) = pack(bounds)
-        {
-            self.cached.store(word, Ordering::Relaxed);
+        if (bounds.0..bounds.1).contains(&now) {
+            *cached = bounds;
         }
         bounds
     }
@@ -116,21 +92,5 @@ mod tests {
         let berlin = BudgetDay::new(TimeZone::get("Europe/Berlin").unwrap());
         let (s, e) = berlin.bounds(1_774_785_600.0); // 2026-03-29 12:00 UTC
         assert_eq!(e - s, 23.0 * 3600.0);
-    }
-
-    #[test]
-    fn todays_bounds_are_cached_in_one_word() {
-        let d = BudgetDay::new(TimeZone::get("Europe/Berlin").unwrap());
-        let today = d.bounds(crate::store::now());
-        assert_eq!(unpack(d.cached.load(Ordering::Relaxed)), today);
-        assert_eq!(d.bounds(today.0), today);
-        assert_eq!(d.bounds(today.1 - 0.001), today);
-        // Another day is computed and leaves today's cached.
-        assert_eq!(d.bounds(today.1).0, today.1);
-        assert_eq!(unpack(d.cached.load(Ordering::Relaxed)), today);
-        let day = (1_795_651_200.0, 1_795_737_600.0);
-        assert_eq!(pack(day).map(unpack), Some(day));
-        assert_eq!(pack((1.5, 86_401.5)), None, "not whole seconds");
-        assert_eq!(pack((100.0, 100.0)), None, "empty");
     }
 }

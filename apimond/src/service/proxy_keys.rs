@@ -58,9 +58,6 @@ struct Entry {
 
 #[derive(Default)]
 struct Index {
-    /// The master token's digest: here rather than behind a lock of its own, so a
-    /// request's key check reads one shared lock, not two.
-    master: Option<[u8; 32]>,
     by_digest: HashMap<[u8; 32], Arc<Entry>>,
     by_id: HashMap<i64, Arc<Entry>>,
 }
@@ -74,6 +71,7 @@ pub struct KeyUsageToday {
 
 struct Shared {
     index: RwLock<Arc<Index>>,
+    master: RwLock<Option<[u8; 32]>>,
     /// Failed credentials per client, shared with the API's token check.
     failures: Arc<Mutex<Window>>,
     day: BudgetDay,
@@ -115,6 +113,7 @@ impl ProxyKeys {
         let keys = ProxyKeys {
             shared: Arc::new(Shared {
                 index: RwLock::new(Arc::new(Index::default())),
+                master: RwLock::new(None),
                 failures,
                 day,
                 usage: tx,
@@ -126,12 +125,8 @@ impl ProxyKeys {
 
     /// Sets (or clears) the master token; called at start and on settings changes.
     pub fn set_master(&self, token: Option<&str>) {
-        let mut index = self.shared.index.write().expect("poisoned");
-        *index = Arc::new(Index {
-            master: token.filter(|t| !t.is_empty()).map(digest),
-            by_digest: index.by_digest.clone(),
-            by_id: index.by_id.clone(),
-        });
+        *self.shared.master.write().expect("poisoned") =
+            token.filter(|t| !t.is_empty()).map(digest);
     }
 
     /// Rebuilds the index from the store, keeping each key's counters. The first call
@@ -179,9 +174,7 @@ impl ProxyKeys {
             index.by_digest.insert(d, entry.clone());
             index.by_id.insert(entry.record.id, entry);
         }
-        let mut current = self.shared.index.write().expect("poisoned");
-        index.master = current.master;
-        *current = Arc::new(index);
+        *self.shared.index.write().expect("poisoned") = Arc::new(index);
         Ok(())
     }
 
@@ -196,10 +189,7 @@ impl ProxyKeys {
             return Err(KeyRefusal::Missing);
         }
         let d = digest(presented);
-        // Read under the lock, without taking the index (its count is shared by
-        // every thread's requests).
-        let index = self.shared.index.read().expect("poisoned");
-        if let Some(m) = index.master
+        if let Some(m) = *self.shared.master.read().expect("poisoned")
             && bool::from(m.ct_eq(&d))
         {
             return Ok(KeyGrant {
@@ -209,6 +199,7 @@ impl ProxyKeys {
                 allowed_models: Vec::new(),
             });
         }
+        let index = self.shared.index.read().expect("poisoned").clone();
         let entry = index
             .by_digest
             .get(&d)
@@ -287,7 +278,7 @@ impl ProxyKeys {
     /// counters are updated anyway, so budgets still hold.
     pub fn record(&self, usage: ProxyUsage) {
         if let Some(id) = usage.key_id {
-            let index = self.shared.index.read().expect("poisoned");
+            let index = self.shared.index.read().expect("poisoned").clone();
             if let Some(entry) = index.by_id.get(&id) {
                 let (day_start, _) = self.shared.day.bounds(usage.at);
                 let mut live = entry.live.lock().expect("poisoned");

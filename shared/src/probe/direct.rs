@@ -182,20 +182,8 @@ impl Conn {
 pub(super) struct Direct {
     verify_ssl: bool,
     tls: OnceLock<Result<tokio_rustls::TlsConnector, String>>,
-    /// Idle connections, by origin, in shards by pool slot: each thread running a
-    /// runtime of its own takes and returns its connections under a lock no other
-    /// thread touches (one lock for all made every request move its cache line
-    /// between cores).
-    idle: [Shard; SHARDS],
+    idle: Mutex<HashMap<Origin, Vec<Idle>>>,
 }
-
-/// Shards of the idle pool; slots beyond share.
-const SHARDS: usize = 8;
-
-/// One shard, on a cache line of its own.
-#[derive(Default)]
-#[repr(align(128))]
-struct Shard(Mutex<HashMap<Origin, Vec<Idle>>>);
 
 /// A pooled connection and since when it has been idle.
 type Idle = (Box<Conn>, Instant);
@@ -205,7 +193,7 @@ impl Direct {
         Direct {
             verify_ssl,
             tls: OnceLock::new(),
-            idle: Default::default(),
+            idle: Mutex::default(),
         }
     }
 
@@ -363,15 +351,11 @@ impl Direct {
         }
     }
 
-    fn shard(&self, origin: &Origin) -> &Mutex<HashMap<Origin, Vec<Idle>>> {
-        &self.idle[origin.slot % SHARDS].0
-    }
-
     /// The newest idle connection to `origin` that is still open and ready.
     async fn idle_conn(&self, origin: &Origin) -> Option<Box<Conn>> {
         loop {
             let (mut conn, since) = {
-                let mut idle = self.shard(origin).lock().unwrap_or_else(|e| e.into_inner());
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
                 idle.get_mut(origin)?.pop()?
             };
             if since.elapsed() < POOL_IDLE && conn.ready().await {
@@ -382,7 +366,7 @@ impl Direct {
 
     /// Puts a connection whose answer has been read back in the pool.
     fn release(&self, origin: &Origin, conn: Box<Conn>) {
-        let mut idle = self.shard(origin).lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let conns = match idle.get_mut(origin) {
             Some(conns) => conns,
             None => idle.entry(origin.clone()).or_default(),
