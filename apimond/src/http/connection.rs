@@ -41,11 +41,11 @@ pub type Answer = Pin<Box<dyn Future<Output = axum::response::Response> + Send>>
 /// where the router's own work per request (matching, extensions, a boxed service)
 /// is a share worth saving. Everything else goes to the router.
 pub trait Shortcut: Send + Sync + 'static {
-    /// Whether requests of `method` to `path` are this shortcut's.
-    fn takes(&self, method: &axum::http::Method, path: &str) -> bool;
+    /// Which of this shortcut's routes requests of `method` to `path` take, if any.
+    fn route(&self, method: &axum::http::Method, path: &str) -> Option<usize>;
 
-    /// Serves a request it takes, from `peer`.
-    fn serve(&self, req: axum::extract::Request, peer: SocketAddr) -> Answer;
+    /// Serves a request `route` took, from `peer`.
+    fn serve(&self, route: usize, req: axum::extract::Request, peer: SocketAddr) -> Answer;
 }
 
 /// Since when (ms after `epoch`) the connection's writes have been blocked; 0 = not.
@@ -382,9 +382,9 @@ pub async fn serve(
             })
         });
         if let Some(shortcut) = &shortcut
-            && shortcut.takes(req.method(), req.uri().path())
+            && let Some(route) = shortcut.route(req.method(), req.uri().path())
         {
-            return Either::Left(shortcut.serve(req, peer).map(Ok));
+            return Either::Left(shortcut.serve(route, req, peer).map(Ok));
         }
         req.extensions_mut().insert(ConnectInfo(peer));
         Either::Right(app.clone().oneshot(req))

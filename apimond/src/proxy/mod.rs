@@ -95,35 +95,29 @@ pub fn shortcut(proxy: Arc<Proxy>) -> Arc<dyn crate::http::connection::Shortcut>
 
 struct Shortcut(Arc<Proxy>);
 
-/// The API of a `POST` to `path` the shortcut serves.
-fn shortcut_api(method: &axum::http::Method, path: &str) -> Option<Api> {
-    if method != axum::http::Method::POST {
-        return None;
-    }
-    match path {
-        "/v1/chat/completions" => Some(Api::Chat),
-        "/v1/responses" => Some(Api::Responses),
-        "/v1/messages" => Some(Api::Messages),
-        "/v1/embeddings" => Some(Api::Embeddings),
-        _ => None,
-    }
-}
+/// What the shortcut takes: a `POST` to each path, as the API it is.
+const SHORTCUT_ROUTES: [(&str, Api); 4] = [
+    ("/v1/chat/completions", Api::Chat),
+    ("/v1/responses", Api::Responses),
+    ("/v1/messages", Api::Messages),
+    ("/v1/embeddings", Api::Embeddings),
+];
 
 impl crate::http::connection::Shortcut for Shortcut {
-    fn takes(&self, method: &axum::http::Method, path: &str) -> bool {
-        shortcut_api(method, path).is_some()
+    fn route(&self, method: &axum::http::Method, path: &str) -> Option<usize> {
+        if method != axum::http::Method::POST {
+            return None;
+        }
+        SHORTCUT_ROUTES.iter().position(|(p, _)| *p == path)
     }
 
-    fn serve(&self, req: Request, peer: std::net::SocketAddr) -> crate::http::connection::Answer {
-        let Some(api) = shortcut_api(req.method(), req.uri().path()) else {
-            // Only asked after `takes`: not reached.
-            let refusal = Refusal::new(
-                StatusCode::NOT_FOUND,
-                "not_found_error",
-                format!("no such endpoint: {}", req.uri().path()),
-            );
-            return Box::pin(async move { refusal.into_response() });
-        };
+    fn serve(
+        &self,
+        route: usize,
+        req: Request,
+        peer: std::net::SocketAddr,
+    ) -> crate::http::connection::Answer {
+        let api = SHORTCUT_ROUTES[route].1;
         Box::pin(forward::serve(self.0.clone(), api, req, None, Some(peer)))
     }
 }
