@@ -85,7 +85,7 @@ def main():
     procs = []
     try:
         nginx, up_port, _ = pb.start_nginx(tmp)
-        procs.append(nginx)
+        procs.extend(nginx)
         upstream = f"http://127.0.0.1:{up_port}"
 
         runs = iter(range(100))
