@@ -397,26 +397,86 @@ pub async fn serve(
         .max_buf_size(MAX_HEAD_BYTES);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    // A stalled write is noticed within a quarter of its limit.
+    // The stop and the stalled-write check are watched by a task of their own, which
+    // tells this one through `control`: the connection is polled on every socket
+    // event, and polling a timer and the shared stop token each time costs more than
+    // reading one flag.
+    let control = Arc::new(Control::default());
+    let (ended, ended_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(watch_connection(
+        control.clone(),
+        watch,
+        limits,
+        stop,
+        peer,
+        ended_rx,
+    ));
+    let mut stopping = false;
+    std::future::poll_fn(|cx| {
+        control.waker.register(cx.waker());
+        let flags = control.flags.load(Ordering::Acquire);
+        if flags & Control::CLOSE != 0 {
+            return Poll::Ready(());
+        }
+        if flags & Control::GRACEFUL != 0 && !stopping {
+            stopping = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        let result = ready!(conn.as_mut().poll(cx));
+        if let Err(e) = result {
+            tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
+        }
+        Poll::Ready(())
+    })
+    .await;
+    drop(ended);
+}
+
+/// What a connection's watcher tells it.
+#[derive(Default)]
+struct Control {
+    flags: std::sync::atomic::AtomicU8,
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl Control {
+    /// The daemon is stopping: finish the request in progress, then close.
+    const GRACEFUL: u8 = 1;
+    /// Close now.
+    const CLOSE: u8 = 2;
+
+    fn tell(&self, flag: u8) {
+        self.flags.fetch_or(flag, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// Watches one connection until it ends (`ended` resolves): passes the daemon's stop
+/// on, and closes it once its client has not taken a byte of a response for the
+/// stall limit (noticed within a quarter of it).
+async fn watch_connection(
+    control: Arc<Control>,
+    writes: Arc<WriteWatch>,
+    limits: HttpLimits,
+    stop: CancellationToken,
+    peer: SocketAddr,
+    mut ended: tokio::sync::oneshot::Receiver<()>,
+) {
     let mut check =
         tokio::time::interval((limits.stall_timeout / 4).max(Duration::from_millis(250)));
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stopping = false;
     loop {
         tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
-                }
-                return;
-            }
+            _ = &mut ended => return,
             _ = stop.cancelled(), if !stopping => {
                 stopping = true;
-                conn.as_mut().graceful_shutdown();
+                control.tell(Control::GRACEFUL);
             }
             _ = check.tick() => {
-                if watch.stalled_for() >= limits.stall_timeout {
+                if writes.stalled_for() >= limits.stall_timeout {
                     tracing::info!(client = %peer, seconds = limits.stall_timeout.as_secs(), "closed an HTTP connection whose client stopped reading (HTTP_STALL_TIMEOUT_S)");
+                    control.tell(Control::CLOSE);
                     return;
                 }
             }

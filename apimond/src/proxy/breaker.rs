@@ -3,7 +3,9 @@
 //! goes through (half-open); its success closes the breaker, its failure opens it again.
 //! Routing skips open breakers. Every change is published on the event bus.
 
-use std::collections::HashMap;
+// foldhash (seeded per process) costs far less than SipHash per lookup; the keys
+// are channel ids and the model ids their channels list.
+use foldhash::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

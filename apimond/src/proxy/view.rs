@@ -3,7 +3,9 @@
 //! touch SQLite; a refresher task rebuilds the snapshot from the store when the event
 //! bus says targets or probe results changed (and every so often, as a safety net).
 
-use std::collections::HashMap;
+// foldhash (seeded per process) costs far less than SipHash per lookup; the keys
+// are channel names and ids and the model ids the channels list.
+use foldhash::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 

@@ -4,7 +4,9 @@
 //! minute and daily token budget; [`ProxyKeys::record`] counts a request against its
 //! key at once and queues its usage row for the store's writer, never waiting on it.
 
-use std::collections::HashMap;
+// foldhash (seeded per process) costs far less than SipHash per lookup; the keys
+// are key ids and SHA-256 digests, which no client can aim at one bucket.
+use foldhash::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -138,7 +140,7 @@ impl ProxyKeys {
         let seeded = if seed_today {
             store.usage_per_key_since(day_start).await?
         } else {
-            HashMap::new()
+            std::collections::HashMap::new()
         };
         let old = self.shared.index.read().expect("poisoned").clone();
         let mut index = Index::default();
@@ -229,40 +231,44 @@ impl ProxyKeys {
         if k.expires_at.is_some_and(|t| t <= now) {
             return Err(KeyRefusal::Expired);
         }
-        let (day_start, day_end) = self.shared.day.bounds(now);
-        let mut live = entry.live.lock().expect("poisoned");
-        if live.day_start != day_start {
-            live.day_start = day_start;
-            live.requests_today = 0;
-            live.tokens_today = 0;
-        }
-        if let Some(budget) = k.daily_token_budget
-            && live.tokens_today >= budget
-        {
-            return Err(KeyRefusal::BudgetSpent {
-                retry_after_s: ceil_secs(day_end - now),
-                daily_token_budget: budget,
-            });
-        }
-        if let Some(rpm) = k.rpm_limit {
-            // A token bucket of `rpm` requests, refilled at rpm per minute.
-            let rate = f64::from(rpm) / 60.0;
-            let t = Instant::now();
-            if live.bucket_limit != Some(rpm) {
-                live.bucket_limit = Some(rpm);
-                live.bucket = f64::from(rpm);
-                live.filled_at = t;
+        // The counters are shared by every thread serving this key: a key without
+        // limits leaves them to `record`.
+        if k.daily_token_budget.is_some() || k.rpm_limit.is_some() {
+            let (day_start, day_end) = self.shared.day.bounds(now);
+            let mut live = entry.live.lock().expect("poisoned");
+            if live.day_start != day_start {
+                live.day_start = day_start;
+                live.requests_today = 0;
+                live.tokens_today = 0;
             }
-            let elapsed = t.duration_since(live.filled_at).as_secs_f64();
-            live.bucket = (live.bucket + elapsed * rate).min(f64::from(rpm));
-            live.filled_at = t;
-            if live.bucket < 1.0 {
-                return Err(KeyRefusal::RateLimited {
-                    retry_after_s: ceil_secs((1.0 - live.bucket) / rate),
-                    rpm_limit: rpm,
+            if let Some(budget) = k.daily_token_budget
+                && live.tokens_today >= budget
+            {
+                return Err(KeyRefusal::BudgetSpent {
+                    retry_after_s: ceil_secs(day_end - now),
+                    daily_token_budget: budget,
                 });
             }
-            live.bucket -= 1.0;
+            if let Some(rpm) = k.rpm_limit {
+                // A token bucket of `rpm` requests, refilled at rpm per minute.
+                let rate = f64::from(rpm) / 60.0;
+                let t = Instant::now();
+                if live.bucket_limit != Some(rpm) {
+                    live.bucket_limit = Some(rpm);
+                    live.bucket = f64::from(rpm);
+                    live.filled_at = t;
+                }
+                let elapsed = t.duration_since(live.filled_at).as_secs_f64();
+                live.bucket = (live.bucket + elapsed * rate).min(f64::from(rpm));
+                live.filled_at = t;
+                if live.bucket < 1.0 {
+                    return Err(KeyRefusal::RateLimited {
+                        retry_after_s: ceil_secs((1.0 - live.bucket) / rate),
+                        rpm_limit: rpm,
+                    });
+                }
+                live.bucket -= 1.0;
+            }
         }
         Ok(KeyGrant {
             key_id: Some(k.id),

@@ -12,7 +12,9 @@
 //! [`POOL_IDLE`], `Accept: */*` unless the request names one, `TCP_NODELAY`, redirects
 //! followed by the same rules.
 
-use std::collections::HashMap;
+// foldhash (seeded per process) costs far less than SipHash per lookup; the keys
+// are the origins of configured channels.
+use foldhash::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
