@@ -56,7 +56,7 @@ pub struct Listen {
     /// `PUBLIC_URL`: the origin of the panel as users reach it, when set.
     pub public_origin: Option<String>,
     pub limits: HttpLimits,
-    /// `HTTP_THREADS`, 0 (one per CPU) resolved.
+    /// `HTTP_THREADS`, 0 (two per CPU) resolved.
     pub threads: usize,
 }
 
@@ -154,6 +154,18 @@ pub enum ConfigError {
     Other(String),
 }
 
+/// HTTP threads when `HTTP_THREADS` is 0: two per CPU. Each thread is one event
+/// loop over its connections, so a thread the kernel preempts holds up every request
+/// on it until it runs again; on a busy machine (relays, clients or other services on
+/// the same cores) a woken process preempts the thread with the most CPU time, and
+/// with one thread per CPU that is ours. Two per CPU halves each thread's share and
+/// what one preemption holds up. In the proxy bench (2 CPUs shared with the load
+/// generator and the relay) it served 5–13% more requests per second than one thread
+/// per CPU, at 32 to 256 connections.
+pub fn default_http_threads(cpus: usize) -> usize {
+    cpus.max(1) * 2
+}
+
 impl Config {
     /// Loads from the process environment and the file named by `config_path` (the
     /// `--config` flag) or `APIMON_CONFIG`.
@@ -243,7 +255,9 @@ impl Config {
                 max_per_client: raw.int(&HTTP_MAX_CONNECTIONS_PER_CLIENT)? as usize,
             },
             threads: match raw.int(&HTTP_THREADS)? {
-                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                0 => default_http_threads(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                ),
                 n => n as usize,
             },
         };

@@ -39,6 +39,19 @@ fn defaults_match_the_spec() {
 }
 
 #[test]
+fn http_threads_default_to_two_per_cpu_and_a_set_count_is_kept() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let c = Config::from_sources(&env(&[]), None).unwrap();
+    assert_eq!(c.listen.threads, 2 * cpus);
+    let zero = Config::from_sources(&env(&[("HTTP_THREADS", "0")]), None).unwrap();
+    assert_eq!(zero.listen.threads, 2 * cpus);
+    let three = Config::from_sources(&env(&[("HTTP_THREADS", "3")]), None).unwrap();
+    assert_eq!(three.listen.threads, 3);
+    assert_eq!(default_http_threads(1), 2);
+    assert_eq!(default_http_threads(0), 2, "no CPU count still serves");
+}
+
+#[test]
 fn each_bad_value_names_the_variable_the_value_and_what_is_allowed() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (

@@ -238,7 +238,7 @@ pub const HTTP_MAX_CONNECTIONS: Variable =
 pub const HTTP_MAX_CONNECTIONS_PER_CLIENT: Variable =
     Variable::int("HTTP_MAX_CONNECTIONS_PER_CLIENT", 1, 1_000_000, 1_200);
 /// Threads serving HTTP connections, each with the connections it was handed from
-/// start to end; 0 is one per CPU.
+/// start to end; 0 is two per CPU (see `config::default_http_threads`).
 pub const HTTP_THREADS: Variable = Variable::int("HTTP_THREADS", 0, 256, 0);
 
 /// Every variable apimond reads, in the order they are checked (with several bad values,

@@ -1,7 +1,7 @@
 //! The proxy benchmark's baseline for apimond's own cost: the same HTTP stack apimond
 //! proxies with (axum and hyper serving, the `plain` profile's client sending: direct
 //! pooled keep-alive connections, the body streamed back) and nothing else: no keys,
-//! routing, limits, timeouts or usage. Served as apimond serves: a thread per CPU,
+//! routing, limits, timeouts or usage. Served as apimond serves: two threads per CPU,
 //! each running a single-threaded runtime. `bare-proxy UPSTREAM` forwards every
 //! request's method, path, query, content type and body to `UPSTREAM`
 //! (`http://host:port`), prints `listening http://127.0.0.1:PORT` once ready and
@@ -86,9 +86,9 @@ fn main() -> ExitCode {
         }
     };
     let up = Upstream { base, client };
-    // As apimond serves: a thread per CPU, each with a single-threaded runtime and the
+    // As apimond serves: two threads per CPU, each with a single-threaded runtime and the
     // connections it accepted (here from a listener of its own on the shared port).
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut serving = Vec::new();
     let mut port = 0;
     for n in 0..threads {
