@@ -4,10 +4,11 @@
 In one run, against a fast upstream (nginx answering a fixed chat-completions JSON):
 
   1. non-streaming chat completions with wrk: direct to the upstream, through nginx's own
-     proxy_pass (keep-alive to the upstream), through testkit's bare-proxy (apimond's
-     HTTP stack, axum + reqwest, with nothing in between: what the stack itself costs),
-     and through apimond (release build) with a proxy key; requests/s, p50, p99 and
-     non-2xx of each, and apimond's ratios;
+     proxy_pass (keep-alive to the upstream; a second nginx instance, as a proxy in
+     front of a relay is another process), through testkit's bare-proxy (apimond's HTTP
+     stack, axum serving and the plain profile's direct client sending, with nothing in
+     between: what the stack itself costs), and through apimond (release build) with a
+     proxy key; requests/s, p50, p99 and non-2xx of each, and apimond's ratios;
   2. the time to the first event of a stream, one at a time, straight to the fake relay
      and through apimond (what the proxy adds to the time to first token);
   3. 1,000 concurrent streaming clients through apimond to the fake relay (events
@@ -25,7 +26,8 @@ stalled.
 
 Installs nginx and wrk from Debian packages when missing. Builds the release binaries
 unless --bin-dir names a folder holding apimond, fake-upstream and bare-proxy.
-Usage: bench/proxy_bench.py [--duration S] [--rounds N] [--connections N] [--streams N] [--bin-dir DIR]
+Usage: bench/proxy_bench.py [--duration S] [--rounds N] [--connections N] [--streams N]
+                            [--one-nginx] [--bin-dir DIR]
 """
 
 import argparse
