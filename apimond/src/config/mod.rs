@@ -161,9 +161,9 @@ pub enum ConfigError {
 /// with one thread per CPU that is ours. Two per CPU halves each thread's share and
 /// what one preemption holds up. In the proxy bench (2 CPUs shared with the load
 /// generator and the relay) it served 5–13% more requests per second than one thread
-/// per CPU, at 32 to 256 connections.
+/// per CPU, at 32 to 256 connections. At most 256, as for a set count.
 pub fn default_http_threads(cpus: usize) -> usize {
-    cpus.max(1) * 2
+    (cpus.max(1) * 2).min(256)
 }
 
 impl Config {

@@ -49,6 +49,11 @@ fn http_threads_default_to_two_per_cpu_and_a_set_count_is_kept() {
     assert_eq!(three.listen.threads, 3);
     assert_eq!(default_http_threads(1), 2);
     assert_eq!(default_http_threads(0), 2, "no CPU count still serves");
+    assert_eq!(
+        default_http_threads(512),
+        256,
+        "the most a set count may be"
+    );
 }
 
 #[test]
