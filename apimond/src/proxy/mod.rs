@@ -95,7 +95,9 @@ pub fn shortcut(proxy: Arc<Proxy>) -> Arc<dyn crate::http::connection::Shortcut>
 
 struct Shortcut(Arc<Proxy>);
 
-/// What the shortcut takes: a `POST` to each path, as the API it is.
+/// What the shortcut takes: a `POST` to each path, as the API it is. The router has
+/// the same routes (a daemon serves them there without the shortcut, and other
+/// methods get their 405 there).
 const SHORTCUT_ROUTES: [(&str, Api); 4] = [
     ("/v1/chat/completions", Api::Chat),
     ("/v1/responses", Api::Responses),
@@ -120,22 +122,6 @@ impl crate::http::connection::Shortcut for Shortcut {
         let api = SHORTCUT_ROUTES[route].1;
         Box::pin(forward::serve(self.0.clone(), api, req, None, Some(peer)))
     }
-}
-
-async fn chat(State(p): State<ProxyState>, req: Request) -> Response<Body> {
-    forward::serve(p, Api::Chat, req, None, None).await
-}
-
-async fn responses(State(p): State<ProxyState>, req: Request) -> Response<Body> {
-    forward::serve(p, Api::Responses, req, None, None).await
-}
-
-async fn messages(State(p): State<ProxyState>, req: Request) -> Response<Body> {
-    forward::serve(p, Api::Messages, req, None, None).await
-}
-
-async fn embeddings(State(p): State<ProxyState>, req: Request) -> Response<Body> {
-    forward::serve(p, Api::Embeddings, req, None, None).await
 }
 
 /// `POST …/models/{model}:generateContent|streamGenerateContent`.
@@ -209,15 +195,20 @@ async fn list_breakers(
 
 /// The proxy's routes, to merge into the daemon's router.
 pub fn router(proxy: ProxyState) -> Router {
-    let data = Router::new()
+    let mut data = Router::new()
         .route("/v1/models", get(models))
         .route("/v1/models/{*rest}", get(model).post(gemini))
-        .route("/v1/chat/completions", post(chat))
-        .route("/v1/responses", post(responses))
-        .route("/v1/messages", post(messages))
-        .route("/v1/embeddings", post(embeddings))
         .route("/v1beta/models", get(gemini_models))
-        .route("/v1beta/models/{*rest}", get(model).post(gemini))
+        .route("/v1beta/models/{*rest}", get(model).post(gemini));
+    for (path, api) in SHORTCUT_ROUTES {
+        data = data.route(
+            path,
+            post(move |State(p): State<ProxyState>, req: Request| {
+                forward::serve(p, api, req, None, None)
+            }),
+        );
+    }
+    let data = data
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(proxy.clone());
     let api = Router::new()
