@@ -94,6 +94,32 @@ test('the viewer picks a run, filters by class, status, protocol and text, and s
   await page.context().close();
 });
 
+test('a search typed while earlier rows are still on their way is kept and applied', async () => {
+  const id = stack.ids.alpha;
+  const page = await openPage(browser);
+  await page.goto(`${stack.base}/viewer.html?target_id=${id}`);
+  await page.waitForSelector('#rows .lv-row');
+  await page.selectOption('#f-status', 'ok');
+  await until(page, () => document.querySelectorAll('#rows .lv-row').length === 3);
+  // The rows "clear filters" asks for arrive only once the search is typed, before its
+  // pause runs out: they must neither wipe the box nor the search it starts.
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  await page.route((url) => url.pathname.endsWith('/logs') && !url.searchParams.get('q'), async (route) => {
+    await held;
+    await route.continue();
+  });
+  await page.click('#f-clear');
+  await page.fill('#f-q', 'CLAUDE');
+  release();
+  await until(page, () => document.querySelectorAll('#rows .lv-row').length === 1
+    && new URL(location.href).searchParams.get('q') === 'CLAUDE');
+  assert.deepEqual(await models(page), ['claude-3-5-haiku']);
+  assert.equal(await page.inputValue('#f-q'), 'CLAUDE');
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
 test('keyboard: the list moves with the arrow keys and the tabs with left and right', async () => {
   const page = await openPage(browser);
   await page.goto(`${stack.base}/viewer.html?target_id=${stack.ids.alpha}`);

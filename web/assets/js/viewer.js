@@ -140,7 +140,9 @@ function renderFilters() {
   fillSelect($('#f-class'), Object.keys(facets.error_class || {}).sort(), facets.error_class, classLabel);
   fillSelect($('#f-protocol'), ['openai', 'anthropic', 'gemini'], facets.protocol || {}, (v) => v);
   fillSelect($('#f-route'), ['chat', 'responses', 'anthropic', 'gemini'], facets.route || {}, (v) => v);
-  $('#f-q').value = state.filter.q;
+  // Rows that arrive while someone is typing a search must not wipe what they typed.
+  const q = $('#f-q');
+  if (document.activeElement !== q) q.value = state.filter.q;
   $('#f-clear').hidden = !FILTERS.some((k) => state.filter[k]);
 }
 
@@ -367,7 +369,8 @@ function wire() {
   let timer = null;
   $('#f-q').addEventListener('input', (e) => {
     clearTimeout(timer);
-    timer = setTimeout(() => onFilterChange('q', e.target.value.trim()), 250);
+    const q = e.target.value.trim();
+    timer = setTimeout(() => onFilterChange('q', q), 250);
   });
   $('#f-clear').addEventListener('click', () => {
     for (const k of FILTERS) state.filter[k] = '';
