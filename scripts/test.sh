@@ -54,14 +54,18 @@ cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 stage proxy-sdk
 scripts/test-proxy-sdk.sh 2>&1 | tee -a "$log"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-set -e
 stage web
-scripts/test-web.sh || status=1
+scripts/test-web.sh 2>&1 | tee -a "$log"; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+set -e
 stage operations
 scripts/test-ops.sh || status=1
 stage ""
 echo "== total $SECONDS s"
-# One closing line over every test binary (cargo prints one result line per binary).
+# One closing line over every test: cargo's result line per binary, pytest's closing
+# line (the SDK tests) and node's totals (the pages).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     /^=* *[0-9]+ (passed|failed)/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     /^# pass [0-9]+$/ { p += $3 }
+     /^# fail [0-9]+$/ { f += $3 }
      END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"
